@@ -1,0 +1,61 @@
+# rnnserve — see README.md. Every target bootstraps .venv/ on first use.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+MODEL ?= models/intent.onnx
+HOST ?= 127.0.0.1
+PORT ?= 50051
+METRICS_PORT ?= 9090
+QUANTIZE ?=
+TRAIN_ARGS ?=
+
+.PHONY: install run serve test test-slow lint format train export parity sweep data proto proto-check clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv/ with every dependency (only that)
+
+run: serve  ## set up, then serve the default model on 127.0.0.1:50051
+
+serve: $(STAMP)
+	$(PY) -m server --model $(MODEL) --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT)
+
+test: $(STAMP)  ## the test suite (fast; slow tests excluded)
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy modelspec export
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+data: $(STAMP)
+	$(PY) -m export data
+
+train: $(STAMP)  ## train the default model -> models/intent.pt + report
+	$(PY) -m export train $(TRAIN_ARGS)
+
+export: $(STAMP)  ## export -> models/intent.onnx, parity table, metadata (QUANTIZE=1: int8 too)
+	$(PY) -m export export $(if $(QUANTIZE),--quantize)
+
+parity: $(STAMP)
+	$(PY) -m export parity
+
+sweep: $(STAMP)  ## compare every cell type on validation
+	$(PY) -m export sweep
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

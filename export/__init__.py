@@ -1,0 +1,1 @@
+"""Training side: data, the torch model, training, ONNX export, parity, quantization."""

@@ -1,0 +1,315 @@
+"""python -m export {data,train,export,parity,sweep}: the training-side command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from export.data import DataError, Example, generate, read_jsonl, summarize, write_jsonl
+
+DEFAULT_ARCH: dict[str, Any] = {
+    "cell": "gru",
+    "bidirectional": True,
+    "num_layers": 1,
+    "nonlinearity": "tanh",
+    "embedding_dim": 64,
+    "hidden_size": 128,
+    "dropout": 0.2,
+}
+
+
+def _load_splits(args: argparse.Namespace) -> tuple[dict[str, list[Example]], dict[str, Any]]:
+    """User JSONL files when given, else sentences generated from home-assistant-intents."""
+    if args.train_file:
+        train = read_jsonl(args.train_file)
+        splits = {
+            "train": train,
+            "val": read_jsonl(args.val_file) if args.val_file else [],
+            "test": read_jsonl(args.test_file) if args.test_file else [],
+        }
+        if not splits["val"] or not splits["test"]:
+            # Carve what is missing from the end of the training file (deterministic).
+            n = max(1, len(train) // 10)
+            if not splits["val"]:
+                splits["val"], train = train[-n:], train[:-n]
+            if not splits["test"]:
+                splits["test"], train = train[-n:], train[:-n]
+            splits["train"] = train
+        source = {
+            "data": "jsonl",
+            "train": str(args.train_file),
+            "val": str(args.val_file or ""),
+            "test": str(args.test_file or ""),
+        }
+    else:
+        splits = generate(seed=args.seed)
+        source = {"data": "home-assistant-intents", "seed": args.seed}
+    return splits, source
+
+
+def _arch(args: argparse.Namespace) -> dict[str, Any]:
+    arch = dict(DEFAULT_ARCH)
+    for key in arch:
+        val = getattr(args, key, None)
+        if val is not None:
+            arch[key] = val
+    return arch
+
+
+def _fmt(m: dict[str, Any]) -> str:
+    return f"intent acc {m['intent_accuracy']:.4f}  slot F1 {m['slot_f1']:.4f}  (n={m['n']})"
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Generate the splits and write them as JSONL."""
+    splits = generate(seed=args.seed)
+    for name, exs in splits.items():
+        write_jsonl(Path(args.out_dir) / f"{name}.jsonl", exs)
+    print(json.dumps(summarize(splits), indent=2))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one model, write the checkpoint and the report."""
+    from export.train import TrainConfig, save_checkpoint, train, train_config_dict
+
+    splits, source = _load_splits(args)
+    for name, exs in splits.items():
+        write_jsonl(Path(args.data_dir) / f"{name}.jsonl", exs)
+    cfg = TrainConfig(
+        seed=args.seed, epochs=args.epochs, threads=args.threads, progress=not args.no_progress
+    )
+    arch = _arch(args)
+    print(
+        f"training {arch} on {len(splits['train'])} examples "
+        f"(val {len(splits['val'])}, test {len(splits['test'])})",
+        flush=True,
+    )
+    result = train(splits, arch, cfg, log=lambda m: print(m, flush=True))
+    extra = {**source, "train_config": train_config_dict(cfg), "splits": summarize(splits)}
+    save_checkpoint(args.out, result, extra)
+    test = result.metrics["test"]
+    report = {
+        "arch": arch,
+        "seconds": round(result.seconds, 1),
+        "best_epoch": result.best_epoch,
+        "metrics": result.metrics,
+        "data": extra,
+    }
+    Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\ntrained in {result.seconds:.0f} s (best epoch {result.best_epoch})")
+    print(f"test      {_fmt(test)}")
+    for kind, m in test.get("by_kind", {}).items():
+        print(f"  {kind:9s} {_fmt(m)}")
+    for c in test["worst_confusions"][:3]:
+        print(f"  confused: {c['gold']} -> {c['predicted']} x{c['count']}")
+    print(f"checkpoint {args.out}\nreport     {args.report}")
+    return 0
+
+
+def _test_examples(training: dict[str, Any], data_dir: str) -> list[Example]:
+    path = Path(data_dir) / "test.jsonl"
+    if path.exists():
+        return read_jsonl(path)
+    if training.get("data") == "jsonl" and training.get("test"):
+        return read_jsonl(training["test"])
+    return generate(seed=int(training.get("seed", 13)))["test"]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export the checkpoint to ONNX, check parity, embed the metadata; optionally quantize."""
+    from export.onnx_export import embed_metadata, export_onnx
+    from export.parity import check_parity, format_table, summary
+    from export.train import load_checkpoint
+    from modelspec.meta import ModelMetadata
+    from modelspec.names import METADATA_KEY
+
+    ckpt = load_checkpoint(args.checkpoint)
+    t0 = time.perf_counter()
+    spec = export_onnx(ckpt.model, args.out)
+    t1 = time.perf_counter()
+    rows = check_parity(ckpt.model, args.out)
+    t2 = time.perf_counter()
+    print(f"exported {args.out} in {t1 - t0:.2f} s; parity on {len(rows)} cases in {t2 - t1:.1f} s")
+    print(format_table(rows))
+    par = summary(rows)
+    print(
+        f"max abs diff {par['max_abs_diff']:.2e} vs torch float64 (tolerance {par['tolerance']:g});"
+        f" vs torch float32 {par['max_abs_diff_torch_fp32']:.2e}"
+    )
+    tok = ckpt.tokenizer.to_dict()
+    meta = ModelMetadata(
+        vocab=tok["vocab"],
+        tokenizer=tok["rules"],
+        intents=ckpt.labels.intents,
+        slots=ckpt.labels.tags,
+        config=ckpt.model.config.to_dict(),
+        metrics={
+            "test": _slim(ckpt.metrics.get("test", {})),
+            "val": _slim(ckpt.metrics.get("val", {})),
+        },
+        parity={k: v for k, v in par.items() if k != "cases"} | {"cases": len(rows)},
+        io=spec.to_dict(),
+        training={k: ckpt.training.get(k) for k in ("data", "seed", "seconds", "best_epoch")},
+    )
+    embed_metadata(args.out, METADATA_KEY, meta.to_json())
+    size = Path(args.out).stat().st_size
+    print(f"wrote {args.out} ({size / 1024:.0f} KiB) with metadata key {METADATA_KEY!r}")
+    if args.quantize:
+        from export.quantize import compare, quantize
+
+        qpath = Path(args.out).with_suffix(".int8.onnx")
+        quantize(args.out, qpath)
+        cmp = compare(args.out, qpath, _test_examples(ckpt.training, args.data_dir), meta)
+        qmeta = ModelMetadata(
+            **{**meta.__dict__, "metrics": {**meta.metrics, "int8_vs_float": cmp}}
+        )
+        embed_metadata(qpath, METADATA_KEY, qmeta.to_json())
+        q, f = cmp["int8"], cmp["float"]
+        print(
+            f"int8: {qpath} ({cmp['int8_bytes'] / 1024:.0f} KiB, float "
+            f"{cmp['float_bytes'] / 1024:.0f} KiB)  intent acc {q['intent_accuracy']:.4f} "
+            f"(float {f['intent_accuracy']:.4f})  slot F1 {q['slot_f1']:.4f} "
+            f"(float {f['slot_f1']:.4f})  agreement: intents {cmp['intent_agreement']:.4f}, "
+            f"tags {cmp['tag_agreement']:.4f}"
+        )
+    return 0
+
+
+def _slim(m: dict[str, Any]) -> dict[str, Any]:
+    keep = ("n", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall")
+    out = {k: m[k] for k in keep if k in m}
+    if "by_kind" in m:
+        out["by_kind"] = {k: {kk: v[kk] for kk in keep if kk in v} for k, v in m["by_kind"].items()}
+    if "worst_confusions" in m:
+        out["worst_confusions"] = m["worst_confusions"]
+    return out
+
+
+def cmd_parity(args: argparse.Namespace) -> int:
+    """Re-run the parity check of an exported model against its checkpoint."""
+    from export.parity import check_parity, format_table
+    from export.train import load_checkpoint
+
+    rows = check_parity(load_checkpoint(args.checkpoint).model, args.onnx)
+    print(format_table(rows))
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Train each cell type briefly on the same data and compare them on validation."""
+    from export.train import TrainConfig, train
+
+    splits, _ = _load_splits(args)
+    rows = []
+    for cell, bi in [
+        ("rnn", False),
+        ("rnn", True),
+        ("lstm", False),
+        ("lstm", True),
+        ("gru", False),
+        ("gru", True),
+    ]:
+        arch = {**_arch(args), "cell": cell, "bidirectional": bi}
+        r = train(
+            splits,
+            arch,
+            TrainConfig(seed=args.seed, epochs=args.epochs, progress=False),
+            log=lambda m: None,
+        )
+        v, t = r.metrics["val"], r.metrics["test"]
+        rows.append(
+            {
+                "cell": cell,
+                "bidirectional": bi,
+                "seconds": round(r.seconds, 1),
+                "val_intent": v["intent_accuracy"],
+                "val_slot_f1": v["slot_f1"],
+                "test_intent": t["intent_accuracy"],
+                "test_slot_f1": t["slot_f1"],
+            }
+        )
+        print(
+            f"{cell:4s} bi={bi!s:5s} {r.seconds:5.0f}s  val {v['intent_accuracy']:.4f}/"
+            f"{v['slot_f1']:.4f}  test {t['intent_accuracy']:.4f}/{t['slot_f1']:.4f}",
+            flush=True,
+        )
+    Path(args.report).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser."""
+    p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def data_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--seed", type=int, default=13)
+        sp.add_argument("--train-file", help="JSONL training data (default: generated)")
+        sp.add_argument("--val-file", help="JSONL validation data")
+        sp.add_argument("--test-file", help="JSONL test data")
+        sp.add_argument("--data-dir", default="build/data", help="where the splits are written")
+
+    def arch_flags(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--cell", choices=["rnn", "lstm", "gru"])
+        sp.add_argument("--nonlinearity", choices=["tanh", "relu"])
+        sp.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None)
+        sp.add_argument("--num-layers", dest="num_layers", type=int)
+        sp.add_argument("--embedding-dim", dest="embedding_dim", type=int)
+        sp.add_argument("--hidden-size", dest="hidden_size", type=int)
+        sp.add_argument("--dropout", type=float)
+
+    d = sub.add_parser("data", help="write the generated splits as JSONL")
+    d.add_argument("--seed", type=int, default=13)
+    d.add_argument("--out-dir", default="build/data")
+    d.set_defaults(func=cmd_data)
+
+    t = sub.add_parser("train", help="train a model")
+    data_flags(t)
+    arch_flags(t)
+    t.add_argument("--epochs", type=int, default=25)
+    t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--no-progress", action="store_true")
+    t.add_argument("--out", default="models/intent.pt")
+    t.add_argument("--report", default="models/intent.report.json")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("export", help="export a checkpoint to ONNX and check parity")
+    e.add_argument("--checkpoint", default="models/intent.pt")
+    e.add_argument("--out", default="models/intent.onnx")
+    e.add_argument("--quantize", action="store_true", help="also write an int8 variant")
+    e.add_argument("--data-dir", default="build/data")
+    e.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("parity", help="re-check parity of an exported model")
+    c.add_argument("--checkpoint", default="models/intent.pt")
+    c.add_argument("--onnx", default="models/intent.onnx")
+    c.set_defaults(func=cmd_parity)
+
+    s = sub.add_parser("sweep", help="compare cell types on validation")
+    data_flags(s)
+    arch_flags(s)
+    s.add_argument("--epochs", type=int, default=12)
+    s.add_argument("--report", default="build/sweep.json")
+    s.set_defaults(func=cmd_sweep)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: errors in the data or the model become one line and exit status 2."""
+    args = build_parser().parse_args(argv)
+    from export.parity import ParityError
+
+    try:
+        return int(args.func(args))
+    except (DataError, ParityError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

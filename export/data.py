@@ -1,0 +1,461 @@
+"""Utterances with intents and slot spans: sampled from home-assistant-intents, or read from JSONL.
+
+JSONL format (one object per line):
+    {"text": "turn on the kitchen lights", "intent": "HassTurnOn",
+     "slots": [{"slot": "area", "start": 12, "end": 19}]}
+`start`/`end` are character offsets into `text` (end exclusive) and must fall on token
+boundaries. Optional keys: `template` (a template id), `kind` (an evaluation group).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from export.pools import ANY_DEVICE, INTENT_NAME_DOMAINS, Pools, make_pools
+from modelspec.names import OUTSIDE_TAG, SPECIAL_TOKENS
+from modelspec.tokenizer import Tokenizer
+
+LANGUAGE = "en"
+
+
+class DataError(ValueError):
+    """Bad training data; the message names the source and the problem."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A slot value: slot name and character span [start, end) in the text."""
+
+    slot: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Example:
+    """One utterance with its intent and slot spans."""
+
+    text: str
+    intent: str
+    slots: tuple[Span, ...] = ()
+    template: str = ""
+    kind: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSONL form of this example."""
+        d: dict[str, Any] = {
+            "text": self.text,
+            "intent": self.intent,
+            "slots": [asdict(s) for s in self.slots],
+        }
+        if self.template:
+            d["template"] = self.template
+        if self.kind:
+            d["kind"] = self.kind
+        return d
+
+
+# ---------------------------------------------------------------- JSONL
+
+
+def parse_example(obj: Any, where: str) -> Example:
+    """Validate one JSONL object; `where` names it in error messages."""
+    if not isinstance(obj, dict):
+        raise DataError(f"{where}: expected a JSON object")
+    text = obj.get("text")
+    intent = obj.get("intent")
+    if not isinstance(text, str) or not text.strip():
+        raise DataError(f"{where}: empty text")
+    if not isinstance(intent, str) or not intent:
+        raise DataError(f"{where}: missing intent label")
+    spans = []
+    for s in obj.get("slots", []) or []:
+        if not isinstance(s, dict) or not isinstance(s.get("slot"), str):
+            raise DataError(f"{where}: each slot needs 'slot', 'start', 'end'")
+        start, end = s.get("start"), s.get("end")
+        if (
+            not isinstance(start, int)
+            or not isinstance(end, int)
+            or not 0 <= start < end <= len(text)
+        ):
+            raise DataError(
+                f"{where}: slot {s.get('slot')!r} span {start}..{end} is outside the text"
+            )
+        spans.append(Span(s["slot"], start, end))
+    spans.sort(key=lambda sp: sp.start)
+    for a, b in itertools.pairwise(spans):
+        if b.start < a.end:
+            raise DataError(f"{where}: slots {a.slot!r} and {b.slot!r} overlap")
+    return Example(
+        text, intent, tuple(spans), str(obj.get("template", "")), str(obj.get("kind", ""))
+    )
+
+
+def read_jsonl(path: str | Path) -> list[Example]:
+    """Read examples from a JSONL file; raise DataError naming file and line on bad data."""
+    out = []
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{n}: not JSON ({exc.msg})") from None
+            out.append(parse_example(obj, f"{path}:{n}"))
+    if not out:
+        raise DataError(f"{path}: no examples")
+    return out
+
+
+def write_jsonl(path: str | Path, examples: Iterable[Example]) -> None:
+    """Write examples as JSONL."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        for ex in examples:
+            fh.write(json.dumps(ex.to_json(), ensure_ascii=False) + "\n")
+
+
+def check_labels(
+    examples: Sequence[Example], intents: Sequence[str], slots: Sequence[str], source: str
+) -> None:
+    """Reject examples whose intent or slot label the model was not trained on."""
+    known_i, known_s = set(intents), set(slots)
+    for n, ex in enumerate(examples, 1):
+        if ex.intent not in known_i:
+            raise DataError(f"{source}: example {n}: unknown intent label {ex.intent!r}")
+        for sp in ex.slots:
+            if sp.slot not in known_s:
+                raise DataError(f"{source}: example {n}: unknown slot label {sp.slot!r}")
+
+
+def bio_tags(ex: Example, tokenizer: Tokenizer) -> tuple[list[str], list[str]]:
+    """Tokens and BIO tags of an example; spans must start and end on token boundaries."""
+    toks = tokenizer.tokenize(ex.text)
+    if not toks:
+        raise DataError(f"no tokens in {ex.text!r}")
+    tags = [OUTSIDE_TAG] * len(toks)
+    for sp in ex.slots:
+        idx = [i for i, t in enumerate(toks) if t.start < sp.end and t.end > sp.start]
+        if not idx:
+            continue  # span of punctuation only: nothing to tag
+        first, last = toks[idx[0]], toks[idx[-1]]
+        if first.start < sp.start or last.end > sp.end:
+            raise DataError(
+                f"slot {sp.slot!r} span {sp.start}..{sp.end} cuts a token in {ex.text!r}"
+            )
+        for k, i in enumerate(idx):
+            tags[i] = ("B-" if k == 0 else "I-") + sp.slot
+    return [t.text for t in toks], tags
+
+
+# ---------------------------------------------------------------- sampling from hassil
+
+
+@dataclass
+class _Builder:
+    """Builds a sentence piece by piece, collapsing whitespace and recording slot spans."""
+
+    chars: list[str] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        for ch in text:
+            if ch.isspace():
+                if self.chars and self.chars[-1] != " ":
+                    self.chars.append(" ")
+            else:
+                self.chars.append(ch)
+
+    def slot(self, name: str, value: str) -> None:
+        start = len(self.chars)
+        self.add(value.strip())
+        self.spans.append(Span(name, start, len(self.chars)))
+
+    def text(self) -> tuple[str, tuple[Span, ...]]:
+        s = "".join(self.chars)
+        lead = len(s) - len(s.lstrip())
+        s = s.strip()
+        spans = tuple(
+            Span(sp.slot, sp.start - lead, sp.end - lead) for sp in self.spans if sp.end > sp.start
+        )
+        return s, spans
+
+
+class TemplateSampler:
+    """Samples one sentence from a hassil template by a random walk, recording slot spans."""
+
+    def __init__(self, intents: Any, pools: Pools, rng: random.Random) -> None:
+        from hassil.sample import get_rbnf_engine
+
+        self.intents = intents
+        self.pools = pools
+        self.rng = rng
+        self.rbnf = get_rbnf_engine(LANGUAGE)
+
+    def sample(
+        self, sentence: Any, rules: dict[str, Any], slot_lists: dict[str, Any], intent: str
+    ) -> tuple[str, tuple[Span, ...]]:
+        b = _Builder()
+        self._walk(sentence.expression, b, rules, slot_lists, intent, in_slot=False)
+        return b.text()
+
+    def _walk(
+        self,
+        exp: Any,
+        b: _Builder,
+        rules: dict[str, Any],
+        lists: dict[str, Any],
+        intent: str,
+        in_slot: bool,
+    ) -> None:
+        from hassil.expression import (
+            Alternative,
+            ListReference,
+            Permutation,
+            RuleReference,
+            Sequence,
+            TextChunk,
+        )
+
+        if isinstance(exp, TextChunk):
+            b.add(exp.original_text)
+        elif isinstance(exp, Alternative):
+            if exp.items:
+                self._walk(self.rng.choice(exp.items), b, rules, lists, intent, in_slot)
+        elif isinstance(exp, Permutation):
+            items = list(exp.items)
+            self.rng.shuffle(items)
+            for it in items:
+                b.add(" ")
+                self._walk(it, b, rules, lists, intent, in_slot)
+                b.add(" ")
+        elif isinstance(exp, Sequence):
+            for it in exp.items:
+                self._walk(it, b, rules, lists, intent, in_slot)
+        elif isinstance(exp, RuleReference):
+            self._walk(rules[exp.rule_name].expression, b, rules, lists, intent, in_slot)
+        elif isinstance(exp, ListReference):
+            value = self._list_value(exp, rules, lists, intent)
+            if in_slot:
+                b.add(value)
+            else:
+                if exp.prefix:
+                    b.add(exp.prefix)
+                b.slot(exp.slot_name, value)
+                if exp.suffix:
+                    b.add(exp.suffix)
+        else:
+            raise DataError(f"unexpected template expression {type(exp).__name__}")
+
+    def _number(self, n: float) -> str:
+        if self.rng.random() < 0.85:
+            return str(int(n)) if float(n).is_integer() else str(n)
+        words = self.rbnf.format_number(n).text_by_ruleset
+        return self.rng.choice(sorted(set(words.values())))
+
+    def _list_value(
+        self, ref: Any, rules: dict[str, Any], lists: dict[str, Any], intent: str
+    ) -> str:
+        from hassil.intents import RangeSlotList, TextSlotList, WildcardSlotList
+
+        name = ref.list_name
+        if ref.is_inline_range:
+            start, stop, step = ref.get_inline_range()
+            return self._number(self.rng.randrange(start, stop + 1, step))
+        p = self.pools
+        if name == "area":
+            return self.rng.choice(p.areas)
+        if name == "floor":
+            return self.rng.choice(p.floors)
+        if name == "name":
+            domains = INTENT_NAME_DOMAINS.get(intent, ANY_DEVICE)
+            return self.rng.choice(p.names[self.rng.choice(domains)])
+        if name in p.wildcards:
+            return self.rng.choice(p.wildcards[name])
+        slot_list = lists.get(name)
+        if isinstance(slot_list, TextSlotList):
+            value = self.rng.choice(slot_list.values)
+            sub = _Builder()
+            self._walk(value.text_in, sub, rules, lists, intent, in_slot=True)
+            return sub.text()[0]
+        if isinstance(slot_list, RangeSlotList):
+            nums = list(slot_list.get_numbers())
+            return self._number(self.rng.choice(nums))
+        if isinstance(slot_list, WildcardSlotList):
+            raise DataError(f"no value pool for wildcard list {{{name}}}")
+        raise DataError(f"unknown slot list {{{name}}}")
+
+
+SKIP_PREFIXES = ["please", "can you", "could you", "would you", "hey", "ok"]
+SKIP_SUFFIXES = ["please", "for me", "thanks"]
+
+
+def _decorate(
+    text: str, spans: tuple[Span, ...], rng: random.Random
+) -> tuple[str, tuple[Span, ...]]:
+    """Sometimes add the politeness words the grammar skips ("please", "can you")."""
+    r = rng.random()
+    if r < 0.08:
+        pre = rng.choice(SKIP_PREFIXES) + " "
+        return pre + text, tuple(Span(s.slot, s.start + len(pre), s.end + len(pre)) for s in spans)
+    if r < 0.12:
+        return text + " " + rng.choice(SKIP_SUFFIXES), spans
+    return text, spans
+
+
+@dataclass(frozen=True)
+class Template:
+    """One sentence template of an intent."""
+
+    id: str
+    intent: str
+    sentence: Any
+    rules: dict[str, Any]
+    lists: dict[str, Any]
+
+
+def load_templates() -> list[Template]:
+    """Every English sentence template of home-assistant-intents, with a stable id."""
+    import home_assistant_intents
+    from hassil import Intents
+
+    raw = home_assistant_intents.get_intents(LANGUAGE)
+    if raw is None:
+        raise DataError(f"home-assistant-intents has no language {LANGUAGE!r}")
+    intents = Intents.from_dict(raw)
+    out = []
+    for name in sorted(intents.intents):
+        for di, data in enumerate(intents.intents[name].data):
+            rules = {**intents.expansion_rules, **data.expansion_rules}
+            lists = {**intents.slot_lists, **data.slot_lists}
+            for si, sent in enumerate(_in_source_order(data)):
+                out.append(Template(f"{name}/{di}/{si}", name, sent, rules, lists))
+    return out
+
+
+def _in_source_order(data: Any) -> list[Any]:
+    from hassil.parse_expression import parse_sentence
+
+    return [parse_sentence(t, keep_text=True) for t in data.sentence_texts]
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How the generated data was split (recorded in the report)."""
+
+    seed: int
+    templates_by_split: dict[str, int]
+    examples_by_split: dict[str, int]
+    examples_by_kind: dict[str, int]
+
+
+def _sample_template(
+    t: Template, pools: Pools, rng: random.Random, n: int, kind: str
+) -> list[Example]:
+    sampler = TemplateSampler(None, pools, rng)
+    probe = Tokenizer(list(SPECIAL_TOKENS))
+    out: dict[str, Example] = {}
+    for _ in range(n * 3):
+        if len(out) >= n:
+            break
+        text, spans = sampler.sample(t.sentence, t.rules, t.lists, t.intent)
+        text, spans = _decorate(text, spans, rng)
+        if not text or text in out:
+            continue
+        ex = Example(text, t.intent, spans, t.id, kind)
+        try:
+            bio_tags(ex, probe)  # a number word glued to a unit ("ten thousandk") cuts a token
+        except DataError:
+            continue
+        out[text] = ex
+    return list(out.values())
+
+
+def generate(
+    seed: int = 13, per_intent: int = 400, min_per_template: int = 4, max_per_template: int = 40
+) -> dict[str, list[Example]]:
+    """Sample train/val/test utterances from the templates, deterministically from `seed`.
+
+    Split: per intent with at least 5 templates, ~12 % of templates are held out for test and
+    ~8 % for validation. Slot values (names, areas, floors, wildcards) come from disjoint
+    pools per split. The test split has three kinds: `random` (training templates and
+    values, sentences not in train), `template` (held-out templates) and `values` (training
+    templates with test-only values); validation mirrors them.
+    """
+    rng = random.Random(seed)
+    pools = make_pools(seed)
+    templates = load_templates()
+    by_intent: dict[str, list[Template]] = defaultdict(list)
+    for t in templates:
+        by_intent[t.intent].append(t)
+
+    role: dict[str, str] = {}
+    for _intent, ts in sorted(by_intent.items()):
+        ids = [t.id for t in ts]
+        rng.shuffle(ids)
+        n_test = int(len(ids) * 0.12) if len(ids) >= 5 else 0
+        n_val = max(1, int(len(ids) * 0.08)) if len(ids) >= 8 else 0
+        for i, tid in enumerate(ids):
+            role[tid] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+
+    splits: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
+    for _intent, ts in sorted(by_intent.items()):
+        k = max(min_per_template, min(max_per_template, -(-per_intent // len(ts))))
+        for t in ts:
+            r = role[t.id]
+            if r == "train":
+                splits["train"] += _sample_template(t, pools["train"], rng, k, "train")
+                splits["val"] += _sample_template(t, pools["train"], rng, max(1, k // 8), "random")
+                splits["test"] += _sample_template(t, pools["train"], rng, max(1, k // 6), "random")
+                splits["val"] += _sample_template(t, pools["val"], rng, max(1, k // 8), "values")
+                splits["test"] += _sample_template(t, pools["test"], rng, max(1, k // 6), "values")
+            else:
+                splits[r] += _sample_template(t, pools["train"], rng, max(2, k // 3), "template")
+
+    # A text that two intents produce ("all fans off") has no single right label: drop it.
+    labels: dict[str, set[str]] = defaultdict(set)
+    for exs in splits.values():
+        for ex in exs:
+            labels[ex.text].add(ex.intent)
+    ambiguous = {t for t, ls in labels.items() if len(ls) > 1}
+    train_texts = {ex.text for ex in splits["train"]}
+    out: dict[str, list[Example]] = {}
+    for name, exs in splits.items():
+        seen: set[str] = set()
+        keep = []
+        for ex in exs:
+            if ex.text in ambiguous or ex.text in seen:
+                continue
+            if name != "train" and ex.text in train_texts:
+                continue
+            seen.add(ex.text)
+            keep.append(ex)
+        random.Random(seed + len(name)).shuffle(keep)
+        out[name] = keep
+    return out
+
+
+def summarize(splits: dict[str, list[Example]]) -> dict[str, Any]:
+    """Counts per split, per kind and per intent (for the report)."""
+    return {
+        name: {
+            "examples": len(exs),
+            "templates": len({e.template for e in exs}),
+            "intents": len({e.intent for e in exs}),
+            "kinds": dict(Counter(e.kind for e in exs)),
+        }
+        for name, exs in splits.items()
+    }
+
+
+def iter_texts(examples: Iterable[Example]) -> Iterator[str]:
+    """The texts of examples."""
+    return (e.text for e in examples)

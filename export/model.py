@@ -1,0 +1,127 @@
+"""The joint intent + slot recurrent network (the nn.Module only)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from modelspec.names import CELLS, NONLINEARITIES, PAD_ID
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the network; stored in the checkpoint and in the ONNX metadata."""
+
+    vocab_size: int
+    num_intents: int
+    num_slots: int
+    cell: str = "gru"
+    nonlinearity: str = "tanh"
+    bidirectional: bool = True
+    num_layers: int = 1
+    embedding_dim: int = 64
+    hidden_size: int = 128
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.cell not in CELLS:
+            raise ValueError(f"cell must be one of {CELLS}, not {self.cell!r}")
+        if self.nonlinearity not in NONLINEARITIES:
+            raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}")
+        if (
+            min(
+                self.vocab_size,
+                self.num_intents,
+                self.num_slots,
+                self.num_layers,
+                self.embedding_dim,
+                self.hidden_size,
+            )
+            < 1
+        ):
+            raise ValueError("sizes must be positive")
+
+    @property
+    def num_directions(self) -> int:
+        """1, or 2 when bidirectional."""
+        return 2 if self.bidirectional else 1
+
+    @property
+    def state_shape(self) -> tuple[int, int]:
+        """(layers x directions, hidden): the state shape without its batch axis."""
+        return (self.num_layers * self.num_directions, self.hidden_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        """From the JSON form, ignoring unknown keys."""
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class IntentSlotRNN(nn.Module):
+    """Embedding -> RNN/LSTM/GRU -> per-step slot logits and intent logits from h_n.
+
+    forward(input_ids [B,T], lengths [B], h0 [L*D, B or 1, H], c0 (LSTM only))
+      -> outputs [B,T,D*H], slot_logits [B,T,S], intent_logits [B,I], h_n [L*D,B,H] (, c_n)
+
+    Rows are packed by `lengths`, so each row's results equal that row run alone: the
+    forward direction stops at the row's last token and the reverse direction starts there.
+    Positions past a row's length have zero `outputs`. A state with batch 1 is broadcast.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=PAD_ID)
+        rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[c.cell]
+        extra = {"nonlinearity": c.nonlinearity} if c.cell == "rnn" else {}
+        self.rnn = rnn_cls(
+            c.embedding_dim,
+            c.hidden_size,
+            num_layers=c.num_layers,
+            bidirectional=c.bidirectional,
+            batch_first=True,
+            dropout=c.dropout if c.num_layers > 1 else 0.0,
+            **extra,
+        )
+        self.dropout = nn.Dropout(c.dropout)
+        width = c.num_directions * c.hidden_size
+        self.slot_head = nn.Linear(width, c.num_slots)
+        self.intent_head = nn.Linear(width, c.num_intents)
+
+    def zero_state(self, batch: int = 1) -> Tensor:
+        """A zero initial state for `batch` rows."""
+        ld, h = self.config.state_shape
+        return torch.zeros(ld, batch, h)
+
+    def forward(
+        self, input_ids: Tensor, lengths: Tensor, h0: Tensor, c0: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        """Run the network; see the class docstring for shapes."""
+        c = self.config
+        batch, time = input_ids.shape
+        x = self.dropout(self.embedding(input_ids))
+        h0 = h0.expand(-1, batch, -1).contiguous()
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        if c.cell == "lstm":
+            if c0 is None:
+                raise ValueError("an LSTM needs c0")
+            c0 = c0.expand(-1, batch, -1).contiguous()
+            out_packed, (h_n, c_n) = self.rnn(packed, (h0, c0))
+        else:
+            out_packed, h_n = self.rnn(packed, h0)
+            c_n = None
+        outputs, _ = pad_packed_sequence(out_packed, batch_first=True, total_length=time)
+        feats = self.dropout(outputs)
+        last = h_n.view(c.num_layers, c.num_directions, batch, c.hidden_size)[-1]
+        last = last.transpose(0, 1).reshape(batch, c.num_directions * c.hidden_size)
+        result = (outputs, self.slot_head(feats), self.intent_head(self.dropout(last)), h_n)
+        return result + ((c_n,) if c_n is not None else ())

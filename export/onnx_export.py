@@ -1,0 +1,168 @@
+"""Trace IntentSlotRNN to ONNX (TorchScript exporter, native RNN/LSTM/GRU nodes)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import numpy_helper
+
+from export.model import IntentSlotRNN
+from modelspec.names import (
+    BATCH_AXIS,
+    C0,
+    H0,
+    INPUT_IDS,
+    LENGTHS,
+    TIME_AXIS,
+    input_names,
+    output_names,
+)
+
+OPSET = 17
+RECURRENT_OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+
+
+class ExportError(RuntimeError):
+    """The exported graph does not have the promised shape or operators."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, element type and shape (ints or axis names) of a graph input or output."""
+
+    name: str
+    dtype: str
+    shape: list[int | str]
+    optional: bool = False
+
+
+@dataclass(frozen=True)
+class IOSpec:
+    """The graph's inputs and outputs."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    opset: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return asdict(self)
+
+
+_DTYPES: dict[int, str] = {
+    onnx.TensorProto.INT64: "int64",
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.INT32: "int32",
+}
+
+
+def _spec(value_info: onnx.ValueInfoProto, optional: bool) -> TensorSpec:
+    t = value_info.type.tensor_type
+    shape: list[int | str] = [d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim]
+    return TensorSpec(value_info.name, _DTYPES.get(t.elem_type, str(t.elem_type)), shape, optional)
+
+
+def _dynamic_axes(cell: str) -> dict[str, dict[int, str]]:
+    bt = {0: BATCH_AXIS, 1: TIME_AXIS}
+    axes: dict[str, dict[int, str]] = {INPUT_IDS: bt, LENGTHS: {0: BATCH_AXIS}}
+    for name in input_names(cell)[2:]:
+        axes[name] = {1: BATCH_AXIS}
+    outs = output_names(cell)
+    axes[outs[0]] = bt
+    axes[outs[1]] = bt
+    axes[outs[2]] = {0: BATCH_AXIS}
+    for name in outs[3:]:
+        axes[name] = {1: BATCH_AXIS}
+    return axes
+
+
+def to_onnx(model: IntentSlotRNN, opset: int = OPSET) -> onnx.ModelProto:
+    """Trace the model and return the ONNX graph with h0/c0 made optional (zero default)."""
+    model.eval()
+    cfg = model.config
+    # Lengths sorted and shorter than time, so the trace includes the padding path.
+    ids = torch.randint(1, cfg.vocab_size, (2, 5))
+    lengths = torch.tensor([5, 3])
+    args: tuple[torch.Tensor, ...] = (ids, lengths, model.zero_state(1))
+    if cfg.cell == "lstm":
+        args += (model.zero_state(1),)
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            args,
+            buf,  # type: ignore[arg-type]
+            input_names=input_names(cfg.cell),
+            output_names=output_names(cfg.cell),
+            dynamic_axes=_dynamic_axes(cfg.cell),
+            opset_version=opset,
+            dynamo=False,
+            do_constant_folding=True,
+        )
+    proto = onnx.load_from_string(buf.getvalue())
+    _make_state_optional(proto, model)
+    check_graph(proto, cfg.cell)
+    return proto
+
+
+def _make_state_optional(proto: onnx.ModelProto, model: IntentSlotRNN) -> None:
+    """Give h0 (and c0) a zero initializer of batch 1: onnxruntime then treats the input as
+    optional, and the graph broadcasts the default to the batch."""
+    ld, h = model.config.state_shape
+    for name in (H0, C0):
+        if any(i.name == name for i in proto.graph.input):
+            proto.graph.initializer.append(
+                numpy_helper.from_array(np.zeros((ld, 1, h), dtype=np.float32), name)
+            )
+
+
+def check_graph(proto: onnx.ModelProto, cell: str) -> None:
+    """Raise ExportError unless the graph has native recurrent nodes and symbolic batch/time."""
+    onnx.checker.check_model(proto)
+    ops = {n.op_type for n in proto.graph.node}
+    if RECURRENT_OPS[cell] not in ops:
+        raise ExportError(f"graph has no native {RECURRENT_OPS[cell]} node (ops: {sorted(ops)})")
+    for vi in list(proto.graph.input) + list(proto.graph.output):
+        dims = vi.type.tensor_type.shape.dim
+        per_step = vi.name == INPUT_IDS or vi.name in output_names(cell)[:2]
+        if per_step and not (dims[0].dim_param and dims[1].dim_param):
+            raise ExportError(f"{vi.name}: batch and time axes must be symbolic")
+
+
+def io_spec(proto: onnx.ModelProto) -> IOSpec:
+    """The graph's I/O spec (inputs with an initializer are optional)."""
+    inits = {i.name for i in proto.graph.initializer}
+    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
+    return IOSpec(
+        [_spec(v, v.name in inits) for v in proto.graph.input],
+        [_spec(v, False) for v in proto.graph.output],
+        opset,
+    )
+
+
+def export_onnx(model: IntentSlotRNN, path: str | Path, opset: int = OPSET) -> IOSpec:
+    """Export to `path` and return the I/O spec."""
+    proto = to_onnx(model, opset)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(path))
+    return io_spec(proto)
+
+
+def embed_metadata(path: str | Path, key: str, value: str) -> None:
+    """Write one metadata_props entry into an ONNX file (replacing an old one) and re-check it."""
+    proto = onnx.load(str(path))
+    kept = [p for p in proto.metadata_props if p.key != key]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    proto.metadata_props.add(key=key, value=value)
+    proto.producer_name = "rnnserve"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))

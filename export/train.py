@@ -1,0 +1,322 @@
+"""Training: data -> IntentSlotRNN, with early stopping, gradient clipping and a test report."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from export.data import DataError, Example, bio_tags, check_labels
+from export.metrics import evaluate
+from export.model import IntentSlotRNN, ModelConfig
+from modelspec.names import NUM, OUTSIDE_TAG, PAD_ID, UNK_ID
+from modelspec.tokenizer import Tokenizer, TokenizerRules
+
+CHECKPOINT_FORMAT = "rnnserve-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Training hyper-parameters (architecture lives in ModelConfig)."""
+
+    seed: int = 13
+    epochs: int = 25
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    clip_norm: float = 1.0
+    patience: int = 3
+    word_dropout: float = 0.03
+    slot_word_dropout: float = 0.25
+    threads: int = 1
+    progress: bool = True
+
+
+@dataclass
+class Labels:
+    """Intent names and BIO tag names, in id order."""
+
+    intents: list[str]
+    tags: list[str]
+
+    @classmethod
+    def from_examples(cls, examples: Sequence[Example]) -> Labels:
+        """Labels seen in the training examples (sorted, `O` first)."""
+        intents = sorted({e.intent for e in examples})
+        slots = sorted({s.slot for e in examples for s in e.slots})
+        tags = [OUTSIDE_TAG] + [f"{p}-{s}" for s in slots for p in ("B", "I")]
+        return cls(intents, tags)
+
+    @property
+    def slot_names(self) -> list[str]:
+        """The slot names (without B-/I-)."""
+        return sorted({t[2:] for t in self.tags if t != OUTSIDE_TAG})
+
+
+@dataclass
+class Encoded:
+    """A split as id arrays (ragged: one list per example)."""
+
+    ids: list[list[int]]
+    tags: list[list[int]]
+    intents: list[int]
+    slot_mask: list[list[bool]]
+    examples: list[Example]
+
+
+def encode(examples: Sequence[Example], tok: Tokenizer, labels: Labels, source: str) -> Encoded:
+    """Tokenize and map labels to ids; raise DataError on unknown labels or empty text."""
+    check_labels(examples, labels.intents, labels.slot_names, source)
+    tag_index = {t: i for i, t in enumerate(labels.tags)}
+    intent_index = {n: i for i, n in enumerate(labels.intents)}
+    enc = Encoded([], [], [], [], list(examples))
+    for n, ex in enumerate(examples, 1):
+        try:
+            tokens, tags = bio_tags(ex, tok)
+        except DataError as exc:
+            raise DataError(f"{source}: example {n}: {exc}") from None
+        enc.ids.append(tok.ids(tokens))
+        enc.tags.append([tag_index[t] for t in tags])
+        enc.intents.append(intent_index[ex.intent])
+        enc.slot_mask.append(
+            [t != OUTSIDE_TAG and tok.token_key(w) != NUM for w, t in zip(tokens, tags)]
+        )
+    return enc
+
+
+def _batches(enc: Encoded, batch_size: int, rng: random.Random | None) -> list[list[int]]:
+    """Index batches of similar length (shuffled when rng is given)."""
+    order = sorted(range(len(enc.ids)), key=lambda i: len(enc.ids[i]))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    if rng is not None:
+        rng.shuffle(batches)
+    return batches
+
+
+def _tensors(
+    enc: Encoded,
+    idx: Sequence[int],
+    dropout: tuple[float, float] | None,
+    rng: np.random.Generator | None,
+) -> tuple[torch.Tensor, ...]:
+    lengths = [len(enc.ids[i]) for i in idx]
+    t = max(lengths)
+    ids = np.full((len(idx), t), PAD_ID, dtype=np.int64)
+    tags = np.full((len(idx), t), -100, dtype=np.int64)
+    for r, i in enumerate(idx):
+        row = np.asarray(enc.ids[i])
+        if dropout is not None and rng is not None:
+            p = np.where(np.asarray(enc.slot_mask[i]), dropout[1], dropout[0])
+            row = np.where(rng.random(len(row)) < p, UNK_ID, row)
+        ids[r, : len(row)] = row
+        tags[r, : len(row)] = enc.tags[i]
+    return (
+        torch.from_numpy(ids),
+        torch.tensor(lengths),
+        torch.from_numpy(tags),
+        torch.tensor([enc.intents[i] for i in idx]),
+    )
+
+
+def predict(
+    model: IntentSlotRNN, enc: Encoded, batch_size: int = 256
+) -> tuple[list[int], list[list[int]]]:
+    """Intent ids and tag ids for every example (eval mode, no grad)."""
+    model.eval()
+    intents: list[int] = [0] * len(enc.ids)
+    tags: list[list[int]] = [[] for _ in enc.ids]
+    with torch.no_grad():
+        for idx in _batches(enc, batch_size, None):
+            ids, lengths, _, _ = _tensors(enc, idx, None, None)
+            h0 = model.zero_state(len(idx))
+            c0 = model.zero_state(len(idx)) if model.config.cell == "lstm" else None
+            out = model(ids, lengths, h0, c0)
+            ip = out[2].argmax(-1).tolist()
+            sp = out[1].argmax(-1).tolist()
+            for r, i in enumerate(idx):
+                intents[i] = ip[r]
+                tags[i] = sp[r][: int(lengths[r])]
+    return intents, tags
+
+
+def score(model: IntentSlotRNN, enc: Encoded, labels: Labels) -> dict[str, Any]:
+    """Intent accuracy and entity F1 of the model on an encoded split."""
+    pi, pt = predict(model, enc)
+    return evaluate(
+        [labels.intents[i] for i in enc.intents],
+        [labels.intents[i] for i in pi],
+        [[labels.tags[t] for t in row] for row in enc.tags],
+        [[labels.tags[t] for t in row] for row in pt],
+        [e.kind for e in enc.examples],
+    )
+
+
+@dataclass
+class TrainResult:
+    """What training produced."""
+
+    model: IntentSlotRNN
+    tokenizer: Tokenizer
+    labels: Labels
+    metrics: dict[str, Any]
+    history: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+    best_epoch: int = 0
+
+
+def train(
+    splits: dict[str, list[Example]],
+    arch: dict[str, Any],
+    cfg: TrainConfig,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train on splits['train'], early-stop on splits['val'], report on splits['test']."""
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = random.Random(cfg.seed)
+    nprng = np.random.default_rng(cfg.seed)
+    start = time.perf_counter()
+
+    tok = Tokenizer.build((e.text for e in splits["train"]), rules=TokenizerRules())
+    labels = Labels.from_examples(splits["train"])
+    enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
+    mcfg = ModelConfig(
+        vocab_size=tok.vocab_size,
+        num_intents=len(labels.intents),
+        num_slots=len(labels.tags),
+        **arch,
+    )
+    model = IntentSlotRNN(mcfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
+    steps_per_epoch = math.ceil(len(enc["train"].ids) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
+    )
+    best, best_state, best_epoch, bad = -1.0, None, 0, 0
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        total = 0.0
+        bar = tqdm(
+            _batches(enc["train"], cfg.batch_size, rng),
+            desc=f"epoch {epoch}",
+            disable=not cfg.progress,
+            leave=False,
+            unit="batch",
+        )
+        for idx in bar:
+            ids, lengths, tags, intents = _tensors(
+                enc["train"], idx, (cfg.word_dropout, cfg.slot_word_dropout), nprng
+            )
+            h0 = model.zero_state(len(idx))
+            c0 = model.zero_state(len(idx)) if mcfg.cell == "lstm" else None
+            out = model(ids, lengths, h0, c0)
+            loss = loss_fn(out[2], intents) + loss_fn(
+                out[1].reshape(-1, mcfg.num_slots), tags.reshape(-1)
+            )
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+            opt.step()
+            sched.step()
+            total += loss.item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val = score(model, enc["val"], labels)
+        combined = (val["intent_accuracy"] + val["slot_f1"]) / 2
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": total / steps_per_epoch,
+                "val_intent_accuracy": val["intent_accuracy"],
+                "val_slot_f1": val["slot_f1"],
+            }
+        )
+        log(
+            f"epoch {epoch:2d}  loss {total / steps_per_epoch:.4f}  val intent "
+            f"{val['intent_accuracy']:.4f}  val slot F1 {val['slot_f1']:.4f}"
+        )
+        if combined > best:
+            best, best_epoch, bad = combined, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                log(f"early stop: no validation gain for {cfg.patience} epochs")
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    metrics = {"val": score(model, enc["val"], labels), "test": score(model, enc["test"], labels)}
+    return TrainResult(
+        model, tok, labels, metrics, history, time.perf_counter() - start, best_epoch
+    )
+
+
+def save_checkpoint(path: str | Path, result: TrainResult, extra: dict[str, Any]) -> None:
+    """state_dict + config + vocab + labels + metrics; never a pickled module."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "version": CHECKPOINT_VERSION,
+            "config": result.model.config.to_dict(),
+            "state_dict": result.model.state_dict(),
+            "tokenizer": result.tokenizer.to_dict(),
+            "intents": result.labels.intents,
+            "tags": result.labels.tags,
+            "metrics": result.metrics,
+            "training": {
+                **extra,
+                "seconds": result.seconds,
+                "best_epoch": result.best_epoch,
+                "history": result.history,
+            },
+        },
+        path,
+    )
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint."""
+
+    model: IntentSlotRNN
+    tokenizer: Tokenizer
+    labels: Labels
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint written by save_checkpoint (weights_only: no code is unpickled)."""
+    data = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not an rnnserve checkpoint")
+    model = IntentSlotRNN(ModelConfig.from_dict(data["config"]))
+    model.load_state_dict(data["state_dict"])
+    model.eval()
+    t = data["tokenizer"]
+    tok = Tokenizer(t["vocab"], TokenizerRules.from_dict(t["rules"]))
+    return Checkpoint(
+        model,
+        tok,
+        Labels(list(data["intents"]), list(data["tags"])),
+        data.get("metrics", {}),
+        data.get("training", {}),
+    )
+
+
+def train_config_dict(cfg: TrainConfig) -> dict[str, Any]:
+    """TrainConfig as a dict for the report."""
+    return asdict(cfg)

@@ -1,0 +1,134 @@
+"""Data: generation from home-assistant-intents, the split, JSONL, and bad data."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from export.data import DataError, Example, Span, bio_tags, generate, parse_example, read_jsonl
+from export.pools import make_pools
+from modelspec.names import SPECIAL_TOKENS
+from modelspec.tokenizer import Tokenizer
+
+TOK = Tokenizer(list(SPECIAL_TOKENS))
+
+
+def test_generation_is_deterministic_from_the_seed(splits):
+    again = generate(seed=13)
+    assert [e.to_json() for e in again["test"][:200]] == [e.to_json() for e in splits["test"][:200]]
+    other = generate(seed=14)
+    assert [e.text for e in other["train"][:50]] != [e.text for e in splits["train"][:50]]
+
+
+def test_every_intent_is_trained_including_what_time_is_it(splits):
+    intents = {e.intent for e in splits["train"]}
+    assert len(intents) >= 40
+    assert "HassGetCurrentTime" in intents
+    assert any("what time is it" in e.text.lower() for e in splits["train"])
+
+
+def test_slot_spans_land_on_token_boundaries(splits):
+    for ex in splits["train"][:3000]:
+        tokens, tags = bio_tags(ex, TOK)
+        assert len(tokens) == len(tags)
+        assert sum(t.startswith("B-") for t in tags) == len(
+            [s for s in ex.slots if s.end > s.start]
+        )
+
+
+def test_split_holds_out_templates_and_values(splits):
+    train_templates = {e.template for e in splits["train"]}
+    held = [e for e in splits["test"] if e.kind == "template"]
+    assert held and all(e.template not in train_templates for e in held)
+
+    def values(exs, slot):
+        return {e.text[s.start : s.end].lower() for e in exs for s in e.slots if s.slot == slot}
+
+    for slot in ("area", "floor"):
+        test_vals = values([e for e in splits["test"] if e.kind == "values"], slot)
+        assert test_vals and not (test_vals & values(splits["train"], slot))
+    assert not {e.text for e in splits["test"]} & {e.text for e in splits["train"]}
+
+
+def test_pools_are_disjoint_between_splits():
+    pools = make_pools(13)
+    assert not set(pools["train"].areas) & set(pools["test"].areas)
+    train_names = {n for v in pools["train"].names.values() for n in v}
+    test_names = {n for v in pools["test"].names.values() for n in v}
+    assert len(train_names) > 300 and not train_names & test_names
+
+
+def test_jsonl_round_trip(tmp_path):
+    ex = Example("turn on the kitchen lights", "HassTurnOn", (Span("area", 12, 19),))
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps(ex.to_json()) + "\n\n")
+    (back,) = read_jsonl(path)
+    assert back == ex
+    assert bio_tags(back, TOK)[1] == ["O", "O", "O", "B-area", "O"]
+
+
+@pytest.mark.parametrize(
+    ("obj", "message"),
+    [
+        ({"text": "  ", "intent": "X"}, "empty text"),
+        ({"text": "hi", "intent": ""}, "missing intent"),
+        (
+            {"text": "hi", "intent": "X", "slots": [{"slot": "a", "start": 0, "end": 9}]},
+            "outside the text",
+        ),
+        (
+            {
+                "text": "hi there",
+                "intent": "X",
+                "slots": [{"slot": "a", "start": 0, "end": 5}, {"slot": "b", "start": 3, "end": 8}],
+            },
+            "overlap",
+        ),
+    ],
+)
+def test_bad_examples_are_named(obj, message):
+    with pytest.raises(DataError, match=message):
+        parse_example(obj, "f.jsonl:3")
+
+
+def test_span_that_cuts_a_token_is_rejected():
+    with pytest.raises(DataError, match="cuts a token"):
+        bio_tags(Example("turn on kitchen", "X", (Span("area", 9, 15),)), TOK)
+
+
+def test_train_cli_rejects_unknown_label_and_empty_text(tmp_path):
+    good = [{"text": f"turn on lamp {i}", "intent": "On"} for i in range(20)]
+    train = tmp_path / "train.jsonl"
+    train.write_text("\n".join(json.dumps(o) for o in good))
+    test = tmp_path / "test.jsonl"
+    test.write_text(json.dumps({"text": "sing a song", "intent": "Sing"}) + "\n")
+    cmd = [
+        sys.executable,
+        "-m",
+        "export",
+        "train",
+        "--train-file",
+        str(train),
+        "--val-file",
+        str(train),
+        "--test-file",
+        str(test),
+        "--epochs",
+        "1",
+        "--no-progress",
+        "--data-dir",
+        str(tmp_path / "d"),
+        "--out",
+        str(tmp_path / "m.pt"),
+        "--report",
+        str(tmp_path / "r.json"),
+    ]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "unknown intent label 'Sing'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+    test.write_text(json.dumps({"text": "", "intent": "On"}) + "\n")
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 2 and f"{test}:1: empty text" in out.stderr
