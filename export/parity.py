@@ -7,11 +7,10 @@ torch difference is measured and reported too.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
-
-import copy
 
 import numpy as np
 import onnxruntime as ort
