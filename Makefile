@@ -36,7 +36,8 @@ test-slow: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy modelspec export
+	$(VENV)/bin/mypy modelspec export server client
+	$(MAKE) --no-print-directory proto-check
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
@@ -56,6 +57,16 @@ parity: $(STAMP)
 
 sweep: $(STAMP)  ## compare every cell type on validation
 	$(PY) -m export sweep
+
+PROTOS := proto/rnnserve/v1/rnnserve.proto proto/rnnserve/kserve/grpc_predict_v2.proto
+
+proto: $(STAMP)  ## regenerate the committed stubs in rnnserve/ from proto/
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. $(PROTOS)
+
+proto-check: $(STAMP)  ## fail when the committed stubs are stale
+	rm -rf build/proto-check && mkdir -p build/proto-check
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=build/proto-check --grpc_python_out=build/proto-check --pyi_out=build/proto-check $(PROTOS)
+	diff -r -x __init__.py -x __pycache__ build/proto-check/rnnserve rnnserve
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

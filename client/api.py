@@ -1,0 +1,163 @@
+"""A blocking Python client for the rnnserve typed API and health service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from rnnserve.v1 import rnnserve_pb2 as pb
+from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
+
+DEFAULT_TARGET = "127.0.0.1:50051"
+DEFAULT_TIMEOUT = 10.0
+
+
+class RnnServeError(Exception):
+    """A failed call: `code` is the gRPC status name (INVALID_ARGUMENT, UNAVAILABLE, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+    @classmethod
+    def from_rpc(cls, err: grpc.RpcError) -> RnnServeError:
+        """Wrap a grpc error."""
+        code = err.code() if hasattr(err, "code") else None
+        details = err.details() if hasattr(err, "details") else str(err)
+        return cls(code.name if code is not None else "UNKNOWN", details or "")
+
+
+def state_message(state: pb.State | dict[str, Any] | None) -> pb.State | None:
+    """A State from a State message or from its dict form {"h": {"shape", "values"}, "c": ...}."""
+    if state is None or isinstance(state, pb.State):
+        return state
+    msg = pb.State()
+    for key in ("h", "c"):
+        if key in state and state[key] is not None:
+            t = getattr(msg, key)
+            t.shape[:] = list(state[key]["shape"])
+            t.values[:] = list(state[key]["values"])
+    return msg
+
+
+class Client:
+    """Context manager around one channel; every call carries a deadline (`timeout` seconds)."""
+
+    def __init__(
+        self,
+        target: str = DEFAULT_TARGET,
+        timeout: float = DEFAULT_TIMEOUT,
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.target = target
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(target, options=list(options))
+        self.stub = pb_grpc.ParserStub(self.channel)
+        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel."""
+        self.channel.close()
+
+    def _call(self, fn: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return fn(request, timeout=timeout or self.timeout)
+        except grpc.RpcError as err:
+            raise RnnServeError.from_rpc(err) from None
+
+    @staticmethod
+    def request(
+        text: str | None = None,
+        ids: Sequence[int] | None = None,
+        *,
+        model: str = "",
+        top_k: int = 0,
+        steps: bool = False,
+        state: bool = False,
+        initial_state: pb.State | dict[str, Any] | None = None,
+    ) -> pb.ParseRequest:
+        """Build a ParseRequest from text or token ids."""
+        req = pb.ParseRequest(model=model, top_k=top_k, return_steps=steps, return_state=state)
+        if text is not None:
+            req.text = text
+        elif ids is not None:
+            req.token_ids.ids[:] = list(ids)
+        init = state_message(initial_state)
+        if init is not None:
+            req.initial_state.CopyFrom(init)
+        return req
+
+    def parse(self, text: str, *, timeout: float | None = None, **kw: Any) -> pb.ParseResponse:
+        """Parse one utterance."""
+        return self._call(self.stub.Parse, self.request(text=text, **kw), timeout)
+
+    def parse_tokens(
+        self, ids: Sequence[int], *, timeout: float | None = None, **kw: Any
+    ) -> pb.ParseResponse:
+        """Parse token ids (the model's vocabulary ids)."""
+        return self._call(self.stub.Parse, self.request(ids=ids, **kw), timeout)
+
+    def parse_many(
+        self, texts: Sequence[str], *, timeout: float | None = None, **kw: Any
+    ) -> list[pb.ParseResponse | RnnServeError]:
+        """Send all texts at once; answers (or errors) in input order."""
+        futures = [
+            self.stub.Parse.future(self.request(text=t, **kw), timeout=timeout or self.timeout)
+            for t in texts
+        ]
+        out: list[pb.ParseResponse | RnnServeError] = []
+        for f in futures:
+            try:
+                out.append(f.result())
+            except grpc.RpcError as err:
+                out.append(RnnServeError.from_rpc(err))
+        return out
+
+    def stream(
+        self,
+        chunks: Iterable[str | Sequence[int]],
+        *,
+        model: str = "",
+        steps: bool = False,
+        state: bool = False,
+        top_k: int = 0,
+        timeout: float | None = None,
+    ) -> Iterator[pb.ParseStreamResponse]:
+        """Send an utterance in chunks (text pieces or token-id lists); one answer per chunk."""
+
+        def requests() -> Iterator[pb.ParseStreamRequest]:
+            for chunk in chunks:
+                req = pb.ParseStreamRequest(
+                    model=model, return_steps=steps, return_state=state, top_k=top_k
+                )
+                if isinstance(chunk, str):
+                    req.text = chunk
+                else:
+                    req.token_ids.ids[:] = list(chunk)
+                yield req
+
+        try:
+            yield from self.stub.ParseStream(requests(), timeout=timeout or self.timeout)
+        except grpc.RpcError as err:
+            raise RnnServeError.from_rpc(err) from None
+
+    def info(self, model: str = "", *, timeout: float | None = None) -> pb.ModelInfoResponse:
+        """Describe the served model."""
+        return self._call(self.stub.ModelInfo, pb.ModelInfoRequest(model=model), timeout)
+
+    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """grpc.health.v1 status name: SERVING, NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN."""
+        resp = self._call(
+            self.health_stub.Check, health_pb2.HealthCheckRequest(service=service), timeout
+        )
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))

@@ -1,0 +1,1 @@
+"""The rnnserve gRPC server (onnxruntime; never imports torch)."""

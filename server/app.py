@@ -1,0 +1,250 @@
+"""Assemble the gRPC server: servicers, health, reflection, metrics, the status interceptor.
+
+`build_app(settings)` loads the model and binds the port (0 picks one) without serving;
+`serve(settings)` runs it until SIGTERM/SIGINT, then drains.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from rnnserve.kserve import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
+from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
+from server.dataplane import DataPlane
+from server.errors import INTERNAL_MESSAGE, ServeError
+from server.kserve_servicer import InferenceServicer
+from server.metrics import Metrics
+from server.runtime import ModelRuntime
+from server.settings import Settings
+from server.typed_servicer import ParserServicer
+
+log = logging.getLogger("rnnserve.server")
+
+SERVICE_NAMES = (
+    rnnserve_pb2.DESCRIPTOR.services_by_name["Parser"].full_name,
+    grpc_predict_v2_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name,
+)
+
+
+class StatusInterceptor(grpc.aio.ServerInterceptor):
+    """The one place where errors become status codes; also counts and times every call."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return handler
+        method = details.method  # type: ignore[attr-defined]
+        short = method.rsplit("/", 1)[-1]
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                self._unary(short, handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.stream_stream:
+            return grpc.stream_stream_rpc_method_handler(
+                self._stream(short, handler.stream_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                self._stream(short, handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+    async def _finish(
+        self,
+        method: str,
+        start: float,
+        context: Any,
+        exc: BaseException | None,
+    ) -> str:
+        """Record the call; abort with the mapped status when `exc` is an error of ours."""
+        code = "OK"
+        abort: tuple[grpc.StatusCode, str] | None = None
+        if isinstance(exc, ServeError):
+            code, abort = exc.code, (getattr(grpc.StatusCode, exc.code), str(exc))
+        elif isinstance(exc, asyncio.CancelledError):
+            code = "CANCELLED"
+        elif isinstance(exc, grpc.aio.AbortError):
+            code = context.code().name if context.code() else "UNKNOWN"
+        elif exc is not None:
+            log.error("%s failed", method, exc_info=exc)
+            code, abort = "INTERNAL", (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
+        elapsed = time.perf_counter() - start
+        self.metrics.requests.labels(method, code).inc()
+        self.metrics.latency.labels(method).observe(elapsed)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "request",
+                extra={
+                    "method": method,
+                    "code": code,
+                    "ms": round(elapsed * 1000, 3),
+                    "peer": context.peer(),
+                },
+            )
+        if abort is not None:
+            await context.abort(*abort)
+        return code
+
+    def _unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                response = await behavior(request, context)
+            except BaseException as exc:
+                await self._finish(method, start, context, exc)
+                raise
+            await self._finish(method, start, context, None)
+            return response
+
+        return wrapped
+
+    def _stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+        async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
+            start = time.perf_counter()
+            try:
+                async for response in behavior(request, context):
+                    yield response
+            except BaseException as exc:
+                await self._finish(method, start, context, exc)
+                raise
+            await self._finish(method, start, context, None)
+
+        return wrapped
+
+
+@dataclass
+class App:
+    """A built server: bound, not yet serving until `start()`, not SERVING until `warmup()`."""
+
+    settings: Settings
+    server: grpc.aio.Server
+    port: int
+    plane: DataPlane
+    health: HealthServicer
+    metrics: Metrics
+    executor: ThreadPoolExecutor
+    metrics_port: int | None = None
+
+    async def start(self) -> None:
+        """Start accepting calls (health says NOT_SERVING until warm-up)."""
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.start()
+
+    async def warmup(self) -> None:
+        """Run the model a few times, then report SERVING."""
+        loop = asyncio.get_running_loop()
+        for rt in self.plane.models.values():
+            await loop.run_in_executor(self.executor, rt.warmup, self.settings.warmup_runs)
+        self.plane.ready = True
+        self.metrics.ready.set(1)
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def drain(self, grace: float) -> None:
+        """NOT_SERVING, refuse new work, let in-flight calls finish within `grace` seconds."""
+        self.plane.draining = True
+        self.metrics.ready.set(0)
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+        self.executor.shutdown(wait=True)
+
+
+def build_app(settings: Settings) -> App:
+    """Load the model (ModelLoadError on a bad file) and bind the server; call inside a loop."""
+    runtime = ModelRuntime(
+        settings.model,
+        settings.name,
+        settings.device,
+        settings.intra_op_threads,
+        settings.allow_missing_parity,
+        settings.max_tokens,
+    )
+    executor = ThreadPoolExecutor(
+        max_workers=settings.inference_threads, thread_name_prefix="onnxruntime"
+    )
+    metrics = Metrics()
+    plane = DataPlane([runtime], executor, settings.default_top_k, metrics)
+    opts = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.aio.server(interceptors=[StatusInterceptor(metrics)], options=opts)
+    rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), server)
+    grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
+        InferenceServicer(plane, settings.inference_threads, settings.max_batch_rows), server
+    )
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    if port == 0:
+        raise OSError(f"cannot bind {settings.host}:{settings.port}")
+    app = App(settings, server, port, plane, health, metrics, executor)
+    if settings.metrics_port >= 0:
+        app.metrics_port = metrics.serve(settings.host, settings.metrics_port)
+    return app
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT, then drain within settings.drain_seconds."""
+    t0 = time.perf_counter()
+    app = build_app(settings)
+    await app.start()
+    rt = app.plane.models[settings.name]
+    log.info(
+        "listening",
+        extra={
+            "host": settings.host,
+            "port": app.port,
+            "metrics_port": app.metrics_port,
+            "model": settings.name,
+            "cell": rt.cell,
+            "provider": rt.provider,
+        },
+    )
+    await app.warmup()
+    log.info(
+        "serving", extra={"model": settings.name, "startup_s": round(time.perf_counter() - t0, 3)}
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", extra={"grace_s": settings.drain_seconds})
+    await app.drain(settings.drain_seconds)
+    log.info("stopped")

@@ -1,0 +1,333 @@
+"""The service logic between the servicers and the runtime: models, parsing, streams.
+
+Works on numpy arrays and plain dataclasses; no grpc here. onnxruntime calls run in a
+thread pool so they never block the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelspec.names import (
+    C0,
+    C_N,
+    H0,
+    H_N,
+    INPUT_IDS,
+    INTENT_LOGITS,
+    LENGTHS,
+    OUTPUTS,
+    SLOT_LOGITS,
+)
+from modelspec.tags import decode_bio
+from server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from server.metrics import Metrics
+from server.runtime import ModelRuntime
+
+
+@dataclass(frozen=True)
+class TokenOut:
+    """A token of the answer; char offsets are -1 for token-id input."""
+
+    text: str
+    id: int
+    char_start: int = -1
+    char_end: int = -1
+
+
+@dataclass(frozen=True)
+class SlotOut:
+    """A decoded slot."""
+
+    name: str
+    value: str
+    token_start: int
+    token_end: int
+    char_start: int
+    char_end: int
+    confidence: float
+
+
+@dataclass
+class ParseResult:
+    """What a Parse (or one stream chunk) produces."""
+
+    model: str
+    tokens: list[TokenOut]
+    intent: tuple[str, float]
+    top: list[tuple[str, float]]
+    slots: list[SlotOut]
+    tags: list[str]
+    outputs: np.ndarray | None = None  # [time, directions*hidden]
+    slot_scores: np.ndarray | None = None  # [time, tags]
+    h_n: np.ndarray | None = None  # [layers*directions, 1, hidden]
+    c_n: np.ndarray | None = None
+    total_steps: int = 0
+
+
+@dataclass(frozen=True)
+class ParseOptions:
+    """What the caller wants back."""
+
+    top_k: int = 3
+    steps: bool = False
+    state: bool = False
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Numerically stable softmax."""
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class DataPlane:
+    """Holds the served models and runs requests against them."""
+
+    def __init__(
+        self,
+        runtimes: Sequence[ModelRuntime],
+        executor: ThreadPoolExecutor,
+        default_top_k: int = 3,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.models = {rt.name: rt for rt in runtimes}
+        self.default = runtimes[0].name
+        self.executor = executor
+        self.default_top_k = default_top_k
+        self.metrics = metrics
+        self.ready = False
+        self.draining = False
+
+    # ------------------------------------------------------------------ lookup
+
+    def model(self, name: str) -> ModelRuntime:
+        """The runtime for a model name ('' means the default); NotFound otherwise."""
+        rt = self.models.get(name or self.default)
+        if rt is None:
+            raise NotFound(f"unknown model {name!r}")
+        if self.draining:
+            raise Unavailable("the server is shutting down")
+        if not self.ready:
+            raise Unavailable("the model is not ready yet")
+        return rt
+
+    async def run(
+        self,
+        rt: ModelRuntime,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        h0: np.ndarray | None,
+        c0: np.ndarray | None,
+        outputs: list[str] | None = None,
+    ) -> dict[str, np.ndarray]:
+        """An onnxruntime call in the thread pool."""
+        loop = asyncio.get_running_loop()
+        out = await loop.run_in_executor(self.executor, rt.run, ids, lengths, h0, c0, outputs)
+        if self.metrics is not None:
+            self.metrics.tokens.labels(rt.name).inc(int(lengths.sum()))
+        return out
+
+    # ------------------------------------------------------------------ typed parse
+
+    def encode_text(
+        self, rt: ModelRuntime, text: str, offset: int = 0
+    ) -> tuple[list[TokenOut], np.ndarray]:
+        """Tokens (char offsets shifted by `offset`) and ids of a text."""
+        if not text.strip():
+            raise InvalidArgument("text is empty")
+        toks = rt.tokenizer.tokenize(text)
+        if not toks:
+            raise InvalidArgument("text has no words or numbers to parse")
+        if len(toks) > rt.max_tokens:
+            raise InvalidArgument(f"{len(toks)} tokens is over the limit of {rt.max_tokens}")
+        ids = rt.tokenizer.ids(toks)
+        out = [TokenOut(t.text, i, t.start + offset, t.end + offset) for t, i in zip(toks, ids)]
+        return out, np.asarray(ids, dtype=np.int64)
+
+    def encode_ids(self, rt: ModelRuntime, ids: Sequence[int]) -> tuple[list[TokenOut], np.ndarray]:
+        """Tokens and ids of a token-id request (validated against the vocabulary)."""
+        if len(ids) == 0:
+            raise InvalidArgument("token_ids is empty")
+        if len(ids) > rt.max_tokens:
+            raise InvalidArgument(f"{len(ids)} tokens is over the limit of {rt.max_tokens}")
+        arr = np.asarray(ids, dtype=np.int64)
+        lo, hi = int(arr.min()), int(arr.max())
+        if lo < 0 or hi >= rt.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise InvalidArgument(f"token id {bad} is outside the vocabulary [0, {rt.vocab_size})")
+        vocab = rt.tokenizer.vocab
+        return [TokenOut(vocab[i], int(i)) for i in arr], arr
+
+    def state_arrays(
+        self, rt: ModelRuntime, h: np.ndarray | None, c: np.ndarray | None
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Validate an initial state for one row."""
+        if h is not None:
+            rt.check_state(H0, h, 1)
+        if c is not None:
+            if rt.cell != "lstm":
+                raise InvalidArgument(f"{C0} is only for LSTM models; this model is {rt.cell}")
+            rt.check_state(C0, c, 1)
+        if rt.cell == "lstm" and (h is None) != (c is None):
+            raise InvalidArgument("an LSTM state needs both h and c")
+        return h, c
+
+    async def parse(
+        self,
+        model: str,
+        tokens: list[TokenOut],
+        ids: np.ndarray,
+        h0: np.ndarray | None,
+        c0: np.ndarray | None,
+        opts: ParseOptions,
+        text: str | None,
+    ) -> ParseResult:
+        """Run one utterance and decode intent and slots."""
+        rt = self.model(model)
+        out = await self.run(rt, ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0)
+        return self.decode(rt, tokens, out, opts, text, [])
+
+    def decode(
+        self,
+        rt: ModelRuntime,
+        tokens: list[TokenOut],
+        out: dict[str, np.ndarray],
+        opts: ParseOptions,
+        text: str | None,
+        prev_tags: list[str],
+        prev_tokens: Sequence[TokenOut] = (),
+        prev_scores: list[float] | None = None,
+    ) -> ParseResult:
+        """Turn one row of model outputs into a ParseResult (slots span earlier chunks too)."""
+        meta = rt.meta
+        probs = softmax(out[INTENT_LOGITS][0])
+        k = max(1, min(opts.top_k or self.default_top_k, len(meta.intents)))
+        order = np.argsort(-probs)[:k]
+        top = [(meta.intents[i], float(probs[i])) for i in order]
+        n = len(tokens)
+        scores = softmax(out[SLOT_LOGITS][0, :n])
+        best = scores.argmax(-1)
+        tags = [meta.slots[i] for i in best]
+        conf = [float(scores[t, best[t]]) for t in range(n)]
+        all_tags = prev_tags + tags
+        all_tokens = list(prev_tokens) + tokens
+        all_conf = (prev_scores or []) + conf
+        slots = []
+        for ent in decode_bio(all_tags):
+            first, last = all_tokens[ent.start], all_tokens[ent.end - 1]
+            if text is not None and first.char_start >= 0:
+                value = text[first.char_start : last.char_end]
+            else:
+                value = " ".join(t.text for t in all_tokens[ent.start : ent.end])
+            slots.append(
+                SlotOut(
+                    ent.slot,
+                    value,
+                    ent.start,
+                    ent.end,
+                    first.char_start,
+                    last.char_end,
+                    float(np.mean(all_conf[ent.start : ent.end])),
+                )
+            )
+        result = ParseResult(rt.name, tokens, top[0], top, slots, tags, total_steps=len(all_tokens))
+        if opts.steps:
+            result.outputs = out[OUTPUTS][0, :n]
+            result.slot_scores = scores
+        if opts.state:
+            result.h_n = out[H_N]
+            result.c_n = out.get(C_N)
+        return result
+
+    # ------------------------------------------------------------------ raw tensors (v2)
+
+    async def infer(
+        self, model: str, feeds: dict[str, np.ndarray], outputs: list[str] | None
+    ) -> dict[str, np.ndarray]:
+        """Validate raw tensors and run them."""
+        rt = self.model(model)
+        ids = feeds[INPUT_IDS]
+        if ids.ndim != 2:
+            raise InvalidArgument(
+                f"{INPUT_IDS} must have 2 dimensions [batch, time], got {ids.ndim}"
+            )
+        lengths = feeds.get(LENGTHS)
+        if lengths is None:  # no padding: every row is full length
+            lengths = np.full((ids.shape[0],), ids.shape[1], dtype=np.int64)
+        rt.check_batch(ids, lengths)
+        batch = ids.shape[0]
+        h0, c0 = feeds.get(H0), feeds.get(C0)
+        if h0 is not None:
+            rt.check_state(H0, h0, batch)
+        if c0 is not None:
+            rt.check_state(C0, c0, batch)
+        for name in outputs or []:
+            if name not in rt.output_names:
+                raise InvalidArgument(
+                    f"unknown output {name!r}; outputs: {', '.join(rt.output_names)}"
+                )
+        return await self.run(rt, ids, lengths, h0, c0, outputs or None)
+
+    # ------------------------------------------------------------------ streams
+
+    def open_stream(self, model: str) -> StreamState:
+        """State for one ParseStream; FailedPrecondition for bidirectional models."""
+        rt = self.model(model)
+        if rt.bidirectional:
+            raise FailedPrecondition(
+                f"model {rt.name!r} is bidirectional: its reverse direction needs the whole "
+                "utterance, so it cannot stream; send the utterance with Parse"
+            )
+        return StreamState(rt)
+
+
+@dataclass
+class StreamState:
+    """The recurrent state and the history of one stream; lives only inside the stream."""
+
+    rt: ModelRuntime
+    h: np.ndarray | None = None
+    c: np.ndarray | None = None
+    tags: list[str] = field(default_factory=list)
+    tokens: list[TokenOut] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    text: str = ""
+    chunks: int = 0
+
+    async def feed(
+        self, plane: DataPlane, text: str | None, ids: Sequence[int] | None, opts: ParseOptions
+    ) -> ParseResult:
+        """Run one chunk from the carried state."""
+        rt = self.rt
+        if text is not None:
+            tokens, arr = plane.encode_text(rt, text, offset=len(self.text))
+        elif ids is not None:
+            tokens, arr = plane.encode_ids(rt, ids)
+        else:
+            raise InvalidArgument("a stream chunk needs text or token_ids")
+        want = [OUTPUTS, SLOT_LOGITS, INTENT_LOGITS, H_N] + ([C_N] if rt.cell == "lstm" else [])
+        if plane.draining:
+            raise Unavailable("the server is shutting down")
+        out = await plane.run(
+            rt, arr[None, :], np.asarray([len(arr)], dtype=np.int64), self.h, self.c, want
+        )
+        full_text = self.text + text if text is not None else None
+        result = plane.decode(rt, tokens, out, opts, full_text, self.tags, self.tokens, self.scores)
+        self.h, self.c = out[H_N], out.get(C_N)
+        self.tags = self.tags + result.tags
+        self.tokens = self.tokens + tokens
+        n = len(tokens)
+        scores = softmax(out[SLOT_LOGITS][0, :n])
+        self.scores = self.scores + [float(s) for s in scores.max(-1)]
+        if text is not None:
+            self.text = full_text or ""
+        self.chunks += 1
+        if opts.state:
+            result.h_n, result.c_n = self.h, self.c
+        return result

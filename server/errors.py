@@ -1,0 +1,51 @@
+"""One error hierarchy for the server; each class names its gRPC status code.
+
+The runtime and the servicers raise these; one interceptor (server/app.py) maps them to a
+status. Their messages are written for clients and never contain internals. Anything else
+becomes INTERNAL with a fixed message, and the details go to the log only.
+"""
+
+from __future__ import annotations
+
+
+class ServeError(Exception):
+    """Base class: `code` is a grpc.StatusCode name, the message is safe to send."""
+
+    code = "INTERNAL"
+
+
+class InvalidArgument(ServeError):
+    """Malformed or out-of-range input."""
+
+    code = "INVALID_ARGUMENT"
+
+
+class NotFound(ServeError):
+    """Unknown model or version."""
+
+    code = "NOT_FOUND"
+
+
+class FailedPrecondition(ServeError):
+    """Well formed, but this model cannot do it (e.g. stream a bidirectional model)."""
+
+    code = "FAILED_PRECONDITION"
+
+
+class Unavailable(ServeError):
+    """Not ready yet, or draining."""
+
+    code = "UNAVAILABLE"
+
+
+class ResourceExhausted(ServeError):
+    """A limit was reached: queue, sessions, sequences."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+class ModelLoadError(Exception):
+    """The model file cannot be served; raised at start-up, reported as one line."""
+
+
+INTERNAL_MESSAGE = "internal error"

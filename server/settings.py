@@ -1,0 +1,125 @@
+"""Server settings: one typed, frozen object read once at the entry point (flags, RNNSERVE_*)."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "RNNSERVE_"
+DEVICES = ("auto", "cpu", "cuda")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the server needs to know; built by `parse_settings`, then passed down."""
+
+    model: Path = Path("models/intent.onnx")
+    model_name: str = ""  # v2/typed model name; default: the model file's stem
+    host: str = "127.0.0.1"
+    port: int = 50051  # 0: pick a free port
+    device: str = "auto"
+    intra_op_threads: int = 1
+    inference_threads: int = 2  # concurrent onnxruntime calls (one session, several callers)
+    metrics_port: int = 9090  # 0: pick a free port; -1: no metrics endpoint
+    log_level: str = "info"
+    max_tokens: int = 512  # per utterance / per chunk / per v2 row
+    max_batch_rows: int = 256  # rows in one v2 request
+    max_message_bytes: int = 4 * 1024 * 1024
+    warmup_runs: int = 3
+    drain_seconds: float = 10.0
+    allow_missing_parity: bool = False
+    default_top_k: int = 3
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port {self.port} is out of range")
+        if not -1 <= self.metrics_port <= 65535:
+            raise ValueError(f"metrics port {self.metrics_port} is out of range")
+        for name in (
+            "intra_op_threads",
+            "inference_threads",
+            "max_tokens",
+            "max_batch_rows",
+            "max_message_bytes",
+            "default_top_k",
+        ):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name.replace('_', '-')} must be at least 1")
+        if self.warmup_runs < 0 or self.drain_seconds < 0:
+            raise ValueError("warmup-runs and drain-seconds must not be negative")
+
+    @property
+    def name(self) -> str:
+        """The model's public name."""
+        return self.model_name or self.model.stem
+
+
+_HELP = {
+    "model": "ONNX model file exported by `python -m export export`",
+    "model_name": "public model name (default: the file's stem)",
+    "host": "address to bind",
+    "port": "gRPC port (0: any free port)",
+    "device": "execution provider: auto (CUDA when available), cpu, cuda",
+    "intra_op_threads": "onnxruntime threads per call",
+    "inference_threads": "onnxruntime calls in flight at once",
+    "metrics_port": "Prometheus port (0: any free port, -1: off)",
+    "log_level": "debug logs one line per request",
+    "max_tokens": "most tokens per utterance, chunk or v2 row",
+    "max_batch_rows": "most rows in one v2 request",
+    "max_message_bytes": "largest gRPC message accepted or sent",
+    "warmup_runs": "onnxruntime runs before health turns SERVING",
+    "drain_seconds": "grace period for in-flight calls on SIGTERM",
+    "allow_missing_parity": "serve a model without parity figures",
+    "default_top_k": "intents listed when a request does not say",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Flags for every setting; RNNSERVE_<NAME> environment variables give the defaults."""
+    p = argparse.ArgumentParser(prog="python -m server", description="rnnserve gRPC server")
+    for f in fields(Settings):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in ("bool", bool):
+            p.add_argument(flag, action="store_true", default=None, help=_HELP[f.name])
+        else:
+            p.add_argument(flag, default=None, help=_HELP[f.name])
+    return p
+
+
+def _coerce(name: str, raw: str | bool) -> object:
+    kind = {f.name: f.type for f in fields(Settings)}[name]
+    if kind in ("bool", bool):
+        if isinstance(raw, bool):
+            return raw
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    assert isinstance(raw, str)
+    try:
+        if kind in ("int", int):
+            return int(raw)
+        if kind in ("float", float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{name.replace('_', '-')}: {raw!r} is not a number") from None
+    if kind in ("Path", Path):
+        return Path(raw)
+    return raw
+
+
+def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+    """Flags win over RNNSERVE_* variables, which win over the defaults."""
+    args = build_parser().parse_args(list(argv))
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        env = environ.get(ENV_PREFIX + f.name.upper())
+        flag = getattr(args, f.name)
+        raw = flag if flag is not None else env
+        if raw is not None:
+            values[f.name] = _coerce(f.name, raw)
+    return Settings(**values)  # type: ignore[arg-type]
