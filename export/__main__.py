@@ -122,41 +122,36 @@ def _test_examples(training: dict[str, Any], data_dir: str) -> list[Example]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the checkpoint to ONNX, check parity, embed the metadata; optionally quantize."""
-    from export.onnx_export import embed_metadata, export_onnx
-    from export.parity import check_parity, format_table, summary
+    from export.onnx_export import embed_metadata
+    from export.package import package
+    from export.parity import format_table
     from export.train import load_checkpoint
     from modelspec.meta import ModelMetadata
     from modelspec.names import METADATA_KEY
 
     ckpt = load_checkpoint(args.checkpoint)
     t0 = time.perf_counter()
-    spec = export_onnx(ckpt.model, args.out)
-    t1 = time.perf_counter()
-    rows = check_parity(ckpt.model, args.out)
-    t2 = time.perf_counter()
-    print(f"exported {args.out} in {t1 - t0:.2f} s; parity on {len(rows)} cases in {t2 - t1:.1f} s")
+    training = {k: ckpt.training.get(k) for k in ("data", "seed", "seconds", "best_epoch")}
+    metrics: dict[str, Any] = {k: ckpt.metrics[k] for k in ("test", "val") if k in ckpt.metrics}
+    done = package(
+        ckpt.model,
+        ckpt.tokenizer,
+        ckpt.labels.intents,
+        ckpt.labels.tags,
+        args.out,
+        metrics,
+        training,
+    )
+    rows, meta, par = done.rows, done.meta, done.meta.parity
+    print(
+        f"exported {args.out} and checked parity on {len(rows)} cases in "
+        f"{time.perf_counter() - t0:.1f} s"
+    )
     print(format_table(rows))
-    par = summary(rows)
     print(
         f"max abs diff {par['max_abs_diff']:.2e} vs torch float64 (tolerance {par['tolerance']:g});"
         f" vs torch float32 {par['max_abs_diff_torch_fp32']:.2e}"
     )
-    tok = ckpt.tokenizer.to_dict()
-    meta = ModelMetadata(
-        vocab=tok["vocab"],
-        tokenizer=tok["rules"],
-        intents=ckpt.labels.intents,
-        slots=ckpt.labels.tags,
-        config=ckpt.model.config.to_dict(),
-        metrics={
-            "test": _slim(ckpt.metrics.get("test", {})),
-            "val": _slim(ckpt.metrics.get("val", {})),
-        },
-        parity={k: v for k, v in par.items() if k != "cases"} | {"cases": len(rows)},
-        io=spec.to_dict(),
-        training={k: ckpt.training.get(k) for k in ("data", "seed", "seconds", "best_epoch")},
-    )
-    embed_metadata(args.out, METADATA_KEY, meta.to_json())
     size = Path(args.out).stat().st_size
     print(f"wrote {args.out} ({size / 1024:.0f} KiB) with metadata key {METADATA_KEY!r}")
     if args.quantize:
@@ -178,16 +173,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             f"tags {cmp['tag_agreement']:.4f}"
         )
     return 0
-
-
-def _slim(m: dict[str, Any]) -> dict[str, Any]:
-    keep = ("n", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall")
-    out = {k: m[k] for k in keep if k in m}
-    if "by_kind" in m:
-        out["by_kind"] = {k: {kk: v[kk] for kk in keep if kk in v} for k, v in m["by_kind"].items()}
-    if "worst_confusions" in m:
-        out["worst_confusions"] = m["worst_confusions"]
-    return out
 
 
 def cmd_parity(args: argparse.Namespace) -> int:

@@ -9,7 +9,8 @@ from typing import Any
 from modelspec.names import METADATA_VERSION, OUTSIDE_TAG
 from modelspec.tokenizer import Tokenizer, TokenizerRules
 
-REQUIRED_KEYS = ("vocab", "tokenizer", "intents", "slots", "config", "metrics", "parity")
+# `metrics` and `parity` may be absent: the server decides whether to serve such a model.
+REQUIRED_KEYS = ("vocab", "tokenizer", "intents", "slots", "config")
 
 
 class MetadataError(ValueError):

@@ -92,8 +92,6 @@ class ModelRuntime:
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != CUDA:
             raise ModelLoadError(f"{self.path}: --device cuda, but onnxruntime fell back to CPU")
-        if device == "auto":
-            log.info("execution provider: %s", self.provider)
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
             raise ModelLoadError(
@@ -116,6 +114,16 @@ class ModelRuntime:
         self.output_names = output_names(self.cell)
         self.inputs = self._tensor_infos(True)
         self.outputs = self._tensor_infos(False)
+        log.info(
+            "model loaded",
+            extra={
+                "model": name,
+                "path": str(self.path),
+                "device": device,
+                "provider": self.provider,
+                "cell": self.cell,
+            },
+        )
 
     # ------------------------------------------------------------------ load checks
 

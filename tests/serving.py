@@ -1,0 +1,100 @@
+"""Test helpers: a real server on port 0 in a background event loop, and small exported models."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from server.app import App, build_app
+from server.settings import Settings
+
+TEXTS = [
+    "turn on the kitchen lights",
+    "what time is it",
+    "set the fan to 50 percent",
+    "turn off the bedroom lamp",
+    "what is the temperature in the garage",
+]
+
+
+class RunningServer:
+    """build_app(settings) served from a thread with its own asyncio loop."""
+
+    def __init__(self, settings: Settings, warm: bool = True) -> None:
+        self.settings = settings
+        self.warm = warm
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.app: App | None = None
+
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30) -> Any:
+        """Run a coroutine on the server's loop and wait for it."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def __enter__(self) -> RunningServer:
+        self.thread.start()
+
+        async def up() -> App:
+            app = build_app(self.settings)
+            await app.start()
+            if self.warm:
+                await app.warmup()
+            return app
+
+        self.app = self.call(up())
+        return self
+
+    @property
+    def target(self) -> str:
+        """host:port of the running server."""
+        assert self.app is not None
+        return f"127.0.0.1:{self.app.port}"
+
+    def __exit__(self, *exc: object) -> None:
+        if self.app is not None:
+            self.call(self.app.drain(0))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def settings_for(model: Path, **kw: Any) -> Settings:
+    """Settings for tests: port 0, no metrics endpoint, one warm-up run."""
+    base = Settings(model=Path(model), host="127.0.0.1", port=0, metrics_port=-1, warmup_runs=1)
+    return replace(base, **kw)
+
+
+def small_model_file(
+    out: Path, cell: str, nl: str = "tanh", bi: bool = False, layers: int = 1, seed: int = 0
+) -> Path:
+    """A small random-init model exported exactly like the default one (metadata, parity)."""
+    import torch
+
+    from export.model import IntentSlotRNN, ModelConfig
+    from export.package import package
+    from export.parity import ParityCase
+    from modelspec.tokenizer import Tokenizer
+
+    tok = Tokenizer.build(TEXTS)
+    intents = ["HassA", "HassB", "HassC"]
+    tags = ["O", "B-area", "I-area", "B-name", "I-name"]
+    torch.manual_seed(seed)
+    cfg = ModelConfig(
+        vocab_size=tok.vocab_size,
+        num_intents=len(intents),
+        num_slots=len(tags),
+        cell=cell,
+        nonlinearity=nl,
+        bidirectional=bi,
+        num_layers=layers,
+        embedding_dim=8,
+        hidden_size=12,
+    )
+    model = IntentSlotRNN(cfg).eval()
+    cases = [ParityCase("b3", (5, 2, 7), False), ParityCase("b2+state", (3, 4), True)]
+    package(model, tok, intents, tags, out, cases=cases)
+    return out

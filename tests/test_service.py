@@ -1,0 +1,324 @@
+"""The gRPC service over a real loopback channel: typed API, streams, state, health, errors."""
+
+from __future__ import annotations
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from client import Client, RnnServeError
+from modelspec.meta import ModelMetadata
+from modelspec.names import METADATA_KEY
+from rnnserve.v1 import rnnserve_pb2 as pb
+from server.dataplane import softmax
+
+from .conftest import DEFAULT_ONNX
+from .serving import RunningServer, settings_for, small_model_file
+
+CELLS = [("rnn", "tanh"), ("rnn", "relu"), ("lstm", "tanh"), ("gru", "tanh")]
+
+
+@pytest.fixture(scope="module")
+def default_server():
+    with RunningServer(settings_for(DEFAULT_ONNX)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(default_server):
+    with Client(default_server.target, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def small_models(tmp_path_factory):
+    """Small exported models: every cell, uni and bidirectional, 1 and 2 layers."""
+    root = tmp_path_factory.mktemp("models")
+    out = {}
+    for cell, nl in CELLS:
+        for bi in (False, True):
+            for layers in (1, 2):
+                key = (cell, nl, bi, layers)
+                out[key] = small_model_file(
+                    root / f"{cell}-{nl}-{bi}-{layers}.onnx", cell, nl, bi, layers
+                )
+    return out
+
+
+def _onnx(path):
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    meta = ModelMetadata.from_json(sess.get_modelmeta().custom_metadata_map[METADATA_KEY])
+    return sess, meta
+
+
+def _arr(t: pb.Tensor) -> np.ndarray:
+    return np.asarray(t.values, dtype=np.float32).reshape(list(t.shape))
+
+
+# ---------------------------------------------------------------- the default model
+
+
+def test_what_time_is_it(client):
+    r = client.parse("what time is it?")
+    assert r.intent.name == "HassGetCurrentTime"
+    assert r.intent.confidence > 0.5
+    assert [t.text for t in r.tokens] == ["what", "time", "is", "it"]
+    assert r.model == "intent"
+
+
+def test_parse_equals_a_direct_onnxruntime_run(client):
+    sess, meta = _onnx(DEFAULT_ONNX)
+    text = "Set the Bedroom temperature to 21 degrees"
+    r = client.parse(text, steps=True, state=True, top_k=5)
+    tok = meta.make_tokenizer()
+    ids = np.array([tok.ids(tok.tokenize(text))], dtype=np.int64)
+    outputs, slot_logits, intent_logits, h_n = sess.run(
+        None, {"input_ids": ids, "lengths": np.array([ids.shape[1]])}
+    )
+    assert [t.id for t in r.tokens] == ids[0].tolist()
+    probs = softmax(intent_logits[0])
+    order = np.argsort(-probs)[:5]
+    assert [i.name for i in r.top_intents] == [meta.intents[i] for i in order]
+    np.testing.assert_allclose([i.confidence for i in r.top_intents], probs[order], rtol=1e-5)
+    np.testing.assert_allclose(_arr(r.steps.outputs), outputs[0], atol=1e-6)
+    np.testing.assert_allclose(_arr(r.steps.slot_scores), softmax(slot_logits[0]), atol=1e-6)
+    assert list(r.steps.tags) == [meta.slots[i] for i in slot_logits[0].argmax(-1)]
+    np.testing.assert_allclose(_arr(r.state.h), h_n, atol=1e-6)
+    slots = {(s.name, s.value) for s in r.slots}
+    assert ("area", "Bedroom") in slots and ("temperature", "21") in slots
+    area = next(s for s in r.slots if s.name == "area")
+    assert text[area.char_start : area.char_end] == "Bedroom"
+
+
+def test_token_ids_input_gives_the_same_answer(client):
+    by_text = client.parse("turn on the lights in the kitchen")
+    by_ids = client.parse_tokens([t.id for t in by_text.tokens])
+    assert by_ids.intent.name == by_text.intent.name
+    assert by_ids.intent.confidence == pytest.approx(by_text.intent.confidence, rel=1e-6)
+    assert [(s.name, s.value) for s in by_ids.slots] == [(s.name, s.value) for s in by_text.slots]
+    assert all(t.char_start == -1 for t in by_ids.tokens)
+
+
+def test_model_info_describes_the_model(client):
+    info = client.info()
+    _, meta = _onnx(DEFAULT_ONNX)
+    assert (info.cell, info.num_directions, info.hidden_size) == ("gru", 2, 128)
+    assert list(info.intents) == meta.intents and list(info.slot_tags) == meta.slots
+    assert info.vocab_size == len(meta.vocab) and not info.streaming
+    assert info.parity_max_abs_diff == pytest.approx(meta.parity["max_abs_diff"])
+    assert [i.name for i in info.inputs] == ["input_ids", "lengths", "h0"]
+    assert info.inputs[2].optional and list(info.inputs[2].shape) == ["2", "batch", "128"]
+
+
+def test_bidirectional_model_refuses_to_stream(client):
+    with pytest.raises(RnnServeError) as err:
+        list(client.stream(["turn on", " the lights"]))
+    assert err.value.code == "FAILED_PRECONDITION"
+    assert "bidirectional" in err.value.message
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _bad_requests():
+    h_bad = pb.State(h=pb.Tensor(shape=[2, 1, 5], values=[0.0] * 10))
+    nan = pb.State(h=pb.Tensor(shape=[2, 1, 128], values=[float("nan")] + [0.0] * 255))
+    short = pb.State(h=pb.Tensor(shape=[2, 1, 128], values=[0.0] * 3))
+    lstm_c = pb.State(
+        h=pb.Tensor(shape=[2, 1, 128], values=[0.0] * 256),
+        c=pb.Tensor(shape=[2, 1, 128], values=[0.0] * 256),
+    )
+    return [
+        ("empty text", pb.ParseRequest(text=""), "INVALID_ARGUMENT", "empty"),
+        ("punctuation only", pb.ParseRequest(text="?!"), "INVALID_ARGUMENT", "no words"),
+        ("no input", pb.ParseRequest(), "INVALID_ARGUMENT", "text or token_ids"),
+        ("empty ids", pb.ParseRequest(token_ids=pb.TokenIds(ids=[])), "INVALID_ARGUMENT", "empty"),
+        (
+            "id over vocab",
+            pb.ParseRequest(token_ids=pb.TokenIds(ids=[5, 999999])),
+            "INVALID_ARGUMENT",
+            "outside the vocabulary",
+        ),
+        (
+            "negative id",
+            pb.ParseRequest(token_ids=pb.TokenIds(ids=[-1])),
+            "INVALID_ARGUMENT",
+            "outside the vocabulary",
+        ),
+        ("too long", pb.ParseRequest(text="lamp " * 600), "INVALID_ARGUMENT", "over the limit"),
+        (
+            "state shape",
+            pb.ParseRequest(text="hi there", initial_state=h_bad),
+            "INVALID_ARGUMENT",
+            "must have shape [2, 1, 128]",
+        ),
+        (
+            "state values",
+            pb.ParseRequest(text="hi there", initial_state=short),
+            "INVALID_ARGUMENT",
+            "needs 256 values",
+        ),
+        (
+            "nan state",
+            pb.ParseRequest(text="hi there", initial_state=nan),
+            "INVALID_ARGUMENT",
+            "NaN",
+        ),
+        (
+            "c for a GRU",
+            pb.ParseRequest(text="hi there", initial_state=lstm_c),
+            "INVALID_ARGUMENT",
+            "only for LSTM",
+        ),
+        ("unknown model", pb.ParseRequest(model="nope", text="hi"), "NOT_FOUND", "nope"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("case", "request_", "code", "needle"), _bad_requests(), ids=[c[0] for c in _bad_requests()]
+)
+def test_bad_input_gets_its_status_and_the_server_keeps_serving(
+    client, case, request_, code, needle
+):
+    with pytest.raises(grpc.RpcError) as err:
+        client.stub.Parse(request_, timeout=5)
+    assert err.value.code().name == code, case
+    assert needle in err.value.details()
+    assert "Traceback" not in err.value.details()
+    assert client.parse("what time is it").intent.name == "HassGetCurrentTime"
+
+
+def test_unknown_model_info_is_not_found(client):
+    with pytest.raises(RnnServeError) as err:
+        client.info("other")
+    assert err.value.code == "NOT_FOUND"
+
+
+# ---------------------------------------------------------------- every cell type
+
+
+@pytest.mark.parametrize(
+    "key",
+    [(c, n, b, k) for c, n in CELLS for b in (False, True) for k in (1, 2)],
+    ids=lambda k: "-".join(map(str, k)),
+)
+def test_steps_and_state_have_the_right_shapes(small_models, key):
+    cell, _, bi, layers = key
+    with RunningServer(settings_for(small_models[key])) as srv, Client(srv.target) as c:
+        r = c.parse("turn on the kitchen lights", steps=True, state=True)
+        d = 2 if bi else 1
+        assert list(r.steps.outputs.shape) == [5, d * 12]
+        assert list(r.steps.slot_scores.shape) == [5, 5]
+        assert list(r.state.h.shape) == [layers * d, 1, 12]
+        assert r.state.HasField("c") == (cell == "lstm")
+        if cell == "lstm":
+            assert list(r.state.c.shape) == [layers * d, 1, 12]
+        sess, _ = _onnx(small_models[key])
+        ids = np.array([[t.id for t in r.tokens]], dtype=np.int64)
+        want = sess.run(None, {"input_ids": ids, "lengths": np.array([5])})
+        np.testing.assert_allclose(_arr(r.steps.outputs), want[0][0], atol=1e-6)
+        np.testing.assert_allclose(_arr(r.state.h), want[3], atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_carried_state_equals_one_call_on_the_whole_sequence(small_models, cell):
+    path = small_models[(cell, "tanh", False, 2)]
+    with RunningServer(settings_for(path)) as srv, Client(srv.target) as c:
+        whole = c.parse("turn on the kitchen lights what time is it", state=True, steps=True)
+        first = c.parse("turn on the kitchen lights", state=True, steps=True)
+        second = c.parse("what time is it", initial_state=first.state, state=True, steps=True)
+        np.testing.assert_allclose(_arr(second.state.h), _arr(whole.state.h), atol=1e-6)
+        if cell == "lstm":
+            np.testing.assert_allclose(_arr(second.state.c), _arr(whole.state.c), atol=1e-6)
+        assert second.intent.name == whole.intent.name
+        assert second.intent.confidence == pytest.approx(whole.intent.confidence, abs=1e-6)
+        joined = np.concatenate([_arr(first.steps.outputs), _arr(second.steps.outputs)])
+        np.testing.assert_allclose(joined, _arr(whole.steps.outputs), atol=1e-6)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stream_equals_the_unary_answer(small_models, cell):
+    path = small_models[(cell, "tanh", False, 1)]
+    with RunningServer(settings_for(path)) as srv, Client(srv.target) as c:
+        text = "turn on the kitchen lights what time is it"
+        whole = c.parse(text, state=True, steps=True)
+        chunks = ["turn on the ", "kitchen lights ", "what time is it"]
+        answers = list(c.stream(chunks, state=True, steps=True))
+        assert [a.chunk_index for a in answers] == [0, 1, 2]
+        assert [a.total_steps for a in answers] == [3, 5, 9]
+        last = answers[-1]
+        assert last.intent.name == whole.intent.name
+        assert last.intent.confidence == pytest.approx(whole.intent.confidence, abs=1e-6)
+        np.testing.assert_allclose(_arr(last.state.h), _arr(whole.state.h), atol=1e-6)
+        tags = [t for a in answers for t in a.steps.tags]
+        assert tags == list(whole.steps.tags)
+        assert [(s.name, s.token_start, s.token_end) for s in last.slots] == [
+            (s.name, s.token_start, s.token_end) for s in whole.slots
+        ]
+        toks = [t for a in answers for t in a.tokens]
+        assert [(t.char_start, t.char_end) for t in toks] == [
+            (t.char_start, t.char_end) for t in whole.tokens
+        ]
+        ids = [[t.id for t in a.tokens] for a in answers]
+        by_ids = list(c.stream(ids, state=True))
+        np.testing.assert_allclose(_arr(by_ids[-1].state.h), _arr(whole.state.h), atol=1e-6)
+
+
+def test_a_bad_chunk_ends_the_stream_with_its_status(small_models):
+    path = small_models[("gru", "tanh", False, 1)]
+    with RunningServer(settings_for(path)) as srv, Client(srv.target) as c:
+        got = []
+        with pytest.raises(RnnServeError) as err:
+            for a in c.stream(["turn on", [10**6]]):
+                got.append(a)
+        assert len(got) == 1 and err.value.code == "INVALID_ARGUMENT"
+        assert c.parse("what time is it").tokens
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def test_health_is_serving_only_after_warmup():
+    settings = settings_for(DEFAULT_ONNX, warmup_runs=2)
+    with RunningServer(settings, warm=False) as srv, Client(srv.target) as c:
+        assert c.health() == "NOT_SERVING"
+        assert c.health("rnnserve.v1.Parser") == "NOT_SERVING"
+        with pytest.raises(RnnServeError) as err:
+            c.parse("what time is it")
+        assert err.value.code == "UNAVAILABLE"
+        assert srv.app is not None
+        srv.call(srv.app.warmup())
+        assert c.health() == "SERVING"
+        assert c.health("inference.GRPCInferenceService") == "SERVING"
+        assert c.parse("what time is it").intent.name == "HassGetCurrentTime"
+
+
+def test_reflection_lists_the_services(default_server):
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    with grpc.insecure_channel(default_server.target) as ch:
+        stub = reflection_pb2_grpc.ServerReflectionStub(ch)
+        req = reflection_pb2.ServerReflectionRequest(list_services="")
+        (resp,) = list(stub.ServerReflectionInfo(iter([req]), timeout=5))
+    names = {s.name for s in resp.list_services_response.service}
+    assert {
+        "rnnserve.v1.Parser",
+        "inference.GRPCInferenceService",
+        "grpc.health.v1.Health",
+    } <= names
+
+
+def test_metrics_count_requests_by_status_and_tokens(default_server, client):
+    from prometheus_client import generate_latest
+
+    with pytest.raises(RnnServeError):
+        client.parse("")
+    client.parse("what time is it")
+    assert default_server.app is not None
+    text = generate_latest(default_server.app.metrics.registry).decode()
+    assert 'rnnserve_requests_total{code="INVALID_ARGUMENT",method="Parse"}' in text
+    assert 'rnnserve_requests_total{code="OK",method="Parse"}' in text
+    assert 'rnnserve_request_seconds_bucket{le="0.005",method="Parse"}' in text
+    tokens = [line for line in text.splitlines() if line.startswith("rnnserve_tokens_total")]
+    assert tokens and float(tokens[0].split()[-1]) >= 4
