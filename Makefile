@@ -11,7 +11,7 @@ METRICS_PORT ?= 9090
 QUANTIZE ?=
 TRAIN_ARGS ?=
 
-.PHONY: install run serve test test-slow lint format train export parity sweep data proto proto-check clean
+.PHONY: install run serve test test-slow lint format train export parity sweep data proto proto-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -67,6 +67,9 @@ proto-check: $(STAMP)  ## fail when the committed stubs are stale
 	rm -rf build/proto-check && mkdir -p build/proto-check
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=build/proto-check --grpc_python_out=build/proto-check --pyi_out=build/proto-check $(PROTOS)
 	diff -r -x __init__.py -x __pycache__ build/proto-check/rnnserve rnnserve
+
+bench: $(STAMP)  ## benchmarks -> bench/results/{latest.json,summary.md,*.png}
+	$(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

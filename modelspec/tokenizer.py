@@ -7,7 +7,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from modelspec.names import NUM, PAD, PAD_ID, SPECIAL_TOKENS, UNK, UNK_ID
 
@@ -18,8 +18,7 @@ NUMBER_PATTERN = r"\d+(?:[.,:/]\d+)*"
 TOKENIZER_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(NamedTuple):
     """One token: its normalised text and its character span in the original string."""
 
     text: str
@@ -82,6 +81,8 @@ class Tokenizer:
     def normalise(self, text: str) -> str:
         """Unicode-normalise (length-preserving forms only keep spans exact) and fold case."""
         out = text
+        if out.isascii():  # ASCII is invariant under NFKC and lowers char for char: fast path
+            return out.lower() if self.rules.lowercase else out
         if self.rules.unicode_form:
             form: Any = self.rules.unicode_form
             # Normalise char by char so that character offsets still index the original text.
@@ -98,7 +99,7 @@ class Tokenizer:
 
     def token_key(self, token: str) -> str:
         """The vocabulary key of a token (numbers collapse to one token)."""
-        if self.rules.numbers_to_token and self._number.fullmatch(token):
+        if self.rules.numbers_to_token and token[:1].isdigit() and self._number.fullmatch(token):
             return NUM
         return token
 

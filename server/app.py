@@ -12,7 +12,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -22,11 +22,13 @@ from grpc_reflection.v1alpha import reflection
 
 from rnnserve.kserve import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
+from server.batcher import Batcher
 from server.dataplane import DataPlane
 from server.errors import INTERNAL_MESSAGE, ServeError
 from server.kserve_servicer import InferenceServicer
 from server.metrics import Metrics
 from server.runtime import ModelRuntime
+from server.sequences import SequenceStore
 from server.settings import Settings
 from server.typed_servicer import ParserServicer
 
@@ -149,11 +151,16 @@ class App:
     metrics: Metrics
     executor: ThreadPoolExecutor
     metrics_port: int | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
         """Start accepting calls (health says NOT_SERVING until warm-up)."""
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        for batcher in self.plane.batchers.values():
+            batcher.start()
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(s.reaper()) for s in self.plane.sequences.values()]
         await self.server.start()
 
     async def warmup(self) -> None:
@@ -172,6 +179,10 @@ class App:
         self.metrics.ready.set(0)
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        for batcher in self.plane.batchers.values():
+            await batcher.stop()
+        for task in self.tasks:
+            task.cancel()
         self.executor.shutdown(wait=True)
 
 
@@ -186,10 +197,30 @@ def build_app(settings: Settings) -> App:
         settings.max_tokens,
     )
     executor = ThreadPoolExecutor(
-        max_workers=settings.inference_threads, thread_name_prefix="onnxruntime"
+        max_workers=max(1, settings.inference_threads), thread_name_prefix="onnxruntime"
     )
+    inline = settings.inference_threads == 0  # onnxruntime on the event loop thread
     metrics = Metrics()
-    plane = DataPlane([runtime], executor, settings.default_top_k, metrics)
+    batchers = {}
+    if settings.max_batch_size > 1:
+        batchers[runtime.name] = Batcher(
+            runtime,
+            None if inline else executor,
+            settings.inference_threads,
+            settings.max_batch_size,
+            settings.max_batch_delay_us / 1e6,
+            metrics.record_batch,
+        )
+    sequences = {}
+    if not runtime.bidirectional:
+        sequences[runtime.name] = SequenceStore(
+            settings.max_sequences,
+            settings.sequence_idle_timeout,
+            on_change=metrics.live_sequences.set,
+        )
+    plane = DataPlane(
+        [runtime], executor, settings.default_top_k, metrics, batchers, inline, sequences
+    )
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -198,7 +229,14 @@ def build_app(settings: Settings) -> App:
     server = grpc.aio.server(interceptors=[StatusInterceptor(metrics)], options=opts)
     rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(plane, settings.inference_threads, settings.max_batch_rows), server
+        InferenceServicer(
+            plane,
+            max(1, settings.inference_threads),
+            settings.max_batch_rows,
+            settings.max_batch_size,
+            settings.max_batch_delay_us,
+        ),
+        server,
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,13 +26,15 @@ from modelspec.names import (
     SLOT_LOGITS,
 )
 from modelspec.tags import decode_bio
+from server.batcher import Batcher
 from server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from server.metrics import Metrics
 from server.runtime import ModelRuntime
+from server.sequences import Sequence as SequenceState
+from server.sequences import SequenceStore
 
 
-@dataclass(frozen=True)
-class TokenOut:
+class TokenOut(NamedTuple):
     """A token of the answer; char offsets are -1 for token-id input."""
 
     text: str
@@ -68,6 +71,7 @@ class ParseResult:
     h_n: np.ndarray | None = None  # [layers*directions, 1, hidden]
     c_n: np.ndarray | None = None
     total_steps: int = 0
+    tag_conf: list[float] = field(default_factory=list)  # probability of each step's best tag
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,14 @@ class DataPlane:
         executor: ThreadPoolExecutor,
         default_top_k: int = 3,
         metrics: Metrics | None = None,
+        batchers: dict[str, Batcher] | None = None,
+        inline: bool = False,
+        sequences: dict[str, SequenceStore] | None = None,
     ) -> None:
         self.models = {rt.name: rt for rt in runtimes}
+        self.batchers = batchers or {}
+        self.inline = inline
+        self.sequences = sequences or {}
         self.default = runtimes[0].name
         self.executor = executor
         self.default_top_k = default_top_k
@@ -126,9 +136,16 @@ class DataPlane:
         c0: np.ndarray | None,
         outputs: list[str] | None = None,
     ) -> dict[str, np.ndarray]:
-        """An onnxruntime call in the thread pool."""
-        loop = asyncio.get_running_loop()
-        out = await loop.run_in_executor(self.executor, rt.run, ids, lengths, h0, c0, outputs)
+        """An onnxruntime call in the thread pool, through the model's batcher when it has one."""
+        batcher = self.batchers.get(rt.name)
+        if batcher is not None:
+            full = await batcher.submit(ids, lengths, h0, c0)
+            out = {k: full[k] for k in outputs} if outputs else full
+        elif self.inline:
+            out = rt.run(ids, lengths, h0, c0, outputs)
+        else:
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self.executor, rt.run, ids, lengths, h0, c0, outputs)
         if self.metrics is not None:
             self.metrics.tokens.labels(rt.name).inc(int(lengths.sum()))
         return out
@@ -208,13 +225,15 @@ class DataPlane:
         meta = rt.meta
         probs = softmax(out[INTENT_LOGITS][0])
         k = max(1, min(opts.top_k or self.default_top_k, len(meta.intents)))
-        order = np.argsort(-probs)[:k]
-        top = [(meta.intents[i], float(probs[i])) for i in order]
+        order = np.argsort(-probs)[:k].tolist()
+        plist = probs.tolist()
+        top = [(meta.intents[i], plist[i]) for i in order]
         n = len(tokens)
         scores = softmax(out[SLOT_LOGITS][0, :n])
-        best = scores.argmax(-1)
+        best_arr = scores.argmax(-1)
+        best = best_arr.tolist()
         tags = [meta.slots[i] for i in best]
-        conf = [float(scores[t, best[t]]) for t in range(n)]
+        conf = scores[np.arange(n), best_arr].tolist()
         all_tags = prev_tags + tags
         all_tokens = list(prev_tokens) + tokens
         all_conf = (prev_scores or []) + conf
@@ -233,10 +252,12 @@ class DataPlane:
                     ent.end,
                     first.char_start,
                     last.char_end,
-                    float(np.mean(all_conf[ent.start : ent.end])),
+                    sum(all_conf[ent.start : ent.end]) / (ent.end - ent.start),
                 )
             )
-        result = ParseResult(rt.name, tokens, top[0], top, slots, tags, total_steps=len(all_tokens))
+        result = ParseResult(
+            rt.name, tokens, top[0], top, slots, tags, total_steps=len(all_tokens), tag_conf=conf
+        )
         if opts.steps:
             result.outputs = out[OUTPUTS][0, :n]
             result.slot_scores = scores
@@ -273,6 +294,46 @@ class DataPlane:
                     f"unknown output {name!r}; outputs: {', '.join(rt.output_names)}"
                 )
         return await self.run(rt, ids, lengths, h0, c0, outputs or None)
+
+    async def infer_sequence(
+        self,
+        model: str,
+        key: str,
+        start: bool,
+        end: bool,
+        feeds: dict[str, np.ndarray],
+        outputs: list[str] | None,
+    ) -> dict[str, np.ndarray]:
+        """One request of a v2 sequence: its state comes from, and goes back to, the store."""
+        rt = self.model(model)
+        store = self.sequences.get(rt.name)
+        if store is None:
+            raise FailedPrecondition(
+                f"model {rt.name!r} is bidirectional: it cannot carry state across requests"
+            )
+        if H0 in feeds or C0 in feeds:
+            raise InvalidArgument("a sequence request carries no h0/c0: the server holds the state")
+        ids = feeds[INPUT_IDS]
+        if ids.ndim != 2 or ids.shape[0] != 1:
+            raise InvalidArgument(f"a sequence request has one row, got shape {list(ids.shape)}")
+        seq = store.begin(key) if start else store.get(key)
+        async with seq.lock:
+            want = list(rt.output_names)
+            out = await self.infer(model, {**feeds, **self._state_feeds(seq)}, want)
+            seq.h, seq.c = out[H_N], out.get(C_N)
+            seq.last_used = store.clock()
+        if end:
+            store.end(key)
+        return {k: out[k] for k in outputs} if outputs else out
+
+    @staticmethod
+    def _state_feeds(seq: SequenceState) -> dict[str, np.ndarray]:
+        feeds = {}
+        if seq.h is not None:
+            feeds[H0] = seq.h
+        if seq.c is not None:
+            feeds[C0] = seq.c
+        return feeds
 
     # ------------------------------------------------------------------ streams
 
@@ -322,9 +383,7 @@ class StreamState:
         self.h, self.c = out[H_N], out.get(C_N)
         self.tags = self.tags + result.tags
         self.tokens = self.tokens + tokens
-        n = len(tokens)
-        scores = softmax(out[SLOT_LOGITS][0, :n])
-        self.scores = self.scores + [float(s) for s in scores.max(-1)]
+        self.scores = self.scores + result.tag_conf
         if text is not None:
             self.text = full_text or ""
         self.chunks += 1

@@ -39,7 +39,6 @@ NP_TO_V2 = {"int64": "INT64", "float32": "FP32"}
 CONFIG_TYPES = {"int64": pb.TYPE_INT64, "float32": pb.TYPE_FP32}
 # What each input accepts (cast to the model's dtype after the check).
 ACCEPTED = {"int64": ("INT64", "INT32"), "float32": ("FP32",)}
-SEQUENCE_PARAMS = ("sequence_id", "sequence_start", "sequence_end")
 
 
 def _dims(info: TensorInfo) -> list[int]:
@@ -49,10 +48,19 @@ def _dims(info: TensorInfo) -> list[int]:
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     """The v2 protocol over the same data plane as the typed API."""
 
-    def __init__(self, plane: DataPlane, instances: int, max_batch_rows: int) -> None:
+    def __init__(
+        self,
+        plane: DataPlane,
+        instances: int,
+        max_batch_rows: int,
+        batch_size: int = 1,
+        batch_delay_us: int = 0,
+    ) -> None:
         self.plane = plane
         self.instances = instances
         self.max_batch_rows = max_batch_rows
+        self.batch_size = batch_size
+        self.batch_delay_us = batch_delay_us
 
     # ------------------------------------------------------------------ health and metadata
 
@@ -126,6 +134,13 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                 )
             ],
         )
+        store = self.plane.sequences.get(rt.name)
+        if store is not None:  # unidirectional: Triton tools drive it as a sequence model
+            cfg.sequence_batching.max_sequence_idle_microseconds = int(store.idle_timeout_s * 1e6)
+            cfg.sequence_batching.direct.max_queue_delay_microseconds = self.batch_delay_us
+        elif self.batch_size > 1:
+            cfg.dynamic_batching.max_queue_delay_microseconds = self.batch_delay_us
+            cfg.dynamic_batching.preferred_batch_size.append(self.batch_size)
         for key, value in (
             ("cell", rt.cell),
             ("bidirectional", str(rt.bidirectional).lower()),
@@ -195,16 +210,45 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             )
         return feeds
 
+    @staticmethod
+    def _sequence(req: pb.ModelInferRequest) -> tuple[str, bool, bool] | None:
+        """(sequence id, start, end) from the request parameters, or None."""
+        params = req.parameters
+        if "sequence_id" not in params:
+            for key in ("sequence_start", "sequence_end"):
+                if key in params:
+                    raise InvalidArgument(f"parameter {key!r} needs a sequence_id")
+            return None
+        p = params["sequence_id"]
+        which = p.WhichOneof("parameter_choice")
+        if which in ("int64_param", "uint64_param"):
+            key = str(getattr(p, which))
+        elif which == "string_param":
+            key = p.string_param
+        else:
+            raise InvalidArgument("parameter 'sequence_id' must be an integer or a string")
+        if key in ("", "0"):
+            raise InvalidArgument("sequence_id 0 or empty does not name a sequence")
+
+        def flag(name: str) -> bool:
+            if name not in params:
+                return False
+            q = params[name]
+            if q.WhichOneof("parameter_choice") != "bool_param":
+                raise InvalidArgument(f"parameter {name!r} must be a bool")
+            return bool(q.bool_param)
+
+        return key, flag("sequence_start"), flag("sequence_end")
+
     async def _infer(self, req: pb.ModelInferRequest) -> pb.ModelInferResponse:
         rt = self._model(req.model_name, req.model_version)
-        for key in SEQUENCE_PARAMS:
-            if key in req.parameters:
-                raise InvalidArgument(
-                    f"parameter {key!r}: sequences are not served yet; pass h_n back as h0"
-                )
+        seq = self._sequence(req)
         feeds = self._decode_inputs(rt, req)
         wanted = [o.name for o in req.outputs] or None
-        out = await self.plane.infer(rt.name, feeds, wanted)
+        if seq is None:
+            out = await self.plane.infer(rt.name, feeds, wanted)
+        else:
+            out = await self.plane.infer_sequence(rt.name, *seq, feeds, wanted)
         resp = pb.ModelInferResponse(model_name=rt.name, model_version=VERSION, id=req.id)
         for name, arr in out.items():
             a = np.ascontiguousarray(arr, dtype=np.float32)

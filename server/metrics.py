@@ -28,9 +28,29 @@ class Metrics:
         self.tokens = Counter(
             "rnnserve_tokens", "tokens run through the model", ["model"], registry=self.registry
         )
+        self.batch_rows = Histogram(
+            "rnnserve_batch_rows",
+            "rows per onnxruntime call from the batcher",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.batch_requests = Histogram(
+            "rnnserve_batch_requests",
+            "requests per onnxruntime call from the batcher",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=self.registry,
+        )
+        self.live_sequences = Gauge(
+            "rnnserve_live_sequences", "v2 sequences holding state", registry=self.registry
+        )
         self.ready = Gauge(
             "rnnserve_ready", "1 when the model is loaded and warm", registry=self.registry
         )
+
+    def record_batch(self, rows: int, requests: int) -> None:
+        """One batch ran."""
+        self.batch_rows.observe(rows)
+        self.batch_requests.observe(requests)
 
     def serve(self, host: str, port: int) -> int:
         """Start the /metrics HTTP endpoint; returns the bound port."""

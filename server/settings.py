@@ -22,11 +22,15 @@ class Settings:
     port: int = 50051  # 0: pick a free port
     device: str = "auto"
     intra_op_threads: int = 1
-    inference_threads: int = 2  # concurrent onnxruntime calls (one session, several callers)
+    inference_threads: int = 2  # concurrent onnxruntime calls; 0: run them on the event loop
     metrics_port: int = 9090  # 0: pick a free port; -1: no metrics endpoint
     log_level: str = "info"
     max_tokens: int = 512  # per utterance / per chunk / per v2 row
     max_batch_rows: int = 256  # rows in one v2 request
+    max_batch_size: int = 32  # rows per batched onnxruntime call; 1 turns batching off
+    max_batch_delay_us: int = 0  # extra wait for a fuller batch once a worker is free
+    sequence_idle_timeout: float = 60.0  # v2 sequences idle this long are freed
+    max_sequences: int = 1024  # live v2 sequences
     max_message_bytes: int = 4 * 1024 * 1024
     warmup_runs: int = 3
     drain_seconds: float = 10.0
@@ -44,16 +48,30 @@ class Settings:
             raise ValueError(f"metrics port {self.metrics_port} is out of range")
         for name in (
             "intra_op_threads",
-            "inference_threads",
             "max_tokens",
             "max_batch_rows",
             "max_message_bytes",
             "default_top_k",
+            "max_batch_size",
+            "max_sequences",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
-        if self.warmup_runs < 0 or self.drain_seconds < 0:
-            raise ValueError("warmup-runs and drain-seconds must not be negative")
+        if (
+            min(
+                self.warmup_runs,
+                self.drain_seconds,
+                self.max_batch_delay_us,
+                self.inference_threads,
+            )
+            < 0
+        ):
+            raise ValueError(
+                "warmup-runs, drain-seconds, max-batch-delay-us, inference-threads must not be "
+                "negative"
+            )
+        if self.sequence_idle_timeout <= 0:
+            raise ValueError("sequence-idle-timeout must be positive")
 
     @property
     def name(self) -> str:
@@ -68,11 +86,15 @@ _HELP = {
     "port": "gRPC port (0: any free port)",
     "device": "execution provider: auto (CUDA when available), cpu, cuda",
     "intra_op_threads": "onnxruntime threads per call",
-    "inference_threads": "onnxruntime calls in flight at once",
+    "inference_threads": "onnxruntime calls in flight at once (0: on the event loop thread)",
     "metrics_port": "Prometheus port (0: any free port, -1: off)",
     "log_level": "debug logs one line per request",
     "max_tokens": "most tokens per utterance, chunk or v2 row",
     "max_batch_rows": "most rows in one v2 request",
+    "max_batch_size": "rows per batched onnxruntime call (1: batching off)",
+    "max_batch_delay_us": "extra microseconds to wait for a fuller batch",
+    "sequence_idle_timeout": "seconds before an idle v2 sequence is freed",
+    "max_sequences": "most live v2 sequences (RESOURCE_EXHAUSTED beyond)",
     "max_message_bytes": "largest gRPC message accepted or sent",
     "warmup_runs": "onnxruntime runs before health turns SERVING",
     "drain_seconds": "grace period for in-flight calls on SIGTERM",

@@ -1,0 +1,214 @@
+"""Dynamic batching with exact padding: concurrent requests become one onnxruntime call.
+
+Requests wait in a queue while every onnxruntime worker is busy; when a worker frees up, the
+batcher takes what is queued (up to `max_rows` rows, optionally waiting `max_delay` for more),
+pads the rows to the longest one, runs them once with per-row `lengths` and a per-row state,
+and hands each request its own rows back. Because the exported graph packs rows by `lengths`,
+each answer equals the answer of that request run alone. numpy only; no grpc here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from modelspec.names import C_N, H_N, OUTPUTS, PAD_ID, SLOT_LOGITS
+from server.runtime import ModelRuntime
+
+log = logging.getLogger("rnnserve.batcher")
+
+PER_STEP = (OUTPUTS, SLOT_LOGITS)
+STATES = (H_N, C_N)
+
+
+@dataclass
+class _Item:
+    """One request's rows waiting for a batch."""
+
+    ids: np.ndarray  # [rows, time]
+    lengths: np.ndarray  # [rows]
+    h0: np.ndarray | None  # [L*D, rows or 1, H]
+    c0: np.ndarray | None
+    future: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
+
+    @property
+    def rows(self) -> int:
+        return int(self.ids.shape[0])
+
+
+def _state_block(items: list[_Item], attr: str, rt: ModelRuntime) -> np.ndarray | None:
+    """The batch's initial state: each item's own rows, zeros (the graph's default) elsewhere."""
+    if all(getattr(it, attr) is None for it in items):
+        return None
+    ld, h = rt.state_shape
+    out = np.zeros((ld, sum(it.rows for it in items), h), dtype=np.float32)
+    r = 0
+    for it in items:
+        s = getattr(it, attr)
+        if s is not None:
+            out[:, r : r + it.rows] = s  # broadcasts a batch-1 state over the item's rows
+        r += it.rows
+    return out
+
+
+def run_batch(rt: ModelRuntime, items: list[_Item]) -> list[dict[str, np.ndarray]]:
+    """Pad, run once, split back (runs in a worker thread)."""
+    if len(items) == 1:
+        it = items[0]
+        return [rt.run(it.ids, it.lengths, it.h0, it.c0)]
+    rows = sum(it.rows for it in items)
+    width = max(int(it.ids.shape[1]) for it in items)
+    ids = np.full((rows, width), PAD_ID, dtype=np.int64)
+    lengths = np.empty(rows, dtype=np.int64)
+    r = 0
+    for it in items:
+        ids[r : r + it.rows, : it.ids.shape[1]] = it.ids
+        lengths[r : r + it.rows] = it.lengths
+        r += it.rows
+    out = rt.run(ids, lengths, _state_block(items, "h0", rt), _state_block(items, "c0", rt))
+    results = []
+    r = 0
+    for it in items:
+        t = int(it.ids.shape[1])
+        part: dict[str, np.ndarray] = {}
+        for name, arr in out.items():
+            if name in STATES:
+                part[name] = arr[:, r : r + it.rows]
+            elif name in PER_STEP:
+                part[name] = arr[r : r + it.rows, :t]
+            else:
+                part[name] = arr[r : r + it.rows]
+        results.append(part)
+        r += it.rows
+    return results
+
+
+class Batcher:
+    """Gathers concurrent requests for one model into padded batches.
+
+    No task sits between a request and onnxruntime: `submit` queues the rows and, when a
+    worker is free, starts a batch with everything queued; when a batch finishes, its
+    callback starts the next one from what queued up meanwhile. With `executor=None` the
+    batch runs on the event loop itself (one callback per batch, no thread hand-off).
+    """
+
+    def __init__(
+        self,
+        rt: ModelRuntime,
+        executor: Executor | None,
+        workers: int,
+        max_rows: int,
+        max_delay_s: float,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.rt = rt
+        self.executor = executor
+        self.max_rows = max_rows
+        self.max_delay_s = max_delay_s
+        self.on_batch = on_batch
+        self.free = max(1, workers) if executor is not None else 1
+        self.pending: deque[_Item] = deque()
+        self.pending_rows = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._inflight: set[asyncio.Future[Any]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Bind to the running loop."""
+        self._loop = asyncio.get_running_loop()
+
+    async def stop(self) -> None:
+        """Wait for running batches to finish."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def submit(
+        self, ids: np.ndarray, lengths: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None
+    ) -> dict[str, np.ndarray]:
+        """Queue validated rows and wait for their outputs."""
+        loop = self._loop or asyncio.get_running_loop()
+        fut: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
+        item = _Item(ids, lengths, h0, c0, fut)
+        self.pending.append(item)
+        self.pending_rows += item.rows
+        if self.free > 0:
+            if self.max_delay_s > 0 and self.pending_rows < self.max_rows:
+                if self._timer is None:
+                    self._timer = loop.call_later(self.max_delay_s, self._on_timer)
+            elif self.executor is None:
+                if self._timer is None:  # let requests of this loop iteration join the batch
+                    self._timer = loop.call_soon(self._on_timer)  # type: ignore[assignment]
+            else:
+                self._dispatch()
+        return await fut
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._dispatch()
+
+    def _take(self) -> list[_Item]:
+        batch: list[_Item] = []
+        rows = 0
+        while self.pending:
+            item = self.pending[0]
+            if batch and rows + item.rows > self.max_rows:
+                break
+            self.pending.popleft()
+            self.pending_rows -= item.rows
+            if item.future.done():  # cancelled while queued
+                continue
+            batch.append(item)
+            rows += item.rows
+        return batch
+
+    def _dispatch(self) -> None:
+        """Start batches while workers are free and rows are queued."""
+        loop = self._loop or asyncio.get_running_loop()
+        while self.free > 0 and self.pending:
+            batch = self._take()
+            if not batch:
+                continue
+            if self.executor is None:
+                try:
+                    self._deliver(batch, run_batch(self.rt, batch), None)
+                except Exception as exc:
+                    self._deliver(batch, None, exc)
+                continue
+            self.free -= 1
+            fut = loop.run_in_executor(self.executor, run_batch, self.rt, batch)
+            self._inflight.add(fut)
+            fut.add_done_callback(partial(self._finished, batch))
+
+    def _finished(self, batch: list[_Item], fut: asyncio.Future[Any]) -> None:
+        self._inflight.discard(fut)
+        self.free += 1
+        exc = fut.exception()
+        self._deliver(batch, None if exc else fut.result(), exc)
+        if self.pending and self._timer is None:
+            self._dispatch()
+
+    def _deliver(
+        self,
+        batch: list[_Item],
+        results: list[dict[str, np.ndarray]] | None,
+        exc: BaseException | None,
+    ) -> None:
+        if exc is not None or results is None:  # a failed batch fails only its own requests
+            log.error("batch of %d requests failed", len(batch), exc_info=exc)
+            for it in batch:
+                if not it.future.done():
+                    it.future.set_exception(exc or RuntimeError("batch failed"))
+            return
+        if self.on_batch is not None:
+            self.on_batch(sum(it.rows for it in batch), len(batch))
+        for it, res in zip(batch, results):
+            if not it.future.done():
+                it.future.set_result(res)
