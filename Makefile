@@ -71,5 +71,7 @@ proto-check: $(STAMP)  ## fail when the committed stubs are stale
 bench: $(STAMP)  ## benchmarks -> bench/results/{latest.json,summary.md,*.png}
 	$(PY) bench/run.py $(BENCH_ARGS)
 
+include mk/deploy.mk
+
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
