@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from client.api import DEFAULT_TARGET, DEFAULT_TIMEOUT, Client, RnnServeError
@@ -167,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--model", default="", help="model name (default: the server's)")
     common.add_argument("--json", action="store_true", help="one JSON object per line")
+    common.add_argument("--tls-ca", help="CA bundle (PEM) that signed the server certificate")
+    common.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
+    common.add_argument("--tls-key", help="client private key (PEM) for mutual TLS")
+    common.add_argument("--token-file", help="file holding a bearer token (env RNNSERVE_TOKEN)")
     p = argparse.ArgumentParser(prog="python -m client", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     parse = sub.add_parser("parse", parents=[common], help="parse utterances")
@@ -190,12 +195,23 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; a failed call prints `CODE: message` on stderr and exits 1."""
     args = build_parser().parse_args(argv)
     try:
-        with Client(args.target, timeout=args.timeout) as client:
+        token = os.environ.get("RNNSERVE_TOKEN") or None
+        if args.token_file:
+            token = Path(args.token_file).read_text().strip().splitlines()[0].strip()
+        client = Client(
+            args.target,
+            timeout=args.timeout,
+            tls_ca=args.tls_ca,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            token=token,
+        )
+        with client:
             return COMMANDS[args.command](args, client)
     except RnnServeError as err:
         print(f"{err.code}: {err.message}", file=sys.stderr)
         return 1
-    except ValueError as err:
+    except (ValueError, OSError, IndexError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -44,18 +46,70 @@ def state_message(state: pb.State | dict[str, Any] | None) -> pb.State | None:
     return msg
 
 
+# Retry only what is safe: parsing is a pure function, so a call the server refused
+# (RESOURCE_EXHAUSTED: admission queue full; UNAVAILABLE: not ready, draining, unreachable)
+# can be sent again. Streams are never retried.
+RETRY_POLICY = {
+    "methodConfig": [
+        {
+            "name": [
+                {"service": "rnnserve.v1.Parser", "method": "Parse"},
+                {"service": "rnnserve.v1.Parser", "method": "ModelInfo"},
+                {"service": "grpc.health.v1.Health", "method": "Check"},
+            ],
+            "retryPolicy": {
+                "maxAttempts": 4,
+                "initialBackoff": "0.05s",
+                "maxBackoff": "1s",
+                "backoffMultiplier": 2,
+                "retryableStatusCodes": ["RESOURCE_EXHAUSTED", "UNAVAILABLE"],
+            },
+        }
+    ]
+}
+
+
+def _read(path: str | None) -> bytes | None:
+    return Path(path).read_bytes() if path else None
+
+
 class Client:
-    """Context manager around one channel; every call carries a deadline (`timeout` seconds)."""
+    """Context manager around one channel; every call carries a deadline (`timeout` seconds).
+
+    TLS when any of `tls_ca` / `tls_cert` / `tls_key` is given (`tls_ca` verifies the server;
+    `tls_cert` + `tls_key` are this client's certificate for mutual TLS). `token` is sent as
+    `authorization: Bearer <token>`.
+    """
 
     def __init__(
         self,
         target: str = DEFAULT_TARGET,
         timeout: float = DEFAULT_TIMEOUT,
         options: Sequence[tuple[str, Any]] = (),
+        *,
+        tls_ca: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        token: str | None = None,
+        retries: bool = True,
     ) -> None:
         self.target = target
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(target, options=list(options))
+        opts = list(options)
+        if retries:
+            opts += [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(RETRY_POLICY))]
+        if tls_ca or tls_cert or tls_key:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(tls_ca),
+                private_key=_read(tls_key),
+                certificate_chain=_read(tls_cert),
+            )
+            self.channel = grpc.secure_channel(target, creds, options=opts)
+        else:
+            self.channel = grpc.insecure_channel(target, options=opts)
+        self.metadata: tuple[tuple[str, str], ...] = (
+            (("authorization", f"Bearer {token}"),) if token else ()
+        )
         self.stub = pb_grpc.ParserStub(self.channel)
         self.health_stub = health_pb2_grpc.HealthStub(self.channel)
 
@@ -71,7 +125,7 @@ class Client:
 
     def _call(self, fn: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return fn(request, timeout=timeout or self.timeout)
+            return fn(request, timeout=timeout or self.timeout, metadata=self.metadata)
         except grpc.RpcError as err:
             raise RnnServeError.from_rpc(err) from None
 
@@ -112,7 +166,9 @@ class Client:
     ) -> list[pb.ParseResponse | RnnServeError]:
         """Send all texts at once; answers (or errors) in input order."""
         futures = [
-            self.stub.Parse.future(self.request(text=t, **kw), timeout=timeout or self.timeout)
+            self.stub.Parse.future(
+                self.request(text=t, **kw), timeout=timeout or self.timeout, metadata=self.metadata
+            )
             for t in texts
         ]
         out: list[pb.ParseResponse | RnnServeError] = []
@@ -147,7 +203,9 @@ class Client:
                 yield req
 
         try:
-            yield from self.stub.ParseStream(requests(), timeout=timeout or self.timeout)
+            yield from self.stub.ParseStream(
+                requests(), timeout=timeout or self.timeout, metadata=self.metadata
+            )
         except grpc.RpcError as err:
             raise RnnServeError.from_rpc(err) from None
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -22,9 +23,10 @@ from grpc_reflection.v1alpha import reflection
 
 from rnnserve.kserve import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
+from server.auth import OPEN_PREFIXES, AuthInterceptor, TokenStore
 from server.batcher import Batcher
 from server.dataplane import DataPlane
-from server.errors import INTERNAL_MESSAGE, ServeError
+from server.errors import INTERNAL_MESSAGE, DeadlineExceeded, ModelLoadError, ServeError
 from server.kserve_servicer import InferenceServicer
 from server.metrics import Metrics
 from server.runtime import ModelRuntime
@@ -33,6 +35,7 @@ from server.settings import Settings
 from server.typed_servicer import ParserServicer
 
 log = logging.getLogger("rnnserve.server")
+DRAIN_QUIET_S = 0.2
 
 SERVICE_NAMES = (
     rnnserve_pb2.DESCRIPTOR.services_by_name["Parser"].full_name,
@@ -45,6 +48,8 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self.active = 0  # calls in progress, health and reflection excepted (drain waits on it)
+        self.last_start = 0.0  # monotonic time the last such call started
 
     async def intercept_service(
         self,
@@ -56,21 +61,22 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = details.method  # type: ignore[attr-defined]
         short = method.rsplit("/", 1)[-1]
+        counted = not method.startswith(OPEN_PREFIXES)
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
-                self._unary(short, handler.unary_unary),
+                self._unary(short, handler.unary_unary, counted),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_stream:
             return grpc.stream_stream_rpc_method_handler(
-                self._stream(short, handler.stream_stream),
+                self._stream(short, handler.stream_stream, counted),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.unary_stream:
             return grpc.unary_stream_rpc_method_handler(
-                self._stream(short, handler.unary_stream),
+                self._stream(short, handler.unary_stream, counted),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -112,28 +118,45 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
             await context.abort(*abort)
         return code
 
-    def _unary(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _unary(
+        self, method: str, behavior: Callable[..., Any], counted: bool
+    ) -> Callable[..., Any]:
         async def wrapped(request: Any, context: Any) -> Any:
             start = time.perf_counter()
+            self.active += counted
+            if counted:
+                self.last_start = time.monotonic()
             try:
+                remaining = context.time_remaining()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceeded("the deadline passed before the request ran")
                 response = await behavior(request, context)
             except BaseException as exc:
                 await self._finish(method, start, context, exc)
                 raise
+            finally:
+                self.active -= counted
             await self._finish(method, start, context, None)
             return response
 
         return wrapped
 
-    def _stream(self, method: str, behavior: Callable[..., Any]) -> Callable[..., Any]:
+    def _stream(
+        self, method: str, behavior: Callable[..., Any], counted: bool
+    ) -> Callable[..., Any]:
         async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
             start = time.perf_counter()
+            self.active += counted
+            if counted:
+                self.last_start = time.monotonic()
             try:
                 async for response in behavior(request, context):
                     yield response
             except BaseException as exc:
                 await self._finish(method, start, context, exc)
                 raise
+            finally:
+                self.active -= counted
             await self._finish(method, start, context, None)
 
         return wrapped
@@ -150,6 +173,7 @@ class App:
     health: HealthServicer
     metrics: Metrics
     executor: ThreadPoolExecutor
+    interceptor: StatusInterceptor
     metrics_port: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -174,16 +198,47 @@ class App:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     async def drain(self, grace: float) -> None:
-        """NOT_SERVING, refuse new work, let in-flight calls finish within `grace` seconds."""
+        """NOT_SERVING, refuse new work, let in-flight calls finish within `grace` seconds.
+
+        While calls are in progress the server keeps its port open and answers new calls
+        UNAVAILABLE itself (a clear, retryable status), then closes the transport.
+        """
         self.plane.draining = True
         self.metrics.ready.set(0)
         await self.health.enter_graceful_shutdown()
-        await self.server.stop(grace)
+        deadline = time.monotonic() + grace
+        quiet = min(DRAIN_QUIET_S, grace)
+        # Calls queued in gRPC's core but not yet started would be cancelled by stop(): keep
+        # answering until none is running and none has started for `quiet` seconds.
+        while time.monotonic() < deadline and (
+            self.interceptor.active or time.monotonic() - self.interceptor.last_start < quiet
+        ):
+            await asyncio.sleep(0.005)
+        await self.server.stop(max(0.0, deadline - time.monotonic()))
         for batcher in self.plane.batchers.values():
             await batcher.stop()
         for task in self.tasks:
             task.cancel()
         self.executor.shutdown(wait=True)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+
+
+def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS (and mutual TLS with --tls-client-ca) credentials, or None for plaintext."""
+    if not settings.tls_cert:
+        return None
+    cert = _read(settings.tls_cert, "TLS certificate")
+    key = _read(settings.tls_key, "TLS key")
+    client_ca = _read(settings.tls_client_ca, "client CA") if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 def build_app(settings: Settings) -> App:
@@ -219,14 +274,30 @@ def build_app(settings: Settings) -> App:
             on_change=metrics.live_sequences.set,
         )
     plane = DataPlane(
-        [runtime], executor, settings.default_top_k, metrics, batchers, inline, sequences
+        [runtime],
+        executor,
+        settings.default_top_k,
+        metrics,
+        batchers,
+        inline,
+        sequences,
+        settings.max_queue,
+        settings.max_streams,
     )
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(interceptors=[StatusInterceptor(metrics)], options=opts)
+    status = StatusInterceptor(metrics)
+    interceptors: list[grpc.aio.ServerInterceptor] = [status]
+    if settings.auth_token_file:
+        try:
+            interceptors.append(AuthInterceptor(TokenStore(settings.auth_token_file)))
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from None
+    credentials = _server_credentials(settings)
+    server = grpc.aio.server(interceptors=interceptors, options=opts)
     rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(
@@ -248,10 +319,14 @@ def build_app(settings: Settings) -> App:
         ),
         server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise OSError(f"cannot bind {settings.host}:{settings.port}")
-    app = App(settings, server, port, plane, health, metrics, executor)
+    app = App(settings, server, port, plane, health, metrics, executor, status)
     if settings.metrics_port >= 0:
         app.metrics_port = metrics.serve(settings.host, settings.metrics_port)
     return app

@@ -7,7 +7,8 @@ thread pool so they never block the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -27,7 +28,13 @@ from modelspec.names import (
 )
 from modelspec.tags import decode_bio
 from server.batcher import Batcher
-from server.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+    Unavailable,
+)
 from server.metrics import Metrics
 from server.runtime import ModelRuntime
 from server.sequences import Sequence as SequenceState
@@ -102,11 +109,17 @@ class DataPlane:
         batchers: dict[str, Batcher] | None = None,
         inline: bool = False,
         sequences: dict[str, SequenceStore] | None = None,
+        max_queue: int = 256,
+        max_streams: int = 128,
     ) -> None:
         self.models = {rt.name: rt for rt in runtimes}
         self.batchers = batchers or {}
         self.inline = inline
         self.sequences = sequences or {}
+        self.max_queue = max_queue
+        self.max_streams = max_streams
+        self.admitted = 0  # requests between admission and answer (queued or running)
+        self.streams = 0
         self.default = runtimes[0].name
         self.executor = executor
         self.default_top_k = default_top_k
@@ -116,12 +129,15 @@ class DataPlane:
 
     # ------------------------------------------------------------------ lookup
 
-    def model(self, name: str) -> ModelRuntime:
-        """The runtime for a model name ('' means the default); NotFound otherwise."""
+    def model(self, name: str, in_stream: bool = False) -> ModelRuntime:
+        """The runtime for a model name ('' means the default); NotFound otherwise.
+
+        While draining, new work is UNAVAILABLE; requests on an already open stream go on.
+        """
         rt = self.models.get(name or self.default)
         if rt is None:
             raise NotFound(f"unknown model {name!r}")
-        if self.draining:
+        if self.draining and not in_stream:
             raise Unavailable("the server is shutting down")
         if not self.ready:
             raise Unavailable("the model is not ready yet")
@@ -136,19 +152,51 @@ class DataPlane:
         c0: np.ndarray | None,
         outputs: list[str] | None = None,
     ) -> dict[str, np.ndarray]:
-        """An onnxruntime call in the thread pool, through the model's batcher when it has one."""
-        batcher = self.batchers.get(rt.name)
-        if batcher is not None:
-            full = await batcher.submit(ids, lengths, h0, c0)
-            out = {k: full[k] for k in outputs} if outputs else full
-        elif self.inline:
-            out = rt.run(ids, lengths, h0, c0, outputs)
-        else:
-            loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.executor, rt.run, ids, lengths, h0, c0, outputs)
+        """An onnxruntime call, through the model's batcher when it has one.
+
+        Admission is bounded: beyond `max_queue` requests in the server, RESOURCE_EXHAUSTED at
+        once rather than an unbounded wait.
+        """
+        if self.admitted >= self.max_queue:
+            raise ResourceExhausted(
+                f"the server is at capacity ({self.max_queue} requests in progress); retry "
+                "with backoff"
+            )
+        self.admitted += 1
+        try:
+            batcher = self.batchers.get(rt.name)
+            if batcher is not None:
+                full = await batcher.submit(ids, lengths, h0, c0)
+                out = {k: full[k] for k in outputs} if outputs else full
+            elif self.inline:
+                out = rt.run(ids, lengths, h0, c0, outputs)
+            else:
+                loop = asyncio.get_running_loop()
+                out = await loop.run_in_executor(
+                    self.executor, rt.run, ids, lengths, h0, c0, outputs
+                )
+        finally:
+            self.admitted -= 1
         if self.metrics is not None:
             self.metrics.tokens.labels(rt.name).inc(int(lengths.sum()))
         return out
+
+    @contextlib.contextmanager
+    def stream_slot(self) -> Iterator[None]:
+        """Hold one of `max_streams` stream slots for the life of a stream."""
+        if self.draining:
+            raise Unavailable("the server is shutting down")
+        if self.streams >= self.max_streams:
+            raise ResourceExhausted(f"{self.max_streams} streams are open; retry later")
+        self.streams += 1
+        if self.metrics is not None:
+            self.metrics.open_streams.set(self.streams)
+        try:
+            yield
+        finally:
+            self.streams -= 1
+            if self.metrics is not None:
+                self.metrics.open_streams.set(self.streams)
 
     # ------------------------------------------------------------------ typed parse
 
@@ -269,10 +317,14 @@ class DataPlane:
     # ------------------------------------------------------------------ raw tensors (v2)
 
     async def infer(
-        self, model: str, feeds: dict[str, np.ndarray], outputs: list[str] | None
+        self,
+        model: str,
+        feeds: dict[str, np.ndarray],
+        outputs: list[str] | None,
+        in_stream: bool = False,
     ) -> dict[str, np.ndarray]:
         """Validate raw tensors and run them."""
-        rt = self.model(model)
+        rt = self.model(model, in_stream)
         ids = feeds[INPUT_IDS]
         if ids.ndim != 2:
             raise InvalidArgument(
@@ -303,9 +355,10 @@ class DataPlane:
         end: bool,
         feeds: dict[str, np.ndarray],
         outputs: list[str] | None,
+        in_stream: bool = False,
     ) -> dict[str, np.ndarray]:
         """One request of a v2 sequence: its state comes from, and goes back to, the store."""
-        rt = self.model(model)
+        rt = self.model(model, in_stream)
         store = self.sequences.get(rt.name)
         if store is None:
             raise FailedPrecondition(
@@ -319,7 +372,7 @@ class DataPlane:
         seq = store.begin(key) if start else store.get(key)
         async with seq.lock:
             want = list(rt.output_names)
-            out = await self.infer(model, {**feeds, **self._state_feeds(seq)}, want)
+            out = await self.infer(model, {**feeds, **self._state_feeds(seq)}, want, in_stream)
             seq.h, seq.c = out[H_N], out.get(C_N)
             seq.last_used = store.clock()
         if end:
@@ -373,8 +426,6 @@ class StreamState:
         else:
             raise InvalidArgument("a stream chunk needs text or token_ids")
         want = [OUTPUTS, SLOT_LOGITS, INTENT_LOGITS, H_N] + ([C_N] if rt.cell == "lstm" else [])
-        if plane.draining:
-            raise Unavailable("the server is shutting down")
         out = await plane.run(
             rt, arr[None, :], np.asarray([len(arr)], dtype=np.int64), self.h, self.c, want
         )

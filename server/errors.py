@@ -44,6 +44,12 @@ class ResourceExhausted(ServeError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class DeadlineExceeded(ServeError):
+    """The caller's deadline passed before the work ran."""
+
+    code = "DEADLINE_EXCEEDED"
+
+
 class ModelLoadError(Exception):
     """The model file cannot be served; raised at start-up, reported as one line."""
 

@@ -240,15 +240,17 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
         return key, flag("sequence_start"), flag("sequence_end")
 
-    async def _infer(self, req: pb.ModelInferRequest) -> pb.ModelInferResponse:
+    async def _infer(
+        self, req: pb.ModelInferRequest, in_stream: bool = False
+    ) -> pb.ModelInferResponse:
         rt = self._model(req.model_name, req.model_version)
         seq = self._sequence(req)
         feeds = self._decode_inputs(rt, req)
         wanted = [o.name for o in req.outputs] or None
         if seq is None:
-            out = await self.plane.infer(rt.name, feeds, wanted)
+            out = await self.plane.infer(rt.name, feeds, wanted, in_stream)
         else:
-            out = await self.plane.infer_sequence(rt.name, *seq, feeds, wanted)
+            out = await self.plane.infer_sequence(rt.name, *seq, feeds, wanted, in_stream)
         resp = pb.ModelInferResponse(model_name=rt.name, model_version=VERSION, id=req.id)
         for name, arr in out.items():
             a = np.ascontiguousarray(arr, dtype=np.float32)
@@ -263,10 +265,22 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ModelStreamInfer(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context
     ) -> AsyncIterator[pb.ModelStreamInferResponse]:
-        """Each request answered in order; a bad request answers with error_message only."""
+        """Each request answered in order; a bad request answers with error_message only.
+
+        An open stream keeps being served while the server drains.
+        """
+        with self.plane.stream_slot():
+            async for resp in self._stream(request_iterator):
+                yield resp
+
+    async def _stream(
+        self, request_iterator: AsyncIterator[pb.ModelInferRequest]
+    ) -> AsyncIterator[pb.ModelStreamInferResponse]:
         async for req in request_iterator:
             try:
-                yield pb.ModelStreamInferResponse(infer_response=await self._infer(req))
+                yield pb.ModelStreamInferResponse(
+                    infer_response=await self._infer(req, in_stream=True)
+                )
             except ServeError as exc:
                 yield pb.ModelStreamInferResponse(error_message=f"{exc.code}: {exc}")
             except Exception:

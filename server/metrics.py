@@ -43,6 +43,11 @@ class Metrics:
         self.live_sequences = Gauge(
             "rnnserve_live_sequences", "v2 sequences holding state", registry=self.registry
         )
+        self.open_streams = Gauge(
+            "rnnserve_open_streams",
+            "open ParseStream/ModelStreamInfer streams",
+            registry=self.registry,
+        )
         self.ready = Gauge(
             "rnnserve_ready", "1 when the model is loaded and warm", registry=self.registry
         )

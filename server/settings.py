@@ -36,6 +36,12 @@ class Settings:
     drain_seconds: float = 10.0
     allow_missing_parity: bool = False
     default_top_k: int = 3
+    max_queue: int = 256  # requests admitted and not answered; beyond: RESOURCE_EXHAUSTED
+    max_streams: int = 128  # open ParseStream / ModelStreamInfer streams
+    tls_cert: str = ""  # server certificate (PEM); with tls_key turns TLS on
+    tls_key: str = ""
+    tls_client_ca: str = ""  # CA bundle: clients must present a certificate it signed (mTLS)
+    auth_token_file: str = ""  # bearer tokens, one per line; re-read when the file changes
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -54,6 +60,8 @@ class Settings:
             "default_top_k",
             "max_batch_size",
             "max_sequences",
+            "max_queue",
+            "max_streams",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
@@ -72,6 +80,10 @@ class Settings:
             )
         if self.sequence_idle_timeout <= 0:
             raise ValueError("sequence-idle-timeout must be positive")
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls-cert and tls-key go together")
+        if self.tls_client_ca and not self.tls_cert:
+            raise ValueError("tls-client-ca (mutual TLS) needs tls-cert and tls-key")
 
     @property
     def name(self) -> str:
@@ -100,6 +112,12 @@ _HELP = {
     "drain_seconds": "grace period for in-flight calls on SIGTERM",
     "allow_missing_parity": "serve a model without parity figures",
     "default_top_k": "intents listed when a request does not say",
+    "max_queue": "requests admitted at once; beyond: RESOURCE_EXHAUSTED",
+    "max_streams": "open streams at once; beyond: RESOURCE_EXHAUSTED",
+    "tls_cert": "server certificate chain (PEM file); TLS when set",
+    "tls_key": "server private key (PEM file)",
+    "tls_client_ca": "CA bundle (PEM): require client certificates it signed (mTLS)",
+    "auth_token_file": "bearer tokens, one per line, re-read when changed",
 }
 
 

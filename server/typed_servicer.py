@@ -121,6 +121,13 @@ class ParserServicer(pb_grpc.ParserServicer):
         self, request_iterator: AsyncIterator[pb.ParseStreamRequest], context: object
     ) -> AsyncIterator[pb.ParseStreamResponse]:
         """Parse an utterance chunk by chunk, carrying the recurrent state inside the stream."""
+        with self.plane.stream_slot():
+            async for resp in self._stream(request_iterator):
+                yield resp
+
+    async def _stream(
+        self, request_iterator: AsyncIterator[pb.ParseStreamRequest]
+    ) -> AsyncIterator[pb.ParseStreamResponse]:
         stream: StreamState | None = None
         async for req in request_iterator:
             if stream is None:
