@@ -1,15 +1,14 @@
-"""Bearer-token authentication: one interceptor, tokens from a file re-read when it changes."""
+"""Bearer tokens from a file re-read when it changes; checked by the server's one interceptor."""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import os
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import grpc
+from server.errors import PermissionDenied, Unauthenticated
 
 log = logging.getLogger("rnnserve.auth")
 
@@ -62,58 +61,17 @@ class TokenStore:
         return ok
 
 
-def _deny(code: grpc.StatusCode, message: str) -> grpc.RpcMethodHandler:
-    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, message)
-
-    async def stream(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await context.abort(code, message)
-        yield  # pragma: no cover  (makes this an async generator)
-
-    return unary, stream  # type: ignore[return-value]
-
-
-class AuthInterceptor(grpc.aio.ServerInterceptor):
-    """UNAUTHENTICATED without a bearer token, PERMISSION_DENIED with a wrong one."""
-
-    def __init__(self, store: TokenStore) -> None:
-        self.store = store
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method: str = details.method  # type: ignore[attr-defined]
-        if method.startswith(OPEN_PREFIXES):
-            return await continuation(details)
-        value = None
-        for key, val in details.invocation_metadata or ():  # type: ignore[attr-defined]
-            if key == HEADER:
-                value = val if isinstance(val, str) else val.decode("latin-1")
-                break
-        if (
-            value is None
-            or not value.lower().startswith(SCHEME)
-            or not value[len(SCHEME) :].strip()
-        ):
-            denial = (
-                grpc.StatusCode.UNAUTHENTICATED,
-                "missing bearer token (metadata 'authorization: Bearer <token>')",
-            )
-        elif self.store.check(value[len(SCHEME) :].strip().encode()):
-            return await continuation(details)
-        else:
-            denial = (grpc.StatusCode.PERMISSION_DENIED, "the bearer token is not accepted")
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        unary, stream = _deny(*denial)
-        ser, deser = handler.response_serializer, handler.request_deserializer
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(unary, deser, ser)
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(stream, deser, ser)
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(unary, deser, ser)
-        return grpc.stream_stream_rpc_method_handler(stream, deser, ser)
+def check_metadata(store: TokenStore, metadata: Any) -> None:
+    """Raise Unauthenticated without a bearer token, PermissionDenied with a wrong one."""
+    value = None
+    for key, val in metadata or ():
+        if key == HEADER:
+            value = val if isinstance(val, str) else val.decode("latin-1")
+            break
+    if value is None or not value[: len(SCHEME)].lower() == SCHEME:
+        raise Unauthenticated("missing bearer token (metadata 'authorization: Bearer <token>')")
+    token = value[len(SCHEME) :].strip()
+    if not token:
+        raise Unauthenticated("missing bearer token (metadata 'authorization: Bearer <token>')")
+    if not store.check(token.encode()):
+        raise PermissionDenied("the bearer token is not accepted")

@@ -44,6 +44,18 @@ class ResourceExhausted(ServeError):
     code = "RESOURCE_EXHAUSTED"
 
 
+class Unauthenticated(ServeError):
+    """No credentials, or credentials in the wrong form."""
+
+    code = "UNAUTHENTICATED"
+
+
+class PermissionDenied(ServeError):
+    """Credentials that are not accepted."""
+
+    code = "PERMISSION_DENIED"
+
+
 class DeadlineExceeded(ServeError):
     """The caller's deadline passed before the work ran."""
 
