@@ -34,6 +34,13 @@ command -v buildah >/dev/null || {
     echo "no Docker engine answers and buildah is not installed (apt-get install buildah)" >&2
     exit 1
 }
+base=$(sed -n 's/^ARG [A-Z_]*IMAGE=//p' "$dockerfile" | head -1)
+standin=$(buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-vfs}" inspect --type image \
+    --format '{{index .Docker.Config.Labels "org.rnnserve.stand-in"}}' "$base" 2>/dev/null || true)
+if [ -n "$standin" ] && [ "$standin" != "<no value>" ]; then
+    echo "warning: $base in local storage is make image-test's stand-in ($standin)," \
+        "not the published image" >&2
+fi
 set -x
 buildah --storage-driver "${BUILDAH_STORAGE_DRIVER:-vfs}" bud \
     --isolation "${BUILDAH_ISOLATION:-chroot}" --format docker --pull="${PULL:-false}" \

@@ -51,18 +51,25 @@ step "tools ready: $(buildah --version), $(podman --version)"
 
 # --- 1. the stand-in base image, under the name the Dockerfile's FROM uses -------------------
 mkdir -p "$WORK"
-BASE=$(sed -n 's/^ARG BASE_IMAGE=//p' "$DOCKERFILE")
-[ -n "$BASE" ] || fail "$DOCKERFILE has no 'ARG BASE_IMAGE=...' default"
+BASE=$(sed -n 's/^ARG [A-Z_]*IMAGE=//p' "$DOCKERFILE" | head -1)
+[ -n "$BASE" ] || fail "$DOCKERFILE has no 'ARG ..._IMAGE=...' default"
+# The python slim base has Python; NVIDIA's CUDA base has none (Dockerfile.cuda installs it).
+case $BASE in
+*python*) STANDIN_PACKAGES=${STANDIN_PACKAGES:-python3,python3-venv,ca-certificates} ;;
+*) STANDIN_PACKAGES=${STANDIN_PACKAGES:-ca-certificates} ;;
+esac
 if "${BUILDAH[@]}" inspect --type image "$BASE" >/dev/null 2>&1; then
     step "base image $BASE already in local storage"
 else
     rm -rf "$WORK/rootfs" "$WORK/base.tar"
-    debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates \
+    debootstrap --variant=minbase --include="$STANDIN_PACKAGES" \
         bookworm "$WORK/rootfs" "$DEBIAN_MIRROR" >"$WORK/debootstrap.log" 2>&1 ||
         { tail -20 "$WORK/debootstrap.log"; fail "debootstrap"; }
-    step "debootstrap --variant=minbase bookworm + python3 python3-venv ca-certificates"
-    # What the official python slim image has too: `python` on PATH, no apt lists, docs or caches.
-    ln -sf /usr/bin/python3 "$WORK/rootfs/usr/local/bin/python"
+    step "debootstrap --variant=minbase bookworm + $STANDIN_PACKAGES"
+    # As in the official python slim image: `python` on PATH; no apt lists, docs or caches.
+    if [ -x "$WORK/rootfs/usr/bin/python3" ]; then
+        ln -sf /usr/bin/python3 "$WORK/rootfs/usr/local/bin/python"
+    fi
     rm -rf "$WORK"/rootfs/var/lib/apt/lists/* "$WORK"/rootfs/var/cache/apt/*.bin \
         "$WORK"/rootfs/var/cache/apt/archives/*.deb "$WORK"/rootfs/usr/share/doc/* \
         "$WORK"/rootfs/usr/share/man/* "$WORK"/rootfs/var/log/*.log
@@ -72,8 +79,8 @@ else
     "${BUILDAH[@]}" add "$ctr" "$WORK/base.tar" / >/dev/null
     "${BUILDAH[@]}" config \
         --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        --env LANG=C.UTF-8 --cmd python3 \
-        --label org.rnnserve.stand-in="debootstrap bookworm minbase + python3 (make image-test)" \
+        --env LANG=C.UTF-8 --cmd /bin/bash \
+        --label org.rnnserve.stand-in="debootstrap bookworm minbase + $STANDIN_PACKAGES (make image-test)" \
         "$ctr"
     "${BUILDAH[@]}" commit --quiet --format docker "$ctr" "$BASE" >/dev/null
     "${BUILDAH[@]}" rm "$ctr" >/dev/null
