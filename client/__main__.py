@@ -25,6 +25,7 @@ def result_dict(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) 
     if text is not None:
         out["text"] = text
     out["intent"] = {"name": r.intent.name, "confidence": round(r.intent.confidence, 6)}
+    out["no_intent"] = r.no_intent
     out["top_intents"] = [
         {"name": i.name, "confidence": round(i.confidence, 6)} for i in r.top_intents
     ]
@@ -57,7 +58,12 @@ def result_dict(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) 
 def human(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) -> str:
     """One answer for people."""
     head = f"{text!r} -> " if text is not None else ""
-    lines = [f"{head}{r.intent.name} ({r.intent.confidence:.3f})"]
+    if r.no_intent:
+        best = r.top_intents[0] if r.top_intents else None
+        guess = f"; best guess {best.name} ({best.confidence:.3f})" if best else ""
+        lines = [f"{head}no intent{guess}"]
+    else:
+        lines = [f"{head}{r.intent.name} ({r.intent.confidence:.3f})"]
     for s in r.slots:
         lines.append(
             f"  {s.name}: {s.value!r} (tokens {s.token_start}-{s.token_end}, {s.confidence:.3f})"

@@ -79,6 +79,7 @@ class ParseResult:
     c_n: np.ndarray | None = None
     total_steps: int = 0
     tag_conf: list[float] = field(default_factory=list)  # probability of each step's best tag
+    no_intent: bool = False  # best confidence below the model's calibrated threshold
 
 
 @dataclass(frozen=True)
@@ -303,8 +304,17 @@ class DataPlane:
                     sum(all_conf[ent.start : ent.end]) / (ent.end - ent.start),
                 )
             )
+        no_intent = top[0][1] < rt.no_intent_threshold
         result = ParseResult(
-            rt.name, tokens, top[0], top, slots, tags, total_steps=len(all_tokens), tag_conf=conf
+            rt.name,
+            tokens,
+            ("", top[0][1]) if no_intent else top[0],
+            top,
+            slots,
+            tags,
+            total_steps=len(all_tokens),
+            tag_conf=conf,
+            no_intent=no_intent,
         )
         if opts.steps:
             result.outputs = out[OUTPUTS][0, :n]

@@ -114,6 +114,9 @@ class ModelRuntime:
         self.output_names = output_names(self.cell)
         self.inputs = self._tensor_infos(True)
         self.outputs = self._tensor_infos(False)
+        # Below this intent probability the answer is "no intent" (calibrated at training).
+        calibration = getattr(self.meta, "calibration", None) or {}
+        self.no_intent_threshold = float(calibration.get("threshold", 0.0) or 0.0)
         log.info(
             "model loaded",
             extra={

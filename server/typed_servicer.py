@@ -44,6 +44,7 @@ def _fill(res: ParseResult, tokens: bool = True) -> dict[str, object]:
     """Fields shared by ParseResponse and ParseStreamResponse."""
     fields: dict[str, object] = {
         "intent": pb.IntentScore(name=res.intent[0], confidence=res.intent[1]),
+        "no_intent": res.no_intent,
         "top_intents": [pb.IntentScore(name=n, confidence=c) for n, c in res.top],
         "slots": [
             pb.Slot(
@@ -108,7 +109,11 @@ class ParserServicer(pb_grpc.ParserServicer):
         h0, c0 = plane.state_arrays(rt, *_state_in(request.initial_state))
         opts = _options(request.top_k, request.return_steps, request.return_state)
         res = await plane.parse(request.model, tokens, ids, h0, c0, opts, text)
-        resp = pb.ParseResponse(model=res.model, **_fill(res))  # type: ignore[arg-type]
+        resp = pb.ParseResponse(
+            model=res.model,
+            no_intent_threshold=rt.no_intent_threshold,
+            **_fill(res),  # type: ignore[arg-type]
+        )
         steps = _steps(res, rt.meta.slots)
         if steps is not None:
             resp.steps.CopyFrom(steps)
@@ -188,4 +193,5 @@ class ParserServicer(pb_grpc.ParserServicer):
                 for t in rt.outputs
             ],
             max_tokens=rt.max_tokens,
+            no_intent_threshold=rt.no_intent_threshold,
         )

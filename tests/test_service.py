@@ -322,3 +322,36 @@ def test_metrics_count_requests_by_status_and_tokens(default_server, client):
     assert 'rnnserve_request_seconds_bucket{le="0.005",method="Parse"}' in text
     tokens = [line for line in text.splitlines() if line.startswith("rnnserve_tokens_total")]
     assert tokens and float(tokens[0].split()[-1]) >= 4
+
+
+# ---------------------------------------------------------------- out of scope
+
+
+def _with_threshold(src, dst, threshold):
+    import json as _json
+
+    import onnx
+
+    from export.onnx_export import embed_metadata
+
+    proto = onnx.load(str(src))
+    blob = _json.loads(proto.metadata_props[0].value)
+    blob["calibration"] = {"threshold": threshold, "method": "test"}
+    onnx.save(proto, str(dst))
+    embed_metadata(dst, METADATA_KEY, _json.dumps(blob))
+    return dst
+
+
+def test_below_the_calibrated_threshold_the_answer_is_no_intent(small_models, tmp_path):
+    strict = _with_threshold(small_models[("gru", "tanh", True, 1)], tmp_path / "s.onnx", 0.999)
+    with RunningServer(settings_for(strict)) as srv, Client(srv.target) as c:
+        r = c.parse("turn on the kitchen lights", top_k=3)
+        assert r.no_intent and r.intent.name == ""
+        assert r.no_intent_threshold == pytest.approx(0.999)
+        assert len(r.top_intents) == 3 and r.top_intents[0].name  # candidates still listed
+        assert r.intent.confidence == pytest.approx(r.top_intents[0].confidence)
+        assert c.info().no_intent_threshold == pytest.approx(0.999)
+    lenient = _with_threshold(small_models[("gru", "tanh", True, 1)], tmp_path / "l.onnx", 0.0)
+    with RunningServer(settings_for(lenient)) as srv, Client(srv.target) as c:
+        r = c.parse("turn on the kitchen lights")
+        assert not r.no_intent and r.intent.name == r.top_intents[0].name

@@ -97,7 +97,7 @@ class Steps(_message.Message):
     def __init__(self, outputs: _Optional[_Union[Tensor, _Mapping]] = ..., slot_scores: _Optional[_Union[Tensor, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., tag_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
-    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state")
+    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state", "no_intent", "no_intent_threshold")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,8 @@ class ParseResponse(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    NO_INTENT_FIELD_NUMBER: _ClassVar[int]
+    NO_INTENT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     model: str
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
     intent: IntentScore
@@ -112,7 +114,9 @@ class ParseResponse(_message.Message):
     slots: _containers.RepeatedCompositeFieldContainer[Slot]
     steps: Steps
     state: State
-    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ...) -> None: ...
+    no_intent: bool
+    no_intent_threshold: float
+    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., no_intent_threshold: _Optional[float] = ...) -> None: ...
 
 class ParseStreamRequest(_message.Message):
     __slots__ = ("model", "text", "token_ids", "return_steps", "return_state", "top_k")
@@ -131,7 +135,7 @@ class ParseStreamRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ...) -> None: ...
 
 class ParseStreamResponse(_message.Message):
-    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state")
+    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state", "no_intent")
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +144,7 @@ class ParseStreamResponse(_message.Message):
     SLOTS_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    NO_INTENT_FIELD_NUMBER: _ClassVar[int]
     chunk_index: int
     total_steps: int
     intent: IntentScore
@@ -148,7 +153,8 @@ class ParseStreamResponse(_message.Message):
     slots: _containers.RepeatedCompositeFieldContainer[Slot]
     steps: Steps
     state: State
-    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ...) -> None: ...
+    no_intent: bool
+    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ("model",)
@@ -169,7 +175,7 @@ class TensorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[str]] = ..., optional: _Optional[bool] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens")
+    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens", "no_intent_threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CELL_FIELD_NUMBER: _ClassVar[int]
     NONLINEARITY_FIELD_NUMBER: _ClassVar[int]
@@ -188,6 +194,7 @@ class ModelInfoResponse(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    NO_INTENT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     cell: str
     nonlinearity: str
@@ -206,4 +213,5 @@ class ModelInfoResponse(_message.Message):
     inputs: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     outputs: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     max_tokens: int
-    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ...) -> None: ...
+    no_intent_threshold: float
+    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ...) -> None: ...
