@@ -60,6 +60,9 @@ def _arch(args: argparse.Namespace) -> dict[str, Any]:
     return arch
 
 
+KIND_NAMES = {"random": "(a) random", "template": "(b) templ.", "values": "(c) names"}
+
+
 def _fmt(m: dict[str, Any]) -> str:
     return f"intent acc {m['intent_accuracy']:.4f}  slot F1 {m['slot_f1']:.4f}  (n={m['n']})"
 
@@ -75,13 +78,18 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one model, write the checkpoint and the report."""
+    from export.quality import format_quality, quality_report
     from export.train import TrainConfig, save_checkpoint, train, train_config_dict
 
     splits, source = _load_splits(args)
     for name, exs in splits.items():
         write_jsonl(Path(args.data_dir) / f"{name}.jsonl", exs)
     cfg = TrainConfig(
-        seed=args.seed, epochs=args.epochs, threads=args.threads, progress=not args.no_progress
+        seed=args.seed,
+        epochs=args.epochs,
+        threads=args.threads,
+        progress=not args.no_progress,
+        out_of_scope=args.out_of_scope,
     )
     arch = _arch(args)
     print(
@@ -90,6 +98,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         flush=True,
     )
     result = train(splits, arch, cfg, log=lambda m: print(m, flush=True))
+    quality = quality_report(
+        result.model, result.tokenizer, result.labels.intents, splits["val"], splits["test"]
+    )
+    result.metrics.update(quality)
     extra = {**source, "train_config": train_config_dict(cfg), "splits": summarize(splits)}
     save_checkpoint(args.out, result, extra)
     test = result.metrics["test"]
@@ -102,11 +114,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
     print(f"\ntrained in {result.seconds:.0f} s (best epoch {result.best_epoch})")
-    print(f"test      {_fmt(test)}")
+    print(f"test         {_fmt(test)}")
     for kind, m in test.get("by_kind", {}).items():
-        print(f"  {kind:9s} {_fmt(m)}")
-    for c in test["worst_confusions"][:3]:
+        print(f"  {KIND_NAMES.get(kind, kind):10s} {_fmt(m)}")
+    for c in test["worst_confusions"][:5]:
         print(f"  confused: {c['gold']} -> {c['predicted']} x{c['count']}")
+    print("\n".join(format_quality(quality)))
     print(f"checkpoint {args.out}\nreport     {args.report}")
     return 0
 
@@ -132,7 +145,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.checkpoint)
     t0 = time.perf_counter()
     training = {k: ckpt.training.get(k) for k in ("data", "seed", "seconds", "best_epoch")}
-    metrics: dict[str, Any] = {k: ckpt.metrics[k] for k in ("test", "val") if k in ckpt.metrics}
+    keys = ("test", "val", "paraphrases", "out_of_scope", "in_scope_test")
+    metrics: dict[str, Any] = {k: ckpt.metrics[k] for k in keys if k in ckpt.metrics}
     done = package(
         ckpt.model,
         ckpt.tokenizer,
@@ -141,6 +155,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         args.out,
         metrics,
         training,
+        calibration=ckpt.metrics.get("calibration"),
     )
     rows, meta, par = done.rows, done.meta, done.meta.parity
     print(
@@ -256,9 +271,15 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model")
     data_flags(t)
     arch_flags(t)
-    t.add_argument("--epochs", type=int, default=25)
+    t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--no-progress", action="store_true")
+    t.add_argument(
+        "--out-of-scope",
+        type=int,
+        default=1500,
+        help="generated out-of-scope sentences to train on (0: none)",
+    )
     t.add_argument("--out", default="models/intent.pt")
     t.add_argument("--report", default="models/intent.report.json")
     t.set_defaults(func=cmd_train)

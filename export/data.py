@@ -190,7 +190,12 @@ class _Builder:
 
 
 class TemplateSampler:
-    """Samples one sentence from a hassil template by a random walk, recording slot spans."""
+    """Samples one sentence from a hassil template by a random walk, recording slot spans.
+
+    The walk is balanced: at each alternative (and each listed value) it takes a branch used
+    least often so far by this sampler, ties broken at random, so n samples of a template
+    reach every alternative and optional part that fits in n.
+    """
 
     def __init__(self, intents: Any, pools: Pools, rng: random.Random) -> None:
         from hassil.sample import get_rbnf_engine
@@ -199,6 +204,15 @@ class TemplateSampler:
         self.pools = pools
         self.rng = rng
         self.rbnf = get_rbnf_engine(LANGUAGE)
+        self.used: dict[int, Counter[int]] = defaultdict(Counter)
+
+    def _pick(self, key: Any, items: Sequence[Any]) -> Any:
+        """The least-used item of `items` at this point of the template (random among ties)."""
+        used = self.used[id(key)]
+        low = min(used[i] for i in range(len(items)))
+        i = self.rng.choice([i for i in range(len(items)) if used[i] == low])
+        used[i] += 1
+        return items[i]
 
     def sample(
         self, sentence: Any, rules: dict[str, Any], slot_lists: dict[str, Any], intent: str
@@ -229,7 +243,7 @@ class TemplateSampler:
             b.add(exp.original_text)
         elif isinstance(exp, Alternative):
             if exp.items:
-                self._walk(self.rng.choice(exp.items), b, rules, lists, intent, in_slot)
+                self._walk(self._pick(exp, exp.items), b, rules, lists, intent, in_slot)
         elif isinstance(exp, Permutation):
             items = list(exp.items)
             self.rng.shuffle(items)
@@ -282,7 +296,7 @@ class TemplateSampler:
             return self.rng.choice(p.wildcards[name])
         slot_list = lists.get(name)
         if isinstance(slot_list, TextSlotList):
-            value = self.rng.choice(slot_list.values)
+            value = self._pick(slot_list, slot_list.values)
             sub = _Builder()
             self._walk(value.text_in, sub, rules, lists, intent, in_slot=True)
             return sub.text()[0]

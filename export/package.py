@@ -25,12 +25,21 @@ class Packaged:
 
 def slim_metrics(m: dict[str, Any]) -> dict[str, Any]:
     """The headline figures of an evaluation (no per-example data)."""
-    keep = ("n", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall")
+    keep: tuple[str, ...] = ("n", "intent_accuracy", "slot_f1", "slot_precision", "slot_recall")
+    keep += (
+        "novel_n",
+        "novel_intent_accuracy",
+        "accepted_and_correct",
+        "false_reject_rate",
+        "reject_rate",
+        "median_confidence",
+    )
     out = {k: m[k] for k in keep if k in m}
     if "by_kind" in m:
         out["by_kind"] = {k: {kk: v[kk] for kk in keep if kk in v} for k, v in m["by_kind"].items()}
-    if "worst_confusions" in m:
-        out["worst_confusions"] = m["worst_confusions"]
+    for k in ("worst_confusions", "misses"):
+        if k in m:
+            out[k] = m[k]
     return out
 
 
@@ -43,6 +52,7 @@ def package(
     metrics: dict[str, Any] | None = None,
     training: dict[str, Any] | None = None,
     cases: list[ParityCase] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> Packaged:
     """Export `model` to `out`, prove parity (ParityError on a miss), embed the metadata."""
     spec = export_onnx(model, out)
@@ -59,6 +69,7 @@ def package(
         parity={k: v for k, v in par.items() if k != "cases"} | {"cases": len(rows)},
         io=spec.to_dict(),
         training=training or {},
+        calibration=calibration or {},
     )
     embed_metadata(out, METADATA_KEY, meta.to_json())
     return Packaged(spec, rows, meta)

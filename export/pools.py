@@ -741,6 +741,150 @@ ANY_DEVICE = [
 
 SPLITS = ("train", "val", "test")
 
+# Rooms nearly every home has stay in training (a model that never heard "living room" is not
+# realistic); the rest are split, so held-out evaluation still sees rooms never trained on.
+CORE_ROOMS = [
+    "kitchen",
+    "living room",
+    "bedroom",
+    "bathroom",
+    "office",
+    "hallway",
+    "garage",
+    "basement",
+    "dining room",
+]
+
+# Parts of out-of-scope training sentences (questions about other things, chit-chat). The
+# evaluation set in export/eval/out_of_scope.txt is written separately and never sampled here.
+OOS_OPENERS = [
+    "what is",
+    "what's",
+    "who is",
+    "who was",
+    "tell me about",
+    "explain",
+    "how do i",
+    "how do you",
+    "how does",
+    "why is",
+    "why do",
+    "where is",
+    "when is",
+    "when was",
+    "can you tell me about",
+    "do you know",
+    "i want to know about",
+    "search the web for",
+    "look up",
+    "what do you think about",
+    "give me facts about",
+    "how much does",
+    "how many people like",
+    "is it true that",
+    "i wonder about",
+]
+OOS_TOPICS = [
+    "quantum physics",
+    "the roman empire",
+    "a good recipe for soup",
+    "the tallest building in the world",
+    "photosynthesis",
+    "the best pizza in town",
+    "the olympics",
+    "my horoscope",
+    "black holes",
+    "the history of jazz",
+    "learning to play guitar",
+    "the price of gold",
+    "a cheap flight to paris",
+    "dinosaurs",
+    "the rules of chess",
+    "climate change",
+    "the next election",
+    "a good movie to watch",
+    "the chemical formula for salt",
+    "the lyrics of that song",
+    "taxes",
+    "the nearest pharmacy",
+    "how to change a tire",
+    "the world cup",
+    "vitamin d",
+    "the human brain",
+    "electric cars",
+    "the great wall of china",
+    "the best running shoes",
+    "knitting a scarf",
+    "the first man in space",
+    "volcanoes",
+    "the price of a new phone",
+    "my bank balance",
+    "the meaning of that word",
+    "the traffic on the highway",
+    "shakespeare",
+    "the population of canada",
+    "a birthday present for my sister",
+    "baking bread at home",
+]
+OOS_CHAT = [
+    "hello there",
+    "hi",
+    "how's it going",
+    "what's up",
+    "good night",
+    "see you later",
+    "thanks a lot",
+    "you are awesome",
+    "i'm tired",
+    "i'm hungry",
+    "that's funny",
+    "nice to meet you",
+    "what's your name",
+    "who made you",
+    "do you have feelings",
+    "are you happy",
+    "what do you look like",
+    "i had a long day",
+    "that was a great game",
+    "can we be friends",
+    "say something funny",
+    "you're the best",
+    "i don't know",
+    "maybe later",
+    "what do you mean",
+    "that makes no sense",
+    "yes",
+    "no",
+    "okay cool",
+    "whatever",
+    "do a barrel roll",
+    "guess what",
+    "knock knock",
+    "happy birthday",
+    "merry christmas",
+    "what are you doing",
+    "blah blah blah",
+    "testing one two three",
+    "let me think",
+    "where do you live",
+]
+
+
+def out_of_scope_sentences(pools: Pools, rng: random.Random, n: int) -> list[str]:
+    """Sentences that are none of the intents, for training the model to be unsure on them:
+    generic questions, chit-chat, and bare wildcard values ("abbey road") with no command."""
+    bare = [v for k in ("message", "search_query", "todo_list_item") for v in pools.wildcards[k]]
+    out: set[str] = set(OOS_CHAT)
+    while len(out) < n:
+        r = rng.random()
+        if r < 0.6:
+            out.add(f"{rng.choice(OOS_OPENERS)} {rng.choice(OOS_TOPICS)}")
+        elif r < 0.8:
+            out.add(rng.choice(bare))
+        else:
+            out.add(f"{rng.choice(OOS_TOPICS)} {rng.choice(OOS_TOPICS)}")
+    return sorted(out)
+
 
 @dataclass(frozen=True)
 class Pools:
@@ -773,6 +917,24 @@ def _device_names(
     return sorted(names)
 
 
+AREA_SIDES = ["upstairs", "downstairs", "front", "back", "main", "second", "small", "big", "east"]
+AREA_WORDS = ["room", "bedroom", "bathroom", "office", "closet", "playroom", "studio"]
+
+
+def _areas(rooms: list[str], people: list[str], rng: random.Random, n: int) -> list[str]:
+    """The split's rooms plus composed ones ("emma's room", "upstairs den", "den closet")."""
+    out = set(rooms)
+    while len(out) < len(rooms) + n:
+        r = rng.random()
+        if r < 0.4:
+            out.add(f"{rng.choice(people)}'s {rng.choice(AREA_WORDS)}")
+        elif r < 0.8:
+            out.add(f"{rng.choice(AREA_SIDES)} {rng.choice(rooms)}")
+        else:
+            out.add(f"{rng.choice(rooms)} {rng.choice(AREA_WORDS)}")
+    return sorted(out)
+
+
 def _commands(rooms: list[str], names: dict[str, list[str]], rng: random.Random) -> list[str]:
     """Spoken commands built from one split's devices and rooms."""
     devices = [n for d in ANY_DEVICE for n in names[d]]
@@ -803,7 +965,8 @@ def make_pools(seed: int) -> dict[str, Pools]:
     """Disjoint value pools per split. People and brands are split as words, so test
     names contain words never seen in training; rooms are split as whole values."""
     rng = random.Random(seed)
-    rooms = _split(ROOMS, rng)
+    rooms = _split([r for r in ROOMS if r not in CORE_ROOMS], rng)
+    rooms[0] = CORE_ROOMS + rooms[0]
     floors = _split(FLOORS, rng)
     people = _split(PEOPLE, rng)
     brands = _split(BRANDS, rng)
@@ -830,5 +993,6 @@ def make_pools(seed: int) -> dict[str, Pools]:
             seen.update(vals)
         wildcards = {k: v[i] for k, v in wild.items()}
         wildcards["timer_command"] = _commands(rooms[i], names, rng)
-        out[split] = Pools(areas=rooms[i], floors=floors[i], names=names, wildcards=wildcards)
+        areas = _areas(rooms[i], people[i], rng, 60 if split == "train" else 25)
+        out[split] = Pools(areas=areas, floors=floors[i], names=names, wildcards=wildcards)
     return out

@@ -30,7 +30,7 @@ class TrainConfig:
     """Training hyper-parameters (architecture lives in ModelConfig)."""
 
     seed: int = 13
-    epochs: int = 25
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 3e-3
     weight_decay: float = 0.0
@@ -38,6 +38,9 @@ class TrainConfig:
     patience: int = 3
     word_dropout: float = 0.03
     slot_word_dropout: float = 0.25
+    slot_span_dropout: float = 0.25  # a whole slot value to <unk> (unseen multi-word names)
+    out_of_scope: int = 1500  # generated out-of-scope sentences trained towards uniform intents
+    oos_weight: float = 0.5
     threads: int = 1
     progress: bool = True
 
@@ -72,6 +75,7 @@ class Encoded:
     intents: list[int]
     slot_mask: list[list[bool]]
     examples: list[Example]
+    spans: list[list[int]] = field(default_factory=list)  # per token: slot span index or -1
 
 
 def encode(examples: Sequence[Example], tok: Tokenizer, labels: Labels, source: str) -> Encoded:
@@ -91,7 +95,18 @@ def encode(examples: Sequence[Example], tok: Tokenizer, labels: Labels, source: 
         enc.slot_mask.append(
             [t != OUTSIDE_TAG and tok.token_key(w) != NUM for w, t in zip(tokens, tags)]
         )
+        enc.spans.append(_span_index(tags))
     return enc
+
+
+def _span_index(tags: Sequence[str]) -> list[int]:
+    """Per token: the index of the slot value it belongs to, or -1 outside any."""
+    out, k = [], -1
+    for t in tags:
+        if t.startswith("B-"):
+            k += 1
+        out.append(k if t != OUTSIDE_TAG else -1)
+    return out
 
 
 def _batches(enc: Encoded, batch_size: int, rng: random.Random | None) -> list[list[int]]:
@@ -106,7 +121,7 @@ def _batches(enc: Encoded, batch_size: int, rng: random.Random | None) -> list[l
 def _tensors(
     enc: Encoded,
     idx: Sequence[int],
-    dropout: tuple[float, float] | None,
+    dropout: tuple[float, float, float] | None,
     rng: np.random.Generator | None,
 ) -> tuple[torch.Tensor, ...]:
     lengths = [len(enc.ids[i]) for i in idx]
@@ -116,8 +131,14 @@ def _tensors(
     for r, i in enumerate(idx):
         row = np.asarray(enc.ids[i])
         if dropout is not None and rng is not None:
-            p = np.where(np.asarray(enc.slot_mask[i]), dropout[1], dropout[0])
-            row = np.where(rng.random(len(row)) < p, UNK_ID, row)
+            mask = np.asarray(enc.slot_mask[i])
+            p = np.where(mask, dropout[1], dropout[0])
+            drop = rng.random(len(row)) < p
+            span = np.asarray(enc.spans[i])
+            if span.size and span.max() >= 0:
+                whole = rng.random(int(span.max()) + 1) < dropout[2]
+                drop |= mask & (span >= 0) & whole[np.maximum(span, 0)]
+            row = np.where(drop, UNK_ID, row)
         ids[r, : len(row)] = row
         tags[r, : len(row)] = enc.tags[i]
     return (
@@ -126,6 +147,57 @@ def _tensors(
         torch.from_numpy(tags),
         torch.tensor([enc.intents[i] for i in idx]),
     )
+
+
+def encode_out_of_scope(texts: Sequence[str], tok: Tokenizer) -> Encoded:
+    """Out-of-scope sentences: no slots (all `O`) and intent -1 (trained towards uniform)."""
+    enc = Encoded([], [], [], [], [])
+    for text in texts:
+        tokens = [t.text for t in tok.tokenize(text)]
+        if not tokens:
+            continue
+        enc.ids.append(tok.ids(tokens))
+        enc.tags.append([0] * len(tokens))
+        enc.intents.append(-1)
+        enc.slot_mask.append([False] * len(tokens))
+        enc.spans.append([-1] * len(tokens))
+        enc.examples.append(Example(text, ""))
+    return enc
+
+
+def _concat(a: Encoded, b: Encoded) -> Encoded:
+    return Encoded(
+        a.ids + b.ids,
+        a.tags + b.tags,
+        a.intents + b.intents,
+        a.slot_mask + b.slot_mask,
+        a.examples + b.examples,
+        a.spans + b.spans,
+    )
+
+
+def negatives(splits: dict[str, list[Example]], cfg: TrainConfig) -> list[str]:
+    """The generated out-of-scope training sentences (none equal to an in-scope text)."""
+    if cfg.out_of_scope <= 0:
+        return []
+    from export.pools import make_pools, out_of_scope_sentences
+
+    pools = make_pools(cfg.seed)["train"]
+    known = {e.text.lower() for exs in splits.values() for e in exs}
+    texts = out_of_scope_sentences(pools, random.Random(cfg.seed + 7), cfg.out_of_scope)
+    return [t for t in texts if t.lower() not in known]
+
+
+def _intent_loss(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float) -> torch.Tensor:
+    """Cross-entropy on in-scope rows; cross-entropy to the uniform distribution on rows -1."""
+    logp = torch.log_softmax(logits, -1)
+    inside = intents >= 0
+    per_row = torch.zeros(len(intents))
+    if inside.any():
+        per_row[inside] = -logp[inside].gather(1, intents[inside, None]).squeeze(1)
+    if (~inside).any():
+        per_row[~inside] = -oos_weight * logp[~inside].mean(-1)
+    return per_row.mean()
 
 
 def predict(
@@ -187,9 +259,11 @@ def train(
     nprng = np.random.default_rng(cfg.seed)
     start = time.perf_counter()
 
-    tok = Tokenizer.build((e.text for e in splits["train"]), rules=TokenizerRules())
+    oos = negatives(splits, cfg)
+    tok = Tokenizer.build([e.text for e in splits["train"]] + oos, rules=TokenizerRules())
     labels = Labels.from_examples(splits["train"])
     enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
+    enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))
     mcfg = ModelConfig(
         vocab_size=tok.vocab_size,
         num_intents=len(labels.intents),
@@ -217,12 +291,15 @@ def train(
         )
         for idx in bar:
             ids, lengths, tags, intents = _tensors(
-                enc["train"], idx, (cfg.word_dropout, cfg.slot_word_dropout), nprng
+                enc["train"],
+                idx,
+                (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout),
+                nprng,
             )
             h0 = model.zero_state(len(idx))
             c0 = model.zero_state(len(idx)) if mcfg.cell == "lstm" else None
             out = model(ids, lengths, h0, c0)
-            loss = loss_fn(out[2], intents) + loss_fn(
+            loss = _intent_loss(out[2], intents, cfg.oos_weight) + loss_fn(
                 out[1].reshape(-1, mcfg.num_slots), tags.reshape(-1)
             )
             opt.zero_grad()

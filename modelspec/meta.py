@@ -30,6 +30,8 @@ class ModelMetadata:
     parity: dict[str, Any] = field(default_factory=dict)
     io: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    # {"threshold": p, "method": ..., "target_frr": ..., ...}: below max softmax p, "no intent"
+    calibration: dict[str, Any] = field(default_factory=dict)
     version: int = METADATA_VERSION
 
     def to_json(self) -> str:

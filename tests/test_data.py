@@ -6,7 +6,16 @@ import sys
 
 import pytest
 
-from export.data import DataError, Example, Span, bio_tags, generate, parse_example, read_jsonl
+from export.data import (
+    DataError,
+    Example,
+    Span,
+    bio_tags,
+    generate,
+    load_templates,
+    parse_example,
+    read_jsonl,
+)
 from export.pools import make_pools
 from modelspec.names import SPECIAL_TOKENS
 from modelspec.tokenizer import Tokenizer
@@ -132,3 +141,49 @@ def test_train_cli_rejects_unknown_label_and_empty_text(tmp_path):
     test.write_text(json.dumps({"text": "", "intent": "On"}) + "\n")
     out = subprocess.run(cmd, capture_output=True, text=True)
     assert out.returncode == 2 and f"{test}:1: empty text" in out.stderr
+
+
+def test_every_intent_and_template_is_trained_or_held_out_on_purpose(splits):
+    templates = load_templates()
+    trained = {e.template for e in splits["train"]}
+    held = {e.template for s in ("val", "test") for e in splits[s] if e.kind == "template"}
+    assert {t.intent for t in templates} == {e.intent for e in splits["train"]}
+    assert len({t.intent for t in templates}) >= 42
+    assert {t.id for t in templates} == trained | held and not trained & held
+
+
+def test_wildcard_slots_are_filled(splits):
+    slots = {s.slot for e in splits["train"] for s in e.slots}
+    assert {"message", "search_query", "item", "name"} <= slots
+    for intent in ("HassBroadcast", "HassMediaSearchAndPlay", "HassShoppingListAddItem"):
+        assert any(e.intent == intent and e.slots for e in splits["train"])
+
+
+def test_held_out_names_are_never_seen_in_training(splits):
+    def values(exs, slot):
+        return {e.text[s.start : s.end].lower() for e in exs for s in e.slots if s.slot == slot}
+
+    held = [e for e in splits["test"] if e.kind == "values"]
+    for slot in ("name", "area", "floor"):
+        assert values(held, slot) - values(splits["train"], slot)
+    pools = make_pools(13)
+    for split in ("val", "test"):
+        assert not set(pools[split].areas) & set(pools["train"].areas)
+        names = {
+            n for d, v in pools[split].names.items() if d not in ("todo", "weather") for n in v
+        }
+        assert len(names) > 100
+        assert not names & {n for v in pools["train"].names.values() for n in v}
+
+
+def test_balanced_walk_reaches_every_alternative():
+    import random
+
+    from hassil.parse_expression import parse_sentence
+
+    from export.data import TemplateSampler
+
+    sent = parse_sentence("(turn|switch|put|flip|power) (on|up) [the] (lamp|light|bulb)")
+    sampler = TemplateSampler(None, make_pools(13)["train"], random.Random(0))
+    texts = {sampler.sample(sent, {}, {}, "HassTurnOn")[0] for _ in range(5)}
+    assert {t.split()[0] for t in texts} == {"turn", "switch", "put", "flip", "power"}

@@ -1,0 +1,148 @@
+"""Evaluations beyond the test split: hand-written paraphrases, out-of-scope, calibration.
+
+The paraphrase and out-of-scope sets in `export/eval/` are written by hand and never used
+for training. The confidence threshold is the maximum softmax intent probability; it is
+calibrated on the in-scope validation split so that at most `target_frr` of it is rejected.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from export.data import Example, read_jsonl
+from export.model import IntentSlotRNN
+from modelspec.names import PAD_ID
+from modelspec.tokenizer import Tokenizer
+
+EVAL_DIR = Path(__file__).resolve().parent / "eval"
+PARAPHRASES = EVAL_DIR / "paraphrases.jsonl"
+OUT_OF_SCOPE = EVAL_DIR / "out_of_scope.txt"
+CALIBRATION_METHOD = "max softmax intent probability; rejects <= target_frr of validation"
+TARGET_FRR = 0.01
+
+
+def load_paraphrases(path: str | Path = PARAPHRASES) -> list[Example]:
+    """The hand-written paraphrase set (intent labels only). `kind` is `novel` where no
+    template matches the sentence (hassil.recognize) nor generated data contains it."""
+    return read_jsonl(path)
+
+
+def load_out_of_scope(path: str | Path = OUT_OF_SCOPE) -> list[str]:
+    """The hand-written out-of-scope utterances (one a line, `#` comments)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    return [s.strip() for s in lines if s.strip() and not s.startswith("#")]
+
+
+def intent_probs(
+    model: IntentSlotRNN, tok: Tokenizer, texts: Sequence[str], batch: int = 256
+) -> np.ndarray:
+    """Softmax intent probabilities [n, intents] of the model for raw texts."""
+    model.eval()
+    rows = [tok.encode(t)[1] or [PAD_ID] for t in texts]
+    if not rows:
+        return np.zeros((0, model.config.num_intents))
+    out = np.zeros((len(rows), model.config.num_intents), dtype=np.float64)
+    with torch.no_grad():
+        for s in range(0, len(rows), batch):
+            chunk = rows[s : s + batch]
+            t = max(len(r) for r in chunk)
+            ids = torch.full((len(chunk), t), PAD_ID, dtype=torch.long)
+            for i, r in enumerate(chunk):
+                ids[i, : len(r)] = torch.tensor(r)
+            lengths = torch.tensor([len(r) for r in chunk])
+            h0 = model.zero_state(len(chunk))
+            c0 = model.zero_state(len(chunk)) if model.config.cell == "lstm" else None
+            logits = model(ids, lengths, h0, c0)[2]
+            out[s : s + len(chunk)] = torch.softmax(logits.double(), -1).numpy()
+    return out
+
+
+def calibrate(confidences: np.ndarray, target_frr: float = TARGET_FRR) -> float:
+    """The highest threshold that rejects at most `target_frr` of in-scope confidences."""
+    c = np.sort(np.asarray(confidences, dtype=np.float64))
+    k = int(np.floor(target_frr * len(c)))  # this many may fall below the threshold
+    if len(c) == 0:
+        return 0.0
+    # Below c[k] are exactly the k lowest: reject those (strictly below) and keep c[k].
+    return float(c[k])
+
+
+def quality_report(
+    model: IntentSlotRNN,
+    tok: Tokenizer,
+    intents: Sequence[str],
+    val: Sequence[Example],
+    test: Sequence[Example],
+    target_frr: float = TARGET_FRR,
+) -> dict[str, Any]:
+    """Paraphrase accuracy, calibration on val, false rejects on test, out-of-scope rejects."""
+    known = set(intents)
+    para = [e for e in load_paraphrases() if e.intent in known]  # all, for the default data
+    oos = load_out_of_scope()
+    pv = intent_probs(model, tok, [e.text for e in val])
+    threshold = calibrate(pv.max(1), target_frr)
+    pt = intent_probs(model, tok, [e.text for e in test])
+    pp = intent_probs(model, tok, [e.text for e in para]).reshape(len(para), len(intents))
+    po = intent_probs(model, tok, oos)
+
+    pred = [intents[i] for i in pp.argmax(1)]
+    correct = [p == e.intent for p, e in zip(pred, para)]
+    accepted = pp.max(1) >= threshold
+    novel = np.asarray([e.kind == "novel" for e in para], dtype=bool)
+    misses = Counter((e.intent, p) for p, e, ok in zip(pred, para, correct) if not ok)
+    oos_conf = po.max(1)
+    return {
+        "calibration": {
+            "threshold": threshold,
+            "method": CALIBRATION_METHOD,
+            "target_frr": target_frr,
+            "val_n": len(val),
+            "val_false_reject_rate": float(np.mean(pv.max(1) < threshold)) if len(val) else 0.0,
+        },
+        "paraphrases": {
+            "n": len(para),
+            "intent_accuracy": float(np.mean(correct)) if para else 0.0,
+            "novel_n": int(novel.sum()),
+            "novel_intent_accuracy": float(np.mean(np.asarray(correct)[novel]))
+            if novel.any()
+            else 0.0,
+            "accepted_and_correct": float(np.mean(np.asarray(correct) & accepted)) if para else 0.0,
+            "false_reject_rate": float(np.mean(~accepted)) if para else 0.0,
+            "misses": [
+                {"gold": g, "predicted": p, "count": c} for (g, p), c in misses.most_common(10)
+            ],
+        },
+        "out_of_scope": {
+            "n": len(oos),
+            "reject_rate": float(np.mean(oos_conf < threshold)),
+            "median_confidence": float(np.median(oos_conf)),
+        },
+        "in_scope_test": {
+            "n": len(test),
+            "false_reject_rate": float(np.mean(pt.max(1) < threshold)) if len(test) else 0.0,
+        },
+    }
+
+
+def format_quality(q: dict[str, Any]) -> list[str]:
+    """Report lines for the console."""
+    c, p, o, t = q["calibration"], q["paraphrases"], q["out_of_scope"], q["in_scope_test"]
+    lines = [
+        f"paraphrases  intent acc {p['intent_accuracy']:.4f}  (n={p['n']}; no template "
+        f"produces: {p['novel_intent_accuracy']:.4f}, n={p['novel_n']}; accepted and correct "
+        f"{p['accepted_and_correct']:.4f})",
+        f"threshold    {c['threshold']:.4f} (calibrated on validation, target false-reject "
+        f"{c['target_frr']:.0%})",
+        f"out of scope reject rate {o['reject_rate']:.4f} (n={o['n']})  in-scope test false-"
+        f"reject rate {t['false_reject_rate']:.4f} (n={t['n']})",
+    ]
+    lines += [
+        f"  paraphrase miss: {m['gold']} -> {m['predicted']} x{m['count']}" for m in p["misses"]
+    ]
+    return lines

@@ -1,0 +1,69 @@
+"""Model quality: hand-written evaluation sets, calibration, out-of-scope through the service."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import onnx
+import pytest
+
+from client import Client
+from export.data import load_templates
+from export.pools import make_pools, out_of_scope_sentences
+from export.quality import calibrate, load_out_of_scope, load_paraphrases
+from modelspec.meta import ModelMetadata
+
+from .conftest import DEFAULT_ONNX
+from .serving import RunningServer, settings_for
+
+
+def _meta() -> ModelMetadata:
+    return ModelMetadata.from_json(onnx.load(str(DEFAULT_ONNX)).metadata_props[0].value)
+
+
+def test_calibration_rejects_at_most_the_target_share():
+    conf = np.linspace(0.01, 1.0, 100)
+    t = calibrate(conf, 0.05)
+    assert np.mean(conf < t) <= 0.05 and np.mean(conf < t) >= 0.04
+    assert calibrate(np.array([0.9, 0.8]), 0.01) == pytest.approx(0.8)
+
+
+def test_eval_sets_cover_every_intent_and_stay_out_of_training(splits):
+    para = load_paraphrases()
+    oos = load_out_of_scope()
+    novel = [e for e in para if e.kind == "novel"]
+    assert len(novel) >= 60 and len(oos) >= 60
+    assert {e.intent for e in para} == {t.intent for t in load_templates()}
+    trained = {e.text.lower() for e in splits["train"]}
+    assert not trained & {e.text.lower() for e in novel}
+    assert not trained & {s.lower() for s in oos}
+    negatives = set(out_of_scope_sentences(make_pools(13)["train"], random.Random(0), 3000))
+    assert not negatives & {s.lower() for s in oos}
+
+
+def test_default_model_carries_calibration_and_quality_figures():
+    meta = _meta()
+    cal = meta.calibration
+    assert 0.0 < cal["threshold"] < 1.0 and cal["method"]
+    m = meta.metrics
+    assert m["paraphrases"]["novel_n"] >= 60 and m["out_of_scope"]["n"] >= 60
+    assert m["out_of_scope"]["reject_rate"] >= 0.8
+    assert m["in_scope_test"]["false_reject_rate"] <= 0.02
+    for kind in ("random", "template", "values"):
+        assert m["test"]["by_kind"][kind]["intent_accuracy"] >= 0.97
+
+
+def test_out_of_scope_falls_below_the_threshold_through_the_service():
+    meta = _meta()
+    threshold = meta.calibration["threshold"]
+    with RunningServer(settings_for(DEFAULT_ONNX)) as srv, Client(srv.target, timeout=10) as c:
+        inside = [c.parse(t) for t in ("what time is it", "turn off the kitchen lights")]
+        outside = [c.parse(t) for t in load_out_of_scope()]
+    assert all(r.intent.confidence >= threshold for r in inside)
+    rejected = np.mean([r.intent.confidence < threshold for r in outside])
+    assert rejected == pytest.approx(meta.metrics["out_of_scope"]["reject_rate"], abs=1e-6)
+    assert rejected >= 0.8
+    assert [r.no_intent for r in outside] == [r.intent.confidence < threshold for r in outside]
+    assert not any(r.no_intent for r in inside)
+    assert all(len(r.top_intents) >= 1 for r in outside)  # top-k stays available
