@@ -30,8 +30,8 @@ serve: $(STAMP)
 test: $(STAMP)  ## the test suite (fast; slow tests excluded)
 	$(PY) -m pytest -q -m "not slow and not gpu"
 
-test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+test-slow: $(STAMP)  ## fuzz, overload, drain, streams, soak (the container test: make image-test)
+	$(PY) -m pytest -q -m "slow and not image"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
 import threading
+import urllib.request
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +18,9 @@ from typing import Any
 
 from server.app import App, build_app
 from server.settings import Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 TEXTS = [
     "turn on the kitchen lights",
@@ -60,6 +70,56 @@ class RunningServer:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+class ServerProcess:
+    """`python -m server` on port 0; the port is read from its 'listening' log line."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "--port", "0", "--metrics-port", "0", *args],
+            cwd=ROOT,
+            env=env or ENV,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.port = self.metrics_port = 0
+        self.lines: list[dict] = []
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            if not line.startswith("{"):
+                continue
+            rec = json.loads(line)
+            self.lines.append(rec)
+            if rec["msg"] == "listening":
+                self.port, self.metrics_port = rec["port"], rec["metrics_port"]
+            if rec["msg"] == "serving":
+                break
+        assert self.port, self.lines
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def rss_mb(self) -> float:
+        """Resident memory of the server process."""
+        m = re.search(r"VmRSS:\s+(\d+) kB", Path(f"/proc/{self.proc.pid}/status").read_text())
+        return int(m.group(1)) / 1024 if m else float("nan")
+
+    def metric(self, name: str) -> float:
+        """One unlabelled sample from the server's /metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            m = re.search(rf"^{name} (\S+)$", r.read().decode(), re.M)
+        return float(m.group(1)) if m else float("nan")
+
+    def stop(self) -> tuple[int, list[dict]]:
+        """SIGTERM (unless it already exited), wait, return exit code and remaining log records."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        _, rest = self.proc.communicate(timeout=60)
+        # gRPC's C core may print its own (non-JSON) lines to stderr: keep only ours.
+        return self.proc.returncode, [json.loads(x) for x in rest.splitlines() if x.startswith("{")]
 
 
 def settings_for(model: Path, **kw: Any) -> Settings:

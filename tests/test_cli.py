@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -16,44 +15,10 @@ import pytest
 from server.settings import Settings, parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
-from .serving import small_model_file
+from .serving import ServerProcess, small_model_file
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-class ServerProcess:
-    """`python -m server` on port 0; the port is read from its 'listening' log line."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [PY, "-m", "server", "--port", "0", "--metrics-port", "0", *args],
-            cwd=ROOT,
-            env=env or ENV,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.port = self.metrics_port = 0
-        self.lines: list[dict] = []
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            rec = json.loads(line)
-            self.lines.append(rec)
-            if rec["msg"] == "listening":
-                self.port, self.metrics_port = rec["port"], rec["metrics_port"]
-            if rec["msg"] == "serving":
-                break
-        assert self.port, self.lines
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self) -> tuple[int, list[dict]]:
-        """SIGTERM, wait for exit, return the exit code and the remaining log records."""
-        self.proc.send_signal(signal.SIGTERM)
-        _, rest = self.proc.communicate(timeout=30)
-        return self.proc.returncode, [json.loads(x) for x in rest.splitlines() if x.strip()]
 
 
 @pytest.fixture(scope="module")

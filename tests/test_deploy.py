@@ -349,6 +349,7 @@ def test_services_hpa_and_pdb_point_at_the_deployment():
 
 
 @pytest.mark.slow
+@pytest.mark.image
 def test_image_builds_runs_serves_and_drains(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("buildah with vfs storage and chroot isolation needs root")
