@@ -875,7 +875,10 @@ def out_of_scope_sentences(pools: Pools, rng: random.Random, n: int) -> list[str
     generic questions, chit-chat, and bare wildcard values ("abbey road") with no command."""
     bare = [v for k in ("message", "search_query", "todo_list_item") for v in pools.wildcards[k]]
     out: set[str] = set(OOS_CHAT)
-    while len(out) < n:
+    # Bounded: the phrase pools hold fewer distinct sentences than a large n asks for.
+    for _ in range(20 * n):
+        if len(out) >= n:
+            break
         r = rng.random()
         if r < 0.6:
             out.add(f"{rng.choice(OOS_OPENERS)} {rng.choice(OOS_TOPICS)}")
