@@ -168,6 +168,9 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
                 self._admit(context, guarded)
                 async for response in behavior(request, context):
                     yield response
+            except GeneratorExit:  # the caller went away mid-stream: nothing to answer
+                self._record(method, "CANCELLED", start, context)
+                raise
             except BaseException as exc:
                 await self._fail(method, start, context, exc)
                 raise

@@ -96,6 +96,15 @@ class ServerProcess:
             if rec["msg"] == "serving":
                 break
         assert self.port, self.lines
+        # Keep draining stderr: a full pipe would block the server's logging, and the server.
+        self.rest: list[str] = []
+        self._drain = threading.Thread(target=self._read_rest, daemon=True)
+        self._drain.start()
+
+    def _read_rest(self) -> None:
+        assert self.proc.stderr is not None
+        for line in self.proc.stderr:
+            self.rest.append(line)
 
     @property
     def target(self) -> str:
@@ -114,12 +123,13 @@ class ServerProcess:
         return float(m.group(1)) if m else float("nan")
 
     def stop(self) -> tuple[int, list[dict]]:
-        """SIGTERM (unless it already exited), wait, return exit code and remaining log records."""
+        """SIGTERM (unless it already exited), wait, return exit code and later log records."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
-        _, rest = self.proc.communicate(timeout=60)
+        self.proc.wait(timeout=60)
+        self._drain.join(timeout=10)
         # gRPC's C core may print its own (non-JSON) lines to stderr: keep only ours.
-        return self.proc.returncode, [json.loads(x) for x in rest.splitlines() if x.startswith("{")]
+        return self.proc.returncode, [json.loads(x) for x in self.rest if x.startswith("{")]
 
 
 def settings_for(model: Path, **kw: Any) -> Settings:
