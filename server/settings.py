@@ -22,7 +22,7 @@ class Settings:
     port: int = 50051  # 0: pick a free port
     device: str = "auto"
     intra_op_threads: int = 1
-    inference_threads: int = 2  # concurrent onnxruntime calls; 0: run them on the event loop
+    inference_threads: int = 1  # onnxruntime calls in flight; 0: on the event loop (blocks it)
     metrics_port: int = 9090  # 0: pick a free port; -1: no metrics endpoint
     log_level: str = "info"
     max_tokens: int = 512  # per utterance / per chunk / per v2 row
