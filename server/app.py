@@ -26,7 +26,13 @@ from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
 from server.auth import OPEN_PREFIXES, TokenStore, check_metadata
 from server.batcher import Batcher
 from server.dataplane import DataPlane
-from server.errors import INTERNAL_MESSAGE, DeadlineExceeded, ModelLoadError, ServeError
+from server.errors import (
+    INTERNAL_MESSAGE,
+    DeadlineExceeded,
+    ModelLoadError,
+    ResourceExhausted,
+    ServeError,
+)
 from server.kserve_servicer import InferenceServicer
 from server.metrics import Metrics
 from server.runtime import ModelRuntime
@@ -50,9 +56,13 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
     coroutine frame, a token check when tokens are configured, and two metric updates.
     """
 
-    def __init__(self, metrics: Metrics, tokens: TokenStore | None = None) -> None:
+    def __init__(
+        self, metrics: Metrics, tokens: TokenStore | None = None, max_queue: int = 0
+    ) -> None:
         self.metrics = metrics
         self.tokens = tokens
+        self.max_queue = max_queue  # unary calls in progress at once; 0: no bound here
+        self.unary_active = 0
         self.active = 0  # calls in progress, health and reflection excepted (drain waits on it)
         self.last_start = 0.0  # monotonic time the last such call started
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
@@ -147,7 +157,13 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: Any) -> Any:
             start = time.perf_counter()
             self.active += guarded
+            self.unary_active += guarded
             try:
+                if guarded and self.max_queue and self.unary_active > self.max_queue:
+                    raise ResourceExhausted(
+                        f"the server is at capacity ({self.max_queue} requests in progress); "
+                        "retry with backoff"
+                    )
                 self._admit(context, guarded)
                 response = await behavior(request, context)
             except BaseException as exc:
@@ -155,6 +171,7 @@ class StatusInterceptor(grpc.aio.ServerInterceptor):
                 raise
             finally:
                 self.active -= guarded
+                self.unary_active -= guarded
             self._record(method, "OK", start, context)
             return response
 
@@ -300,7 +317,6 @@ def build_app(settings: Settings) -> App:
         batchers,
         inline,
         sequences,
-        settings.max_queue,
         settings.max_streams,
     )
     opts = [
@@ -314,7 +330,7 @@ def build_app(settings: Settings) -> App:
             tokens = TokenStore(settings.auth_token_file)
         except ValueError as exc:
             raise ModelLoadError(str(exc)) from None
-    status = StatusInterceptor(metrics, tokens)
+    status = StatusInterceptor(metrics, tokens, settings.max_queue)
     interceptors: list[grpc.aio.ServerInterceptor] = [status]
     credentials = _server_credentials(settings)
     server = grpc.aio.server(interceptors=interceptors, options=opts)

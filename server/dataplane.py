@@ -110,16 +110,13 @@ class DataPlane:
         batchers: dict[str, Batcher] | None = None,
         inline: bool = False,
         sequences: dict[str, SequenceStore] | None = None,
-        max_queue: int = 256,
         max_streams: int = 128,
     ) -> None:
         self.models = {rt.name: rt for rt in runtimes}
         self.batchers = batchers or {}
         self.inline = inline
         self.sequences = sequences or {}
-        self.max_queue = max_queue
         self.max_streams = max_streams
-        self.admitted = 0  # requests between admission and answer (queued or running)
         self.streams = 0
         self.default = runtimes[0].name
         self.executor = executor
@@ -155,29 +152,17 @@ class DataPlane:
     ) -> dict[str, np.ndarray]:
         """An onnxruntime call, through the model's batcher when it has one.
 
-        Admission is bounded: beyond `max_queue` requests in the server, RESOURCE_EXHAUSTED at
-        once rather than an unbounded wait.
+        (Admission is bounded before this, where calls enter: server/app.py, --max-queue.)
         """
-        if self.admitted >= self.max_queue:
-            raise ResourceExhausted(
-                f"the server is at capacity ({self.max_queue} requests in progress); retry "
-                "with backoff"
-            )
-        self.admitted += 1
-        try:
-            batcher = self.batchers.get(rt.name)
-            if batcher is not None:
-                full = await batcher.submit(ids, lengths, h0, c0)
-                out = {k: full[k] for k in outputs} if outputs else full
-            elif self.inline:
-                out = rt.run(ids, lengths, h0, c0, outputs)
-            else:
-                loop = asyncio.get_running_loop()
-                out = await loop.run_in_executor(
-                    self.executor, rt.run, ids, lengths, h0, c0, outputs
-                )
-        finally:
-            self.admitted -= 1
+        batcher = self.batchers.get(rt.name)
+        if batcher is not None:
+            full = await batcher.submit(ids, lengths, h0, c0)
+            out = {k: full[k] for k in outputs} if outputs else full
+        elif self.inline:
+            out = rt.run(ids, lengths, h0, c0, outputs)
+        else:
+            loop = asyncio.get_running_loop()
+            out = await loop.run_in_executor(self.executor, rt.run, ids, lengths, h0, c0, outputs)
         if self.metrics is not None:
             self.metrics.tokens.labels(rt.name).inc(int(lengths.sum()))
         return out

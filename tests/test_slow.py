@@ -213,7 +213,7 @@ async def _load(
 
 
 def test_overload_rejects_fast_and_loses_nothing_admitted():
-    srv = ServerProcess("--model", str(DEFAULT_ONNX), "--max-queue", "16")
+    srv = ServerProcess("--model", str(DEFAULT_ONNX), "--max-queue", "16", "--max-streams", "4")
     try:
         codes, lat = asyncio.run(_load(srv.target, 200, 4.0))
     finally:
