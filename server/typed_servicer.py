@@ -40,8 +40,8 @@ def _options(top_k: int, steps: bool, state: bool) -> ParseOptions:
     return ParseOptions(top_k=top_k, steps=steps, state=state)
 
 
-def _fill(res: ParseResult, tokens: bool = True) -> dict[str, object]:
-    """Fields shared by ParseResponse and ParseStreamResponse."""
+def _fill(res: ParseResult, tag_names: list[str]) -> dict[str, object]:
+    """Fields shared by ParseResponse and ParseStreamResponse (steps and state when asked)."""
     fields: dict[str, object] = {
         "intent": pb.IntentScore(name=res.intent[0], confidence=res.intent[1]),
         "no_intent": res.no_intent,
@@ -58,12 +58,16 @@ def _fill(res: ParseResult, tokens: bool = True) -> dict[str, object]:
             )
             for s in res.slots
         ],
-    }
-    if tokens:
-        fields["tokens"] = [
+        "tokens": [
             pb.Token(text=t.text, id=t.id, char_start=t.char_start, char_end=t.char_end)
             for t in res.tokens
-        ]
+        ],
+    }
+    steps, state = _steps(res, tag_names), _state_out(res)
+    if steps is not None:
+        fields["steps"] = steps
+    if state is not None:
+        fields["state"] = state
     return fields
 
 
@@ -109,18 +113,11 @@ class ParserServicer(pb_grpc.ParserServicer):
         h0, c0 = plane.state_arrays(rt, *_state_in(request.initial_state))
         opts = _options(request.top_k, request.return_steps, request.return_state)
         res = await plane.parse(request.model, tokens, ids, h0, c0, opts, text)
-        resp = pb.ParseResponse(
+        return pb.ParseResponse(
             model=res.model,
             no_intent_threshold=rt.no_intent_threshold,
-            **_fill(res),  # type: ignore[arg-type]
+            **_fill(res, rt.meta.slots),  # type: ignore[arg-type]
         )
-        steps = _steps(res, rt.meta.slots)
-        if steps is not None:
-            resp.steps.CopyFrom(steps)
-        state = _state_out(res)
-        if state is not None:
-            resp.state.CopyFrom(state)
-        return resp
 
     async def ParseStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ParseStreamRequest], context: object
@@ -144,18 +141,11 @@ class ParserServicer(pb_grpc.ParserServicer):
                 raise InvalidArgument("a stream chunk needs text or token_ids")
             opts = _options(req.top_k, req.return_steps, req.return_state)
             res = await stream.feed(self.plane, text, ids, opts)
-            resp = pb.ParseStreamResponse(
+            yield pb.ParseStreamResponse(
                 chunk_index=stream.chunks - 1,
                 total_steps=res.total_steps,
-                **_fill(res),  # type: ignore[arg-type]
+                **_fill(res, stream.rt.meta.slots),  # type: ignore[arg-type]
             )
-            steps = _steps(res, stream.rt.meta.slots)
-            if steps is not None:
-                resp.steps.CopyFrom(steps)
-            state = _state_out(res)
-            if state is not None:
-                resp.state.CopyFrom(state)
-            yield resp
 
     async def ModelInfo(  # noqa: N802
         self, request: pb.ModelInfoRequest, context: object
