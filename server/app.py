@@ -324,6 +324,11 @@ def build_app(settings: Settings) -> App:
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
+    if settings.max_connection_age > 0:  # GOAWAY after this age; calls in flight get the grace
+        opts += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.drain_seconds * 1000)),
+        ]
     tokens = None
     if settings.auth_token_file:
         try:

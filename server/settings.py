@@ -42,6 +42,7 @@ class Settings:
     tls_key: str = ""
     tls_client_ca: str = ""  # CA bundle: clients must present a certificate it signed (mTLS)
     auth_token_file: str = ""  # bearer tokens, one per line; re-read when the file changes
+    max_connection_age: float = 0.0  # seconds; then GOAWAY so clients re-resolve (0: never)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -71,12 +72,13 @@ class Settings:
                 self.drain_seconds,
                 self.max_batch_delay_us,
                 self.inference_threads,
+                self.max_connection_age,
             )
             < 0
         ):
             raise ValueError(
-                "warmup-runs, drain-seconds, max-batch-delay-us, inference-threads must not be "
-                "negative"
+                "warmup-runs, drain-seconds, max-batch-delay-us, inference-threads, "
+                "max-connection-age must not be negative"
             )
         if self.sequence_idle_timeout <= 0:
             raise ValueError("sequence-idle-timeout must be positive")
@@ -118,6 +120,8 @@ _HELP = {
     "tls_key": "server private key (PEM file)",
     "tls_client_ca": "CA bundle (PEM): require client certificates it signed (mTLS)",
     "auth_token_file": "bearer tokens, one per line, re-read when changed",
+    "max_connection_age": "seconds before a connection is asked to reconnect (0: never), so "
+    "client-side load balancing spreads over new replicas",
 }
 
 

@@ -278,3 +278,16 @@ def test_v2_rows_over_the_limit_and_huge_messages_are_refused():
             stub.ModelInfer(big, timeout=5)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert stub.ServerReady(v2.ServerReadyRequest(), timeout=5).ready
+
+
+def test_connections_past_their_max_age_are_replaced_without_failing_calls(caplog):
+    caplog.set_level(logging.DEBUG, logger="rnnserve.server")
+    settings = settings_for(DEFAULT_ONNX, max_connection_age=0.2, drain_seconds=5)
+    with RunningServer(settings) as srv, Client(srv.target, timeout=5, retries=False) as c:
+        codes = []
+        end = time.monotonic() + 1.5  # several connection lifetimes
+        while time.monotonic() < end:
+            codes.append(_code(lambda: c.parse("what time is it")))
+    assert len(codes) > 10 and set(codes) == {"OK"}
+    peers = {r.peer for r in caplog.records if getattr(r, "method", "") == "Parse"}
+    assert len(peers) > 1, "the client kept one connection: max age was not enforced"
