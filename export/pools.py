@@ -927,7 +927,9 @@ AREA_WORDS = ["room", "bedroom", "bathroom", "office", "closet", "playroom", "st
 def _areas(rooms: list[str], people: list[str], rng: random.Random, n: int) -> list[str]:
     """The split's rooms plus composed ones ("emma's room", "upstairs den", "den closet")."""
     out = set(rooms)
-    while len(out) < len(rooms) + n:
+    for _ in range(50 * (n + 1)):  # bounded, like out_of_scope_sentences; same output otherwise
+        if len(out) >= len(rooms) + n:
+            break
         r = rng.random()
         if r < 0.4:
             out.add(f"{rng.choice(people)}'s {rng.choice(AREA_WORDS)}")

@@ -195,8 +195,7 @@ class DataPlane:
         toks = rt.tokenizer.tokenize(text)
         if not toks:
             raise InvalidArgument("text has no words or numbers to parse")
-        if len(toks) > rt.max_tokens:
-            raise InvalidArgument(f"{len(toks)} tokens is over the limit of {rt.max_tokens}")
+        rt.check_token_count(len(toks))
         ids = rt.tokenizer.ids(toks)
         out = [TokenOut(t.text, i, t.start + offset, t.end + offset) for t, i in zip(toks, ids)]
         return out, np.asarray(ids, dtype=np.int64)
@@ -205,13 +204,9 @@ class DataPlane:
         """Tokens and ids of a token-id request (validated against the vocabulary)."""
         if len(ids) == 0:
             raise InvalidArgument("token_ids is empty")
-        if len(ids) > rt.max_tokens:
-            raise InvalidArgument(f"{len(ids)} tokens is over the limit of {rt.max_tokens}")
+        rt.check_token_count(len(ids))
         arr = np.asarray(ids, dtype=np.int64)
-        lo, hi = int(arr.min()), int(arr.max())
-        if lo < 0 or hi >= rt.vocab_size:
-            bad = lo if lo < 0 else hi
-            raise InvalidArgument(f"token id {bad} is outside the vocabulary [0, {rt.vocab_size})")
+        rt.check_ids(arr)
         vocab = rt.tokenizer.vocab
         return [TokenOut(vocab[i], int(i)) for i in arr], arr
 

@@ -199,12 +199,20 @@ class ModelRuntime:
         batch, time = ids.shape
         if batch < 1 or time < 1:
             raise InvalidArgument(f"{INPUT_IDS} is empty (shape [{batch}, {time}])")
-        if time > self.max_tokens:
-            raise InvalidArgument(f"{time} tokens is over the limit of {self.max_tokens}")
+        self.check_token_count(time)
         if lengths.shape != (batch,):
             raise InvalidArgument(f"{LENGTHS} must have shape [{batch}], got {list(lengths.shape)}")
         if lengths.min() < 1 or lengths.max() > time:
             raise InvalidArgument(f"each of {LENGTHS} must be between 1 and {time}")
+        self.check_ids(ids)
+
+    def check_token_count(self, n: int) -> None:
+        """Raise InvalidArgument when an utterance, chunk or row is over --max-tokens."""
+        if n > self.max_tokens:
+            raise InvalidArgument(f"{n} tokens is over the limit of {self.max_tokens}")
+
+    def check_ids(self, ids: np.ndarray) -> None:
+        """Raise InvalidArgument unless every id is inside the vocabulary."""
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= self.vocab_size:
             bad = lo if lo < 0 else hi
