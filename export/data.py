@@ -394,7 +394,11 @@ def _sample_template(
 
 
 def generate(
-    seed: int = 13, per_intent: int = 400, min_per_template: int = 4, max_per_template: int = 40
+    seed: int = 13,
+    per_intent: int = 400,
+    min_per_template: int = 4,
+    max_per_template: int = 40,
+    train_scale: float = 1.0,
 ) -> dict[str, list[Example]]:
     """Sample train/val/test utterances from the templates, deterministically from `seed`.
 
@@ -420,13 +424,17 @@ def generate(
         for i, tid in enumerate(ids):
             role[tid] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
 
+    # Training sentences draw from their own random stream, so that `train_scale` changes
+    # the training set only: validation and test stay the same sentences.
+    train_rng = random.Random(f"{seed}-train")
     splits: dict[str, list[Example]] = {"train": [], "val": [], "test": []}
     for _intent, ts in sorted(by_intent.items()):
         k = max(min_per_template, min(max_per_template, -(-per_intent // len(ts))))
+        k_train = max(1, round(k * train_scale))
         for t in ts:
             r = role[t.id]
             if r == "train":
-                splits["train"] += _sample_template(t, pools["train"], rng, k, "train")
+                splits["train"] += _sample_template(t, pools["train"], train_rng, k_train, "train")
                 splits["val"] += _sample_template(t, pools["train"], rng, max(1, k // 8), "random")
                 splits["test"] += _sample_template(t, pools["train"], rng, max(1, k // 6), "random")
                 splits["val"] += _sample_template(t, pools["val"], rng, max(1, k // 8), "values")

@@ -13,6 +13,7 @@ from export.data import Example, bio_tags
 from export.metrics import evaluate
 from modelspec.meta import ModelMetadata
 from modelspec.names import INPUT_IDS, INTENT_LOGITS, LENGTHS, METADATA_KEY, PAD_ID, SLOT_LOGITS
+from modelspec.tags import allowed_transitions, best_tags
 
 
 def read_metadata(sess: ort.InferenceSession) -> ModelMetadata:
@@ -32,6 +33,7 @@ def predict_onnx(
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     meta = meta or read_metadata(sess)
     tok = meta.make_tokenizer()
+    start, trans = allowed_transitions(meta.slots)
     encoded = [tok.ids(tok.tokenize(e.text)) for e in examples]
     intents: list[str] = [""] * len(examples)
     tags: list[list[str]] = [[] for _ in examples]
@@ -45,7 +47,9 @@ def predict_onnx(
         il, sl = sess.run([INTENT_LOGITS, SLOT_LOGITS], {INPUT_IDS: ids, LENGTHS: lengths})
         for r, i in enumerate(idx):
             intents[i] = meta.intents[int(il[r].argmax())]
-            tags[i] = [meta.slots[int(t)] for t in sl[r, : lengths[r]].argmax(-1)]
+            row = sl[r, : lengths[r]].astype(np.float64)
+            logp = row - np.logaddexp.reduce(row, axis=-1, keepdims=True)
+            tags[i] = [meta.slots[int(t)] for t in best_tags(logp, start, trans)]
     return intents, tags
 
 

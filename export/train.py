@@ -19,6 +19,7 @@ from export.data import DataError, Example, bio_tags, check_labels
 from export.metrics import evaluate
 from export.model import IntentSlotRNN, ModelConfig
 from modelspec.names import NUM, OUTSIDE_TAG, PAD_ID, UNK_ID
+from modelspec.tags import allowed_transitions, best_tags
 from modelspec.tokenizer import Tokenizer, TokenizerRules
 
 CHECKPOINT_FORMAT = "rnnserve-checkpoint"
@@ -39,6 +40,8 @@ class TrainConfig:
     word_dropout: float = 0.03
     slot_word_dropout: float = 0.25
     slot_span_dropout: float = 0.25  # a whole slot value to <unk> (unseen multi-word names)
+    min_count: int = 1  # words seen fewer times in training stay <unk> (rare words mislead)
+    word_delete: float = 0.0  # a word outside any slot deleted (phrasings the templates lack)
     out_of_scope: int = 1500  # generated out-of-scope sentences trained towards uniform intents
     oos_weight: float = 0.5
     threads: int = 1
@@ -121,15 +124,15 @@ def _batches(enc: Encoded, batch_size: int, rng: random.Random | None) -> list[l
 def _tensors(
     enc: Encoded,
     idx: Sequence[int],
-    dropout: tuple[float, float, float] | None,
+    dropout: tuple[float, ...] | None,
     rng: np.random.Generator | None,
 ) -> tuple[torch.Tensor, ...]:
-    lengths = [len(enc.ids[i]) for i in idx]
-    t = max(lengths)
-    ids = np.full((len(idx), t), PAD_ID, dtype=np.int64)
-    tags = np.full((len(idx), t), -100, dtype=np.int64)
-    for r, i in enumerate(idx):
-        row = np.asarray(enc.ids[i])
+    """Padded ids, lengths, tags and intents of the rows `idx`. With `dropout` =
+    (word, slot word, whole slot value, carrier word deletion) probabilities and an rng,
+    words turn into `<unk>` and words outside any slot are deleted at random."""
+    rows, row_tags = [], []
+    for i in idx:
+        row, tag = np.asarray(enc.ids[i]), np.asarray(enc.tags[i])
         if dropout is not None and rng is not None:
             mask = np.asarray(enc.slot_mask[i])
             p = np.where(mask, dropout[1], dropout[0])
@@ -139,8 +142,18 @@ def _tensors(
                 whole = rng.random(int(span.max()) + 1) < dropout[2]
                 drop |= mask & (span >= 0) & whole[np.maximum(span, 0)]
             row = np.where(drop, UNK_ID, row)
+            if len(dropout) > 3 and dropout[3] > 0 and len(row) > 2:
+                keep = (span >= 0) | (rng.random(len(row)) >= dropout[3])
+                if keep.any():
+                    row, tag = row[keep], tag[keep]  # only `O` words go: BIO stays valid
+        rows.append(row)
+        row_tags.append(tag)
+    lengths = [len(r) for r in rows]
+    ids = np.full((len(idx), max(lengths)), PAD_ID, dtype=np.int64)
+    tags = np.full((len(idx), max(lengths)), -100, dtype=np.int64)
+    for r, (row, tag) in enumerate(zip(rows, row_tags)):
         ids[r, : len(row)] = row
-        tags[r, : len(row)] = enc.tags[i]
+        tags[r, : len(row)] = tag
     return (
         torch.from_numpy(ids),
         torch.tensor(lengths),
@@ -201,10 +214,12 @@ def _intent_loss(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float)
 
 
 def predict(
-    model: IntentSlotRNN, enc: Encoded, batch_size: int = 256
+    model: IntentSlotRNN, enc: Encoded, tags_order: Sequence[str], batch_size: int = 256
 ) -> tuple[list[int], list[list[int]]]:
-    """Intent ids and tag ids for every example (eval mode, no grad)."""
+    """Intent ids and tag ids for every example (eval mode, no grad), tags decoded as the
+    server decodes them: the best path that obeys BIO."""
     model.eval()
+    start, trans = allowed_transitions(tags_order)
     intents: list[int] = [0] * len(enc.ids)
     tags: list[list[int]] = [[] for _ in enc.ids]
     with torch.no_grad():
@@ -214,16 +229,16 @@ def predict(
             c0 = model.zero_state(len(idx)) if model.config.cell == "lstm" else None
             out = model(ids, lengths, h0, c0)
             ip = out[2].argmax(-1).tolist()
-            sp = out[1].argmax(-1).tolist()
+            logp = torch.log_softmax(out[1], -1).numpy()
             for r, i in enumerate(idx):
                 intents[i] = ip[r]
-                tags[i] = sp[r][: int(lengths[r])]
+                tags[i] = best_tags(logp[r, : int(lengths[r])], start, trans).tolist()
     return intents, tags
 
 
 def score(model: IntentSlotRNN, enc: Encoded, labels: Labels) -> dict[str, Any]:
     """Intent accuracy and entity F1 of the model on an encoded split."""
-    pi, pt = predict(model, enc)
+    pi, pt = predict(model, enc, labels.tags)
     return evaluate(
         [labels.intents[i] for i in enc.intents],
         [labels.intents[i] for i in pi],
@@ -260,7 +275,9 @@ def train(
     start = time.perf_counter()
 
     oos = negatives(splits, cfg)
-    tok = Tokenizer.build([e.text for e in splits["train"]] + oos, rules=TokenizerRules())
+    tok = Tokenizer.build(
+        [e.text for e in splits["train"]] + oos, min_count=cfg.min_count, rules=TokenizerRules()
+    )
     labels = Labels.from_examples(splits["train"])
     enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
     enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))
@@ -293,7 +310,7 @@ def train(
             ids, lengths, tags, intents = _tensors(
                 enc["train"],
                 idx,
-                (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout),
+                (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout, cfg.word_delete),
                 nprng,
             )
             h0 = model.zero_state(len(idx))

@@ -26,7 +26,7 @@ from modelspec.names import (
     OUTPUTS,
     SLOT_LOGITS,
 )
-from modelspec.tags import decode_bio
+from modelspec.tags import best_tags, decode_bio
 from server.batcher import Batcher
 from server.errors import (
     FailedPrecondition,
@@ -259,7 +259,11 @@ class DataPlane:
         top = [(meta.intents[i], plist[i]) for i in order]
         n = len(tokens)
         scores = softmax(out[SLOT_LOGITS][0, :n])
-        best_arr = scores.argmax(-1)
+        start = rt.tag_start
+        if prev_tags:  # a stream's chunk continues the tags of the chunks before it
+            start = rt.tag_trans[meta.slots.index(prev_tags[-1])]
+        with np.errstate(divide="ignore"):
+            best_arr = best_tags(np.log(scores), start, rt.tag_trans)
         best = best_arr.tolist()
         tags = [meta.slots[i] for i in best]
         conf = scores[np.arange(n), best_arr].tolist()

@@ -27,6 +27,7 @@ from modelspec.names import (
     input_names,
     output_names,
 )
+from modelspec.tags import allowed_transitions
 from modelspec.tokenizer import Tokenizer
 from server.errors import InvalidArgument, ModelLoadError
 
@@ -117,6 +118,8 @@ class ModelRuntime:
         # Below this intent probability the answer is "no intent" (calibrated at training).
         calibration = getattr(self.meta, "calibration", None) or {}
         self.no_intent_threshold = float(calibration.get("threshold", 0.0) or 0.0)
+        # Slot tags are decoded as the best path that obeys BIO (an I-x only after B-x/I-x).
+        self.tag_start, self.tag_trans = allowed_transitions(self.meta.slots)
         log.info(
             "model loaded",
             extra={
