@@ -90,6 +90,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
         out_of_scope=args.out_of_scope,
+        min_count=args.min_count,
     )
     arch = _arch(args)
     print(
@@ -279,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1500,
         help="generated out-of-scope sentences to train on (0: none)",
+    )
+    t.add_argument(
+        "--min-count",
+        type=int,
+        default=12,
+        help="words seen fewer times in training map to <unk> (1: keep every word)",
     )
     t.add_argument("--out", default="models/intent.pt")
     t.add_argument("--report", default="models/intent.report.json")

@@ -40,7 +40,7 @@ class TrainConfig:
     word_dropout: float = 0.03
     slot_word_dropout: float = 0.25
     slot_span_dropout: float = 0.25  # a whole slot value to <unk> (unseen multi-word names)
-    min_count: int = 1  # words seen fewer times in training stay <unk> (rare words mislead)
+    min_count: int = 12  # words seen fewer times in training stay <unk> (rare words mislead)
     word_delete: float = 0.0  # a word outside any slot deleted (phrasings the templates lack)
     out_of_scope: int = 1500  # generated out-of-scope sentences trained towards uniform intents
     oos_weight: float = 0.5
