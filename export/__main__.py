@@ -1,4 +1,4 @@
-"""python -m export {data,train,export,parity,sweep}: the training-side command line."""
+"""python -m export {data,train,export,parity,kinds,sweep}: the training-side command line."""
 
 from __future__ import annotations
 
@@ -201,6 +201,26 @@ def cmd_parity(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kinds(args: argparse.Namespace) -> int:
+    """Recompute the `kind` of every hand-written paraphrase against the current templates."""
+    from collections import Counter
+
+    from export.quality import PARAPHRASES, paraphrase_kind, template_matches
+
+    para = read_jsonl(args.file or PARAPHRASES)
+    trained = {e.text.lower() for e in generate(seed=args.seed)["train"]}
+    matches = template_matches([e.text for e in para])
+    out = [
+        Example(
+            e.text, e.intent, e.slots, e.template, paraphrase_kind(p, x, e.text.lower() in trained)
+        )
+        for e, (p, x) in zip(para, matches)
+    ]
+    write_jsonl(args.file or PARAPHRASES, out)
+    print(json.dumps(dict(Counter(e.kind for e in out))))
+    return 0
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Train each cell type briefly on the same data and compare them on validation."""
     from export.train import TrainConfig, train
@@ -278,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--out-of-scope",
         type=int,
-        default=1500,
+        default=4000,
         help="generated out-of-scope sentences to train on (0: none)",
     )
     t.add_argument(
@@ -302,6 +322,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--checkpoint", default="models/intent.pt")
     c.add_argument("--onnx", default="models/intent.onnx")
     c.set_defaults(func=cmd_parity)
+
+    k = sub.add_parser("kinds", help="re-mark paraphrases: template / extra / novel")
+    k.add_argument("--seed", type=int, default=13)
+    k.add_argument("--file", help="paraphrase JSONL (default: export/eval/paraphrases.jsonl)")
+    k.set_defaults(func=cmd_kinds)
 
     s = sub.add_parser("sweep", help="compare cell types on validation")
     data_flags(s)

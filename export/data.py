@@ -355,6 +355,83 @@ def load_templates() -> list[Template]:
     return out
 
 
+EXTRA_TEMPLATES = Path(__file__).resolve().parent / "extra" / "templates.yaml"
+
+
+def load_extra_templates(path: str | Path = EXTRA_TEMPLATES) -> list[Template]:
+    """Hand-written templates that extend the package's phrasings (`export/extra/`), in
+    hassil syntax, with the English expansion rules and each intent's own slot lists.
+    They are training-only: their author never saw the evaluation sets in `export/eval/`."""
+    import home_assistant_intents
+    import yaml
+    from hassil import Intents
+    from hassil.parse_expression import parse_sentence
+
+    path = Path(path)
+    if not path.exists():
+        return []
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    raw = home_assistant_intents.get_intents(LANGUAGE)
+    if raw is None:
+        raise DataError(f"home-assistant-intents has no language {LANGUAGE!r}")
+    intents = Intents.from_dict(raw)
+    known_slots = _template_slot_names(intents)
+    out = []
+    for name, sentences in sorted((doc.get("intents") or {}).items()):
+        if name not in intents.intents:
+            raise DataError(f"{path}: unknown intent {name!r}")
+        rules, lists = dict(intents.expansion_rules), dict(intents.slot_lists)
+        for data in intents.intents[name].data:
+            rules.update(data.expansion_rules)
+            lists.update(data.slot_lists)
+        for i, text in enumerate(sentences or []):
+            where = f"{path}: {name} #{i + 1} {text!r}"
+            try:
+                sent = parse_sentence(str(text), keep_text=True)
+            except Exception as exc:  # hassil raises several types for bad syntax
+                raise DataError(f"{where}: {exc}") from None
+            try:
+                refs = list(_slot_refs(sent.expression, rules))
+            except DataError as exc:
+                raise DataError(f"{where}: {exc}") from None
+            for slot, list_name in refs:
+                if slot not in known_slots:
+                    raise DataError(f"{where}: slot {slot!r} is not one of the package's slots")
+                if list_name not in lists and list_name not in ("name", "area", "floor"):
+                    raise DataError(f"{where}: unknown list {{{list_name}}}")
+            out.append(Template(f"extra:{name}/{i}", name, sent, rules, lists))
+    return out
+
+
+def _slot_refs(
+    exp: Any, rules: dict[str, Any], seen: frozenset[str] = frozenset()
+) -> Iterator[tuple[str, str]]:
+    """(slot name, list name) of every list reference of a template expression."""
+    from hassil.expression import Alternative, ListReference, Permutation, RuleReference
+    from hassil.expression import Sequence as Seq
+
+    if isinstance(exp, ListReference):
+        yield exp.slot_name, exp.list_name
+    elif isinstance(exp, (Alternative, Seq, Permutation)):
+        for it in exp.items:
+            yield from _slot_refs(it, rules, seen)
+    elif isinstance(exp, RuleReference):
+        if exp.rule_name not in rules:
+            raise DataError(f"unknown expansion rule <{exp.rule_name}>")
+        if exp.rule_name not in seen:
+            yield from _slot_refs(rules[exp.rule_name].expression, rules, seen | {exp.rule_name})
+
+
+def _template_slot_names(intents: Any) -> set[str]:
+    out: set[str] = set()
+    for intent in intents.intents.values():
+        for data in intent.data:
+            rules = {**intents.expansion_rules, **data.expansion_rules}
+            for sent in _in_source_order(data):
+                out.update(slot for slot, _ in _slot_refs(sent.expression, rules))
+    return out
+
+
 def _in_source_order(data: Any) -> list[Any]:
     from hassil.parse_expression import parse_sentence
 
@@ -399,6 +476,8 @@ def generate(
     min_per_template: int = 4,
     max_per_template: int = 40,
     train_scale: float = 1.0,
+    extra: bool = True,
+    extra_scale: float = 0.5,
 ) -> dict[str, list[Example]]:
     """Sample train/val/test utterances from the templates, deterministically from `seed`.
 
@@ -406,7 +485,8 @@ def generate(
     ~8 % for validation. Slot values (names, areas, floors, wildcards) come from disjoint
     pools per split. The test split has three kinds: `random` (training templates and
     values, sentences not in train), `template` (held-out templates) and `values` (training
-    templates with test-only values); validation mirrors them.
+    templates with test-only values); validation mirrors them. With `extra`, the hand-written
+    templates of `export/extra/templates.yaml` add training sentences (train only).
     """
     rng = random.Random(seed)
     pools = make_pools(seed)
@@ -441,6 +521,11 @@ def generate(
                 splits["test"] += _sample_template(t, pools["test"], rng, max(1, k // 6), "values")
             else:
                 splits[r] += _sample_template(t, pools["train"], rng, max(2, k // 3), "template")
+    # Hand-written extra templates (export/extra/) add phrasings to training only.
+    for t in load_extra_templates() if extra else []:
+        k = max(min_per_template, min(max_per_template, -(-per_intent // len(by_intent[t.intent]))))
+        k_extra = max(1, round(k * train_scale * extra_scale))
+        splits["train"] += _sample_template(t, pools["train"], train_rng, k_extra, "train")
 
     # A text that two intents produce ("all fans off") has no single right label: drop it.
     labels: dict[str, set[str]] = defaultdict(set)

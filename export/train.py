@@ -36,13 +36,15 @@ class TrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     clip_norm: float = 1.0
-    patience: int = 3
+    patience: int = 6
     word_dropout: float = 0.03
     slot_word_dropout: float = 0.25
     slot_span_dropout: float = 0.25  # a whole slot value to <unk> (unseen multi-word names)
+    # Words inside these free-text slots do not count towards the vocabulary.
+    vocab_skip_slots: tuple[str, ...] = ("message", "search_query", "item", "conversation_command")
     min_count: int = 12  # words seen fewer times in training stay <unk> (rare words mislead)
     word_delete: float = 0.0  # a word outside any slot deleted (phrasings the templates lack)
-    out_of_scope: int = 1500  # generated out-of-scope sentences trained towards uniform intents
+    out_of_scope: int = 4000  # generated out-of-scope sentences trained towards uniform intents
     oos_weight: float = 0.5
     threads: int = 1
     progress: bool = True
@@ -100,6 +102,15 @@ def encode(examples: Sequence[Example], tok: Tokenizer, labels: Labels, source: 
         )
         enc.spans.append(_span_index(tags))
     return enc
+
+
+def _vocab_text(ex: Example, skip: Sequence[str]) -> str:
+    """The text of an example with the values of `skip` slots cut out (free text such as a
+    broadcast message says nothing about the words' roles elsewhere)."""
+    text = ex.text
+    for span in sorted((s for s in ex.slots if s.slot in skip), key=lambda s: -s.start):
+        text = text[: span.start] + " " + text[span.end :]
+    return text
 
 
 def _span_index(tags: Sequence[str]) -> list[int]:
@@ -275,9 +286,8 @@ def train(
     start = time.perf_counter()
 
     oos = negatives(splits, cfg)
-    tok = Tokenizer.build(
-        [e.text for e in splits["train"]] + oos, min_count=cfg.min_count, rules=TokenizerRules()
-    )
+    vocab_texts = [_vocab_text(e, cfg.vocab_skip_slots) for e in splits["train"]]
+    tok = Tokenizer.build(vocab_texts + oos, min_count=cfg.min_count, rules=TokenizerRules())
     labels = Labels.from_examples(splits["train"])
     enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
     enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))

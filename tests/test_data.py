@@ -12,6 +12,7 @@ from export.data import (
     Span,
     bio_tags,
     generate,
+    load_extra_templates,
     load_templates,
     parse_example,
     read_jsonl,
@@ -149,7 +150,8 @@ def test_every_intent_and_template_is_trained_or_held_out_on_purpose(splits):
     held = {e.template for s in ("val", "test") for e in splits[s] if e.kind == "template"}
     assert {t.intent for t in templates} == {e.intent for e in splits["train"]}
     assert len({t.intent for t in templates}) >= 42
-    assert {t.id for t in templates} == trained | held and not trained & held
+    extra = {t.id for t in load_extra_templates()}
+    assert {t.id for t in templates} | extra == trained | held and not trained & held
 
 
 def test_wildcard_slots_are_filled(splits):
@@ -187,3 +189,36 @@ def test_balanced_walk_reaches_every_alternative():
     sampler = TemplateSampler(None, make_pools(13)["train"], random.Random(0))
     texts = {sampler.sample(sent, {}, {}, "HassTurnOn")[0] for _ in range(5)}
     assert {t.split()[0] for t in texts} == {"turn", "switch", "put", "flip", "power"}
+
+
+def test_extra_templates_train_only_with_the_package_slots(splits):
+    extra = load_extra_templates()
+    assert len({t.intent for t in extra}) == 42 and len(extra) >= 300
+    package_slots = {s.slot for e in splits["test"] for s in e.slots}
+    trained = [e for e in splits["train"] if e.template.startswith("extra:")]
+    assert {e.intent for e in trained} == {t.intent for t in extra}
+    assert {s.slot for e in trained for s in e.slots} <= package_slots
+    for name in ("val", "test"):
+        assert not [e for e in splits[name] if e.template.startswith("extra:")]
+    # Validation and test stay the package's own sentences; only those that an extra
+    # template makes ambiguous (two intents produce them) drop out.
+    package_only = generate(seed=13, extra=False)
+    for name in ("val", "test"):
+        ours, theirs = {e.text for e in splits[name]}, {e.text for e in package_only[name]}
+        assert ours <= theirs and len(theirs - ours) <= 0.01 * len(theirs)
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('intents:\n  HassNope:\n    - "turn on {area}"\n', "unknown intent"),
+        ('intents:\n  HassTurnOn:\n    - "turn on {area:room}"\n', "slot 'room'"),
+        ('intents:\n  HassTurnOn:\n    - "turn on (the|{area}"\n', "HassTurnOn #1"),
+        ('intents:\n  HassTurnOn:\n    - "turn on <nope> {area}"\n', "<nope>"),
+    ],
+)
+def test_bad_extra_templates_are_named(tmp_path, body, problem):
+    path = tmp_path / "templates.yaml"
+    path.write_text(body)
+    with pytest.raises(DataError, match=problem):
+        load_extra_templates(path)

@@ -11,7 +11,13 @@ import pytest
 from client import Client
 from export.data import load_templates
 from export.pools import make_pools, out_of_scope_sentences
-from export.quality import calibrate, load_out_of_scope, load_paraphrases
+from export.quality import (
+    calibrate,
+    load_out_of_scope,
+    load_paraphrases,
+    paraphrase_kind,
+    template_matches,
+)
 from modelspec.meta import ModelMetadata
 
 from .conftest import DEFAULT_ONNX
@@ -37,6 +43,12 @@ def test_eval_sets_cover_every_intent_and_stay_out_of_training(splits):
     assert {e.intent for e in para} == {t.intent for t in load_templates()}
     trained = {e.text.lower() for e in splits["train"]}
     assert not trained & {e.text.lower() for e in novel}
+    # Each kind is what the templates say today: `novel` means no package template and no
+    # extra training template can produce the sentence with any name, area or floor.
+    matches = template_matches([e.text for e in para])
+    assert [e.kind for e in para] == [
+        paraphrase_kind(p, x, e.text.lower() in trained) for e, (p, x) in zip(para, matches)
+    ]
     assert not trained & {s.lower() for s in oos}
     negatives = set(out_of_scope_sentences(make_pools(13)["train"], random.Random(0), 3000))
     assert not negatives & {s.lower() for s in oos}
