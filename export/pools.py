@@ -357,6 +357,115 @@ DEVICE_NOUNS: dict[str, list[str]] = {
     ],
     "weather": ["forecast", "weather", "home forecast", "local weather", "weather station"],
 }
+# Weather entities are named after places and services; to-do lists after what is on them,
+# stores and people. Composed like device names, so the held-out names test sees many
+# values per domain rather than one or two.
+PLACES = [
+    "london",
+    "paris",
+    "berlin",
+    "madrid",
+    "rome",
+    "vienna",
+    "zurich",
+    "oslo",
+    "dublin",
+    "lisbon",
+    "amsterdam",
+    "prague",
+    "seattle",
+    "portland",
+    "denver",
+    "austin",
+    "boston",
+    "chicago",
+    "miami",
+    "toronto",
+    "vancouver",
+    "sydney",
+    "melbourne",
+    "auckland",
+    "tokyo",
+    "new york",
+    "san diego",
+    "salt lake city",
+    "lake house",
+    "cabin",
+    "cottage",
+    "beach house",
+    "downtown",
+    "airport",
+    "ski resort",
+    "farm",
+    "office",
+    "city",
+    "hometown",
+    "village",
+]
+WEATHER_SERVICES = [
+    "forecast",
+    "weather",
+    "home forecast",
+    "local weather",
+    "weather station",
+    "accuweather",
+    "openweathermap",
+    "pirate weather",
+    "met office",
+    "backyard station",
+    "rooftop station",
+    "weather underground",
+]
+LIST_NOUNS = [
+    "shopping",
+    "grocery",
+    "to-do",
+    "chores",
+    "packing",
+    "errands",
+    "party",
+    "camping",
+    "homework",
+    "christmas",
+    "wish",
+    "tasks",
+    "projects",
+    "gift ideas",
+    "reading",
+    "watch",
+    "repairs",
+    "meal plan",
+    "bucket",
+    "garden",
+    "weekend",
+    "work",
+    "school supplies",
+    "house projects",
+    "birthday",
+    "honey do",
+    "cleaning",
+    "pharmacy",
+]
+STORES = [
+    "costco",
+    "hardware store",
+    "target",
+    "ikea",
+    "walmart",
+    "aldi",
+    "lidl",
+    "tesco",
+    "trader joe's",
+    "whole foods",
+    "home depot",
+    "safeway",
+    "kroger",
+    "pet store",
+    "farmers market",
+    "bakery",
+    "butcher",
+    "drugstore",
+]
 PET_NAMES = [
     "rosie",
     "jarvis",
@@ -899,13 +1008,29 @@ class Pools:
     wildcards: dict[str, list[str]]
 
 
+def _weather_names(places: list[str], services: list[str]) -> list[str]:
+    """Weather entity names: "seattle", "seattle forecast", "accuweather"."""
+    out = list(services)
+    for place in places:
+        out += [place, f"{place} weather", f"{place} forecast"]
+    return sorted(set(out))
+
+
+def _list_names(
+    nouns: list[str], stores: list[str], people: list[str], rng: random.Random
+) -> list[str]:
+    """To-do list names: "chores", "costco", "emma's chores"."""
+    out = set(nouns) | set(stores)
+    for person in people:
+        out.add(f"{person}'s {rng.choice(nouns)}")
+    return sorted(out)
+
+
 def _device_names(
     domain: str, rooms: list[str], people: list[str], brands: list[str], rng: random.Random
 ) -> list[str]:
     """Compose realistic device names for one domain: "kitchen lamp", "emma's fan", "hue strip"."""
     nouns = DEVICE_NOUNS[domain]
-    if domain in ("todo", "weather"):
-        return list(nouns)
     names: set[str] = set()
     for noun in nouns:
         for room in rng.sample(rooms, min(4, len(rooms))):
@@ -984,15 +1109,21 @@ def make_pools(seed: int) -> dict[str, Pools]:
         "zone": ZONES,
     }
     wild = {k: _split(v, rng) for k, v in wild_src.items()}
+    # Their own random stream: the other pools stay what they were.
+    own = random.Random(f"{seed}-names")
+    places, services = _split(PLACES, own), _split(WEATHER_SERVICES, own)
+    lists, stores = _split(LIST_NOUNS, own), _split(STORES, own)
     out: dict[str, Pools] = {}
     seen: set[str] = set()
     for i, split in enumerate(SPLITS):
         names: dict[str, list[str]] = {}
         for domain in DEVICE_NOUNS:
-            cand = _device_names(domain, rooms[i], people[i], brands[i], rng)
-            if domain in ("todo", "weather"):
-                # Few values: split them rather than compose.
-                cand = _split(cand, random.Random(seed + 1))[i]
+            if domain == "weather":
+                cand = _weather_names(places[i], services[i])
+            elif domain == "todo":
+                cand = _list_names(lists[i], stores[i], people[i], random.Random(f"{seed}-{split}"))
+            else:
+                cand = _device_names(domain, rooms[i], people[i], brands[i], rng)
             names[domain] = [n for n in cand if n not in seen] or cand
         for vals in names.values():
             seen.update(vals)
