@@ -478,6 +478,7 @@ def generate(
     train_scale: float = 1.0,
     extra: bool = True,
     extra_scale: float = 0.5,
+    more_train_areas: int = 150,
 ) -> dict[str, list[Example]]:
     """Sample train/val/test utterances from the templates, deterministically from `seed`.
 
@@ -489,7 +490,7 @@ def generate(
     templates of `export/extra/templates.yaml` add training sentences (train only).
     """
     rng = random.Random(seed)
-    pools = make_pools(seed)
+    pools = make_pools(seed, more_train_areas)
     templates = load_templates()
     by_intent: dict[str, list[Template]] = defaultdict(list)
     for t in templates:

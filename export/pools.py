@@ -1091,7 +1091,7 @@ def _split(values: list[str], rng: random.Random, fractions=(0.7, 0.15, 0.15)) -
     return [vals[:a], vals[a:b], vals[b:] or vals[-1:]]
 
 
-def make_pools(seed: int) -> dict[str, Pools]:
+def make_pools(seed: int, more_train_areas: int = 0) -> dict[str, Pools]:
     """Disjoint value pools per split. People and brands are split as words, so test
     names contain words never seen in training; rooms are split as whole values."""
     rng = random.Random(seed)
@@ -1130,5 +1130,9 @@ def make_pools(seed: int) -> dict[str, Pools]:
         wildcards = {k: v[i] for k, v in wild.items()}
         wildcards["timer_command"] = _commands(rooms[i], names, rng)
         areas = _areas(rooms[i], people[i], rng, 60 if split == "train" else 25)
+        if split == "train" and more_train_areas:
+            # Drawn from their own stream, so validation and test pools stay the same.
+            more = _areas(rooms[i], people[i], random.Random(f"{seed}-areas"), more_train_areas)
+            areas = sorted(set(areas) | set(more))
         out[split] = Pools(areas=areas, floors=floors[i], names=names, wildcards=wildcards)
     return out

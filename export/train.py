@@ -38,10 +38,11 @@ class TrainConfig:
     clip_norm: float = 1.0
     patience: int = 6
     word_dropout: float = 0.03
-    slot_word_dropout: float = 0.25
-    slot_span_dropout: float = 0.25  # a whole slot value to <unk> (unseen multi-word names)
+    slot_word_dropout: float = 0.35
+    slot_span_dropout: float = 0.35  # a whole slot value to <unk> (unseen multi-word names)
     # Words inside these free-text slots do not count towards the vocabulary.
     vocab_skip_slots: tuple[str, ...] = ("message", "search_query", "item", "conversation_command")
+    extra_slot_loss: bool = False  # extra templates' slot tags in the loss (off: intent only)
     min_count: int = 12  # words seen fewer times in training stay <unk> (rare words mislead)
     word_delete: float = 0.0  # a word outside any slot deleted (phrasings the templates lack)
     out_of_scope: int = 4000  # generated out-of-scope sentences trained towards uniform intents
@@ -290,6 +291,10 @@ def train(
     tok = Tokenizer.build(vocab_texts + oos, min_count=cfg.min_count, rules=TokenizerRules())
     labels = Labels.from_examples(splits["train"])
     enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
+    if not cfg.extra_slot_loss:  # extra templates teach phrasing (intent) only
+        for n, ex in enumerate(enc["train"].examples):
+            if ex.template.startswith("extra:"):
+                enc["train"].tags[n] = [-100] * len(enc["train"].tags[n])
     enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))
     mcfg = ModelConfig(
         vocab_size=tok.vocab_size,

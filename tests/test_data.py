@@ -222,3 +222,10 @@ def test_bad_extra_templates_are_named(tmp_path, body, problem):
     path.write_text(body)
     with pytest.raises(DataError, match=problem):
         load_extra_templates(path)
+
+
+def test_more_training_areas_leave_validation_and_test_alone():
+    base, more = make_pools(13), make_pools(13, more_train_areas=100)
+    assert more["val"] == base["val"] and more["test"] == base["test"]
+    assert set(base["train"].areas) < set(more["train"].areas)
+    assert not set(more["train"].areas) & (set(base["test"].areas) | set(base["val"].areas))
