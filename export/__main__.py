@@ -209,7 +209,7 @@ def cmd_kinds(args: argparse.Namespace) -> int:
 
     para = read_jsonl(args.file or PARAPHRASES)
     trained = {e.text.lower() for e in generate(seed=args.seed)["train"]}
-    matches = template_matches([e.text for e in para])
+    matches = template_matches([e.text for e in para], [e.intent for e in para])
     out = [
         Example(
             e.text, e.intent, e.slots, e.template, paraphrase_kind(p, x, e.text.lower() in trained)

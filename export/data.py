@@ -524,7 +524,8 @@ def generate(
                 splits[r] += _sample_template(t, pools["train"], rng, max(2, k // 3), "template")
     # Hand-written extra templates (export/extra/) add phrasings to training only.
     for t in load_extra_templates() if extra else []:
-        k = max(min_per_template, min(max_per_template, -(-per_intent // len(by_intent[t.intent]))))
+        n_package = max(1, len(by_intent.get(t.intent, [])))
+        k = max(min_per_template, min(max_per_template, -(-per_intent // n_package)))
         k_extra = max(1, round(k * train_scale * extra_scale))
         splits["train"] += _sample_template(t, pools["train"], train_rng, k_extra, "train")
 

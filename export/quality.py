@@ -34,21 +34,25 @@ def load_paraphrases(path: str | Path = PARAPHRASES) -> list[Example]:
     return read_jsonl(path)
 
 
+MAX_NAME_WORDS = 4  # a device, area or floor name longer than this is not a name
+
+
 def template_matches(
-    texts: Sequence[str], extra_path: str | Path | None = None
+    texts: Sequence[str], intents: Sequence[str], extra_path: str | Path | None = None
 ) -> list[tuple[bool, bool]]:
-    """Per text: (a package template matches, an extra template matches), by hassil.recognize
-    with every name, area and floor allowed (wildcards). Conservative: a sentence counts as
-    "no template produces it" only when neither kind of template can."""
+    """Per text: (a package template of its intent matches, an extra template of its intent
+    matches), by hassil.recognize_all in any context (domain and area requirements dropped),
+    with any name, area or floor of up to MAX_NAME_WORDS words (wildcards). Conservative: a
+    sentence counts as "no template produces it" only when neither kind of template can."""
     import home_assistant_intents
     import yaml
-    from hassil import Intents, recognize
+    from hassil import Intents, recognize_all
 
     from export.data import EXTRA_TEMPLATES
 
     raw = home_assistant_intents.get_intents("en") or {}
     lists = dict(raw.get("lists", {}))
-    for name in ("name", "area", "floor"):
+    for name in NAME_LISTS:
         lists[name] = {"wildcard": True}
     common = {
         "language": "en",
@@ -56,24 +60,44 @@ def template_matches(
         "expansion_rules": raw.get("expansion_rules", {}),
         "skip_words": raw.get("skip_words", []),
     }
-    package = Intents.from_dict({**common, "intents": raw.get("intents", {})})
+    package_intents = {
+        name: {
+            **intent,
+            "data": [
+                {k: v for k, v in d.items() if k not in ("requires_context", "excludes_context")}
+                for d in intent.get("data", [])
+            ],
+        }
+        for name, intent in raw.get("intents", {}).items()
+    }
+    package = Intents.from_dict({**common, "intents": package_intents})
     path = Path(extra_path or EXTRA_TEMPLATES)
     doc = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
-    intents: dict[str, Any] = {}
+    extra_intents: dict[str, Any] = {}
     for name, sentences in (doc.get("intents") or {}).items():
         block: dict[str, Any] = {"sentences": [str(t) for t in sentences or []]}
         for data in raw["intents"].get(name, {}).get("data", []):
             for key in ("lists", "expansion_rules"):
                 block.setdefault(key, {}).update(data.get(key, {}))
-        intents[name] = {"data": [block]}
-    extra = Intents.from_dict({**common, "intents": intents}) if intents else None
+        extra_intents[name] = {"data": [block]}
+    extra = Intents.from_dict({**common, "intents": extra_intents}) if extra_intents else None
+
+    def produces(grammar: Any, text: str, intent: str) -> bool:
+        for result in recognize_all(text, grammar):
+            names = [e.text for k, e in result.entities.items() if k in NAME_LISTS]
+            if result.intent.name == intent and all(
+                len(str(n).split()) <= MAX_NAME_WORDS for n in names
+            ):
+                return True
+        return False
+
     return [
-        (
-            recognize(t, package) is not None,
-            extra is not None and recognize(t, extra) is not None,
-        )
-        for t in texts
+        (produces(package, t, i), extra is not None and produces(extra, t, i))
+        for t, i in zip(texts, intents)
     ]
+
+
+NAME_LISTS = ("name", "area", "floor")
 
 
 def paraphrase_kind(package_match: bool, extra_match: bool, in_training: bool) -> str:

@@ -331,9 +331,9 @@ def train(
             h0 = model.zero_state(len(idx))
             c0 = model.zero_state(len(idx)) if mcfg.cell == "lstm" else None
             out = model(ids, lengths, h0, c0)
-            loss = _intent_loss(out[2], intents, cfg.oos_weight) + loss_fn(
-                out[1].reshape(-1, mcfg.num_slots), tags.reshape(-1)
-            )
+            loss = _intent_loss(out[2], intents, cfg.oos_weight)
+            if bool((tags != -100).any()):  # a batch of masked rows only has no slot term
+                loss = loss + loss_fn(out[1].reshape(-1, mcfg.num_slots), tags.reshape(-1))
             opt.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)

@@ -258,12 +258,13 @@ class DataPlane:
         plist = probs.tolist()
         top = [(meta.intents[i], plist[i]) for i in order]
         n = len(tokens)
-        scores = softmax(out[SLOT_LOGITS][0, :n])
+        logits = out[SLOT_LOGITS][0, :n].astype(np.float64)
+        logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
+        scores = np.exp(logp)
         start = rt.tag_start
         if prev_tags:  # a stream's chunk continues the tags of the chunks before it
             start = rt.tag_trans[meta.slots.index(prev_tags[-1])]
-        with np.errstate(divide="ignore"):
-            best_arr = best_tags(np.log(scores), start, rt.tag_trans)
+        best_arr = best_tags(logp, start, rt.tag_trans)
         best = best_arr.tolist()
         tags = [meta.slots[i] for i in best]
         conf = scores[np.arange(n), best_arr].tolist()
@@ -302,7 +303,7 @@ class DataPlane:
         )
         if opts.steps:
             result.outputs = out[OUTPUTS][0, :n]
-            result.slot_scores = scores
+            result.slot_scores = scores.astype(np.float32)
         if opts.state:
             result.h_n = out[H_N]
             result.c_n = out.get(C_N)

@@ -59,9 +59,25 @@ def test_served_tags_are_the_best_valid_path(model):
 
 
 def test_streamed_chunks_continue_the_previous_tag(model):
+    sess = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    meta = ModelMetadata.from_json(sess.get_modelmeta().custom_metadata_map["rnnserve"])
+    start, trans = allowed_transitions(meta.slots)
+    continued = 0
     with RunningServer(settings_for(model)) as srv, Client(srv.target) as c:
         for text in TEXTS:
             words = text.split()
             chunks = [" ".join(words[i : i + 2]) + " " for i in range(0, len(words), 2)]
-            tags = [t for a in c.stream(chunks, steps=True) for t in a.steps.tags]
+            answers = list(c.stream(chunks, steps=True))
+            tags = [t for a in answers for t in a.steps.tags]
             assert len(tags) == len(words) and _valid(tags)
+            prev = None
+            for a in answers:
+                scores = np.asarray(a.steps.slot_scores.values, dtype=np.float64)
+                logp = np.log(scores.reshape(list(a.steps.slot_scores.shape)))
+                first = start if prev is None else trans[meta.slots.index(prev)]
+                want = [meta.slots[i] for i in best_tags(logp, first, trans)]
+                assert list(a.steps.tags) == want  # decoded from the previous chunk's last tag
+                fresh = [meta.slots[i] for i in best_tags(logp, start, trans)]
+                continued += want != fresh
+                prev = a.steps.tags[-1]
+    assert continued > 0  # some chunk decodes differently because of the tag before it
