@@ -258,9 +258,12 @@ class DataPlane:
         plist = probs.tolist()
         top = [(meta.intents[i], plist[i]) for i in order]
         n = len(tokens)
-        logits = out[SLOT_LOGITS][0, :n].astype(np.float64)
-        logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-        scores = np.exp(logp)
+        z = out[SLOT_LOGITS][0, :n].astype(np.float64)
+        z -= z.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        total = e.sum(axis=-1, keepdims=True)
+        scores = e / total
+        logp = z - np.log(total)  # finite: decoding never sees -inf from an underflowed softmax
         start = rt.tag_start
         if prev_tags:  # a stream's chunk continues the tags of the chunks before it
             start = rt.tag_trans[meta.slots.index(prev_tags[-1])]
