@@ -358,36 +358,45 @@ def load_templates() -> list[Template]:
 EXTRA_TEMPLATES = Path(__file__).resolve().parent / "extra" / "templates.yaml"
 
 
+def extra_template_texts(path: str | Path = EXTRA_TEMPLATES) -> dict[str, list[str]]:
+    """The extra templates file as {intent: [template text]} (empty when there is none)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        return {}
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    return {str(k): [str(t) for t in v or []] for k, v in (doc.get("intents") or {}).items()}
+
+
 def load_extra_templates(path: str | Path = EXTRA_TEMPLATES) -> list[Template]:
     """Hand-written templates that extend the package's phrasings (`export/extra/`), in
     hassil syntax, with the English expansion rules and each intent's own slot lists.
     They are training-only: their author never saw the evaluation sets in `export/eval/`."""
     import home_assistant_intents
-    import yaml
     from hassil import Intents
     from hassil.parse_expression import parse_sentence
 
-    path = Path(path)
-    if not path.exists():
+    texts = extra_template_texts(path)
+    if not texts:
         return []
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     raw = home_assistant_intents.get_intents(LANGUAGE)
     if raw is None:
         raise DataError(f"home-assistant-intents has no language {LANGUAGE!r}")
     intents = Intents.from_dict(raw)
     known_slots = _template_slot_names(intents)
     out = []
-    for name, sentences in sorted((doc.get("intents") or {}).items()):
+    for name, sentences in sorted(texts.items()):
         if name not in intents.intents:
             raise DataError(f"{path}: unknown intent {name!r}")
         rules, lists = dict(intents.expansion_rules), dict(intents.slot_lists)
         for data in intents.intents[name].data:
             rules.update(data.expansion_rules)
             lists.update(data.slot_lists)
-        for i, text in enumerate(sentences or []):
+        for i, text in enumerate(sentences):
             where = f"{path}: {name} #{i + 1} {text!r}"
             try:
-                sent = parse_sentence(str(text), keep_text=True)
+                sent = parse_sentence(text, keep_text=True)
             except Exception as exc:  # hassil raises several types for bad syntax
                 raise DataError(f"{where}: {exc}") from None
             try:

@@ -338,25 +338,11 @@ DEVICE_NOUNS: dict[str, list[str]] = {
         "doorbell",
         "alarm",
     ],
-    "todo": [
-        "shopping",
-        "grocery",
-        "to-do",
-        "chores",
-        "packing",
-        "errands",
-        "hardware store",
-        "costco",
-        "party",
-        "camping",
-        "work",
-        "homework",
-        "garden",
-        "christmas",
-        "wish",
-    ],
-    "weather": ["forecast", "weather", "home forecast", "local weather", "weather station"],
 }
+# Every domain with device names: those composed from DEVICE_NOUNS, then two composed from
+# their own lists below.
+NAME_DOMAINS = (*DEVICE_NOUNS, "todo", "weather")
+
 # Weather entities are named after places and services; to-do lists after what is on them,
 # stores and people. Composed like device names, so the held-out names test sees many
 # values per domain rather than one or two.
@@ -1117,7 +1103,7 @@ def make_pools(seed: int, more_train_areas: int = 0) -> dict[str, Pools]:
     seen: set[str] = set()
     for i, split in enumerate(SPLITS):
         names: dict[str, list[str]] = {}
-        for domain in DEVICE_NOUNS:
+        for domain in NAME_DOMAINS:
             if domain == "weather":
                 cand = _weather_names(places[i], services[i])
             elif domain == "todo":

@@ -45,10 +45,9 @@ def template_matches(
     with any name, area or floor of up to MAX_NAME_WORDS words (wildcards). Conservative: a
     sentence counts as "no template produces it" only when neither kind of template can."""
     import home_assistant_intents
-    import yaml
     from hassil import Intents, recognize_all
 
-    from export.data import EXTRA_TEMPLATES
+    from export.data import EXTRA_TEMPLATES, extra_template_texts
 
     raw = home_assistant_intents.get_intents("en") or {}
     lists = dict(raw.get("lists", {}))
@@ -71,11 +70,9 @@ def template_matches(
         for name, intent in raw.get("intents", {}).items()
     }
     package = Intents.from_dict({**common, "intents": package_intents})
-    path = Path(extra_path or EXTRA_TEMPLATES)
-    doc = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.exists() else {}
     extra_intents: dict[str, Any] = {}
-    for name, sentences in (doc.get("intents") or {}).items():
-        block: dict[str, Any] = {"sentences": [str(t) for t in sentences or []]}
+    for name, sentences in extra_template_texts(extra_path or EXTRA_TEMPLATES).items():
+        block: dict[str, Any] = {"sentences": sentences}
         for data in raw["intents"].get(name, {}).get("data", []):
             for key in ("lists", "expansion_rules"):
                 block.setdefault(key, {}).update(data.get(key, {}))
