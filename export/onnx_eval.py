@@ -13,7 +13,7 @@ from export.data import Example, bio_tags
 from export.metrics import evaluate
 from modelspec.meta import ModelMetadata
 from modelspec.names import INPUT_IDS, INTENT_LOGITS, LENGTHS, METADATA_KEY, PAD_ID, SLOT_LOGITS
-from modelspec.tags import allowed_transitions, best_tags
+from modelspec.tags import allowed_transitions, best_tags, log_softmax
 
 
 def read_metadata(sess: ort.InferenceSession) -> ModelMetadata:
@@ -47,8 +47,7 @@ def predict_onnx(
         il, sl = sess.run([INTENT_LOGITS, SLOT_LOGITS], {INPUT_IDS: ids, LENGTHS: lengths})
         for r, i in enumerate(idx):
             intents[i] = meta.intents[int(il[r].argmax())]
-            row = sl[r, : lengths[r]].astype(np.float64)
-            logp = row - np.logaddexp.reduce(row, axis=-1, keepdims=True)
+            logp = log_softmax(sl[r, : lengths[r]])
             tags[i] = [meta.slots[int(t)] for t in best_tags(logp, start, trans)]
     return intents, tags
 

@@ -44,7 +44,6 @@ class TrainConfig:
     vocab_skip_slots: tuple[str, ...] = ("message", "search_query", "item", "conversation_command")
     extra_slot_loss: bool = False  # extra templates' slot tags in the loss (off: intent only)
     min_count: int = 12  # words seen fewer times in training stay <unk> (rare words mislead)
-    word_delete: float = 0.0  # a word outside any slot deleted (phrasings the templates lack)
     out_of_scope: int = 4000  # generated out-of-scope sentences trained towards uniform intents
     oos_weight: float = 0.5
     threads: int = 1
@@ -136,12 +135,11 @@ def _batches(enc: Encoded, batch_size: int, rng: random.Random | None) -> list[l
 def _tensors(
     enc: Encoded,
     idx: Sequence[int],
-    dropout: tuple[float, ...] | None,
+    dropout: tuple[float, float, float] | None,
     rng: np.random.Generator | None,
 ) -> tuple[torch.Tensor, ...]:
     """Padded ids, lengths, tags and intents of the rows `idx`. With `dropout` =
-    (word, slot word, whole slot value, carrier word deletion) probabilities and an rng,
-    words turn into `<unk>` and words outside any slot are deleted at random."""
+    (word, slot word, whole slot value) probabilities and an rng, words turn into `<unk>`."""
     rows, row_tags = [], []
     for i in idx:
         row, tag = np.asarray(enc.ids[i]), np.asarray(enc.tags[i])
@@ -154,10 +152,6 @@ def _tensors(
                 whole = rng.random(int(span.max()) + 1) < dropout[2]
                 drop |= mask & (span >= 0) & whole[np.maximum(span, 0)]
             row = np.where(drop, UNK_ID, row)
-            if len(dropout) > 3 and dropout[3] > 0 and len(row) > 2:
-                keep = (span >= 0) | (rng.random(len(row)) >= dropout[3])
-                if keep.any():
-                    row, tag = row[keep], tag[keep]  # only `O` words go: BIO stays valid
         rows.append(row)
         row_tags.append(tag)
     lengths = [len(r) for r in rows]
@@ -325,7 +319,7 @@ def train(
             ids, lengths, tags, intents = _tensors(
                 enc["train"],
                 idx,
-                (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout, cfg.word_delete),
+                (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout),
                 nprng,
             )
             h0 = model.zero_state(len(idx))

@@ -40,6 +40,14 @@ def slot_names(tags: Sequence[str]) -> list[str]:
     return sorted({t[2:] for t in tags if t != OUTSIDE_TAG})
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis in float64: finite wherever logits are, so the
+    decoding never meets -inf from a softmax that underflowed in float32."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
 def allowed_transitions(tags: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """BIO constraints as masks: `start[j]` (tag j may open a sentence) and `trans[i, j]`
     (tag j may follow tag i). An I-x tag may only follow B-x or I-x."""

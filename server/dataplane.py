@@ -26,7 +26,7 @@ from modelspec.names import (
     OUTPUTS,
     SLOT_LOGITS,
 )
-from modelspec.tags import best_tags, decode_bio
+from modelspec.tags import best_tags, decode_bio, log_softmax
 from server.batcher import Batcher
 from server.errors import (
     FailedPrecondition,
@@ -258,12 +258,8 @@ class DataPlane:
         plist = probs.tolist()
         top = [(meta.intents[i], plist[i]) for i in order]
         n = len(tokens)
-        z = out[SLOT_LOGITS][0, :n].astype(np.float64)
-        z -= z.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        total = e.sum(axis=-1, keepdims=True)
-        scores = e / total
-        logp = z - np.log(total)  # finite: decoding never sees -inf from an underflowed softmax
+        logp = log_softmax(out[SLOT_LOGITS][0, :n])
+        scores = np.exp(logp)
         start = rt.tag_start
         if prev_tags:  # a stream's chunk continues the tags of the chunks before it
             start = rt.tag_trans[meta.slots.index(prev_tags[-1])]
