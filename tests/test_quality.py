@@ -80,3 +80,18 @@ def test_out_of_scope_falls_below_the_threshold_through_the_service():
     assert [r.no_intent for r in outside] == [r.intent.confidence < threshold for r in outside]
     assert not any(r.no_intent for r in inside)
     assert all(len(r.top_intents) >= 1 for r in outside)  # top-k stays available
+
+
+def test_template_matches_use_any_context_but_only_the_sentences_own_intent():
+    texts = ["mute the tv", "mute the tv", "flick on the kitchen lights", "zzz qqq xxx yyy vvv"]
+    intents = ["HassMediaPlayerMute", "HassTurnOff", "HassTurnOn", "HassTurnOn"]
+    package, extra = zip(*template_matches(texts, intents))
+    # A media-player-only template counts without its domain context ...
+    assert package[0]
+    # ... but not for another intent, and a five-word "name" is not a name.
+    assert not package[1] and not extra[1]
+    assert not package[3] and not extra[3]
+    assert extra[2]  # "flick on" comes from the hand-written extra templates
+    assert paraphrase_kind(True, True, True) == "template"
+    assert paraphrase_kind(False, False, True) == "extra"
+    assert paraphrase_kind(False, False, False) == "novel"
