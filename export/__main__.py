@@ -52,12 +52,9 @@ def _load_splits(args: argparse.Namespace) -> tuple[dict[str, list[Example]], di
 
 
 def _arch(args: argparse.Namespace) -> dict[str, Any]:
-    arch = dict(DEFAULT_ARCH)
-    for key in arch:
-        val = getattr(args, key, None)
-        if val is not None:
-            arch[key] = val
-    return arch
+    """DEFAULT_ARCH with the architecture flags given on the command line."""
+    flags = vars(args)
+    return {k: v if flags[k] is None else flags[k] for k, v in DEFAULT_ARCH.items()}
 
 
 KIND_NAMES = {"random": "(a) random", "template": "(b) templ.", "values": "(c) names"}

@@ -9,6 +9,7 @@ boundaries. Optional keys: `template` (a template id), `kind` (an evaluation gro
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import random
@@ -197,10 +198,9 @@ class TemplateSampler:
     reach every alternative and optional part that fits in n.
     """
 
-    def __init__(self, intents: Any, pools: Pools, rng: random.Random) -> None:
+    def __init__(self, pools: Pools, rng: random.Random) -> None:
         from hassil.sample import get_rbnf_engine
 
-        self.intents = intents
         self.pools = pools
         self.rng = rng
         self.rbnf = get_rbnf_engine(LANGUAGE)
@@ -336,15 +336,30 @@ class Template:
     lists: dict[str, Any]
 
 
-def load_templates() -> list[Template]:
-    """Every English sentence template of home-assistant-intents, with a stable id."""
+@dataclass(frozen=True)
+class PackageIntents:
+    """home-assistant-intents' English intents: the package's JSON form and hassil's parse of
+    it. Shared by every caller of `package_intents`, so neither is modified."""
+
+    raw: dict[str, Any]
+    parsed: Any  # hassil.Intents
+
+
+@functools.lru_cache(maxsize=1)
+def package_intents() -> PackageIntents:
+    """The package's English intents, loaded and parsed once per process."""
     import home_assistant_intents
     from hassil import Intents
 
     raw = home_assistant_intents.get_intents(LANGUAGE)
     if raw is None:
         raise DataError(f"home-assistant-intents has no language {LANGUAGE!r}")
-    intents = Intents.from_dict(raw)
+    return PackageIntents(raw, Intents.from_dict(raw))
+
+
+def load_templates() -> list[Template]:
+    """Every English sentence template of home-assistant-intents, with a stable id."""
+    intents = package_intents().parsed
     out = []
     for name in sorted(intents.intents):
         for di, data in enumerate(intents.intents[name].data):
@@ -373,17 +388,12 @@ def load_extra_templates(path: str | Path = EXTRA_TEMPLATES) -> list[Template]:
     """Hand-written templates that extend the package's phrasings (`export/extra/`), in
     hassil syntax, with the English expansion rules and each intent's own slot lists.
     They are training-only: their author never saw the evaluation sets in `export/eval/`."""
-    import home_assistant_intents
-    from hassil import Intents
     from hassil.parse_expression import parse_sentence
 
     texts = extra_template_texts(path)
     if not texts:
         return []
-    raw = home_assistant_intents.get_intents(LANGUAGE)
-    if raw is None:
-        raise DataError(f"home-assistant-intents has no language {LANGUAGE!r}")
-    intents = Intents.from_dict(raw)
+    intents = package_intents().parsed
     known_slots = _template_slot_names(intents)
     out = []
     for name, sentences in sorted(texts.items()):
@@ -447,20 +457,10 @@ def _in_source_order(data: Any) -> list[Any]:
     return [parse_sentence(t, keep_text=True) for t in data.sentence_texts]
 
 
-@dataclass(frozen=True)
-class SplitPlan:
-    """How the generated data was split (recorded in the report)."""
-
-    seed: int
-    templates_by_split: dict[str, int]
-    examples_by_split: dict[str, int]
-    examples_by_kind: dict[str, int]
-
-
 def _sample_template(
     t: Template, pools: Pools, rng: random.Random, n: int, kind: str
 ) -> list[Example]:
-    sampler = TemplateSampler(None, pools, rng)
+    sampler = TemplateSampler(pools, rng)
     probe = Tokenizer(list(SPECIAL_TOKENS))
     out: dict[str, Example] = {}
     for _ in range(n * 3):
@@ -572,8 +572,3 @@ def summarize(splits: dict[str, list[Example]]) -> dict[str, Any]:
         }
         for name, exs in splits.items()
     }
-
-
-def iter_texts(examples: Iterable[Example]) -> Iterator[str]:
-    """The texts of examples."""
-    return (e.text for e in examples)

@@ -44,17 +44,16 @@ def template_matches(
     matches), by hassil.recognize_all in any context (domain and area requirements dropped),
     with any name, area or floor of up to MAX_NAME_WORDS words (wildcards). Conservative: a
     sentence counts as "no template produces it" only when neither kind of template can."""
-    import home_assistant_intents
     from hassil import Intents, recognize_all
 
-    from export.data import EXTRA_TEMPLATES, extra_template_texts
+    from export.data import EXTRA_TEMPLATES, LANGUAGE, extra_template_texts, package_intents
 
-    raw = home_assistant_intents.get_intents("en") or {}
+    raw = package_intents().raw
     lists = dict(raw.get("lists", {}))
     for name in NAME_LISTS:
         lists[name] = {"wildcard": True}
     common = {
-        "language": "en",
+        "language": LANGUAGE,
         "lists": lists,
         "expansion_rules": raw.get("expansion_rules", {}),
         "skip_words": raw.get("skip_words", []),

@@ -35,11 +35,6 @@ def decode_bio(tags: Sequence[str]) -> list[Entity]:
     return out
 
 
-def slot_names(tags: Sequence[str]) -> list[str]:
-    """The slot names that a tag set covers, sorted."""
-    return sorted({t[2:] for t in tags if t != OUTSIDE_TAG})
-
-
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Log-probabilities over the last axis in float64: finite wherever logits are, so the
     decoding never meets -inf from a softmax that underflowed in float32."""

@@ -186,7 +186,7 @@ def test_balanced_walk_reaches_every_alternative():
     from export.data import TemplateSampler
 
     sent = parse_sentence("(turn|switch|put|flip|power) (on|up) [the] (lamp|light|bulb)")
-    sampler = TemplateSampler(None, make_pools(13)["train"], random.Random(0))
+    sampler = TemplateSampler(make_pools(13)["train"], random.Random(0))
     texts = {sampler.sample(sent, {}, {}, "HassTurnOn")[0] for _ in range(5)}
     assert {t.split()[0] for t in texts} == {"turn", "switch", "put", "flip", "power"}
 

@@ -19,7 +19,7 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     pools = make_pools(13)["train"]
-    sampler = TemplateSampler(None, pools, random.Random(0))
+    sampler = TemplateSampler(pools, random.Random(0))
     for t in templates:
         for _ in range(3):
             text, spans = sampler.sample(t.sentence, t.rules, t.lists, t.intent)
