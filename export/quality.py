@@ -58,7 +58,7 @@ def template_matches(
         "expansion_rules": raw.get("expansion_rules", {}),
         "skip_words": raw.get("skip_words", []),
     }
-    package_intents = {
+    any_context = {
         name: {
             **intent,
             "data": [
@@ -68,7 +68,7 @@ def template_matches(
         }
         for name, intent in raw.get("intents", {}).items()
     }
-    package = Intents.from_dict({**common, "intents": package_intents})
+    package = Intents.from_dict({**common, "intents": any_context})
     extra_intents: dict[str, Any] = {}
     for name, sentences in extra_template_texts(extra_path or EXTRA_TEMPLATES).items():
         block: dict[str, Any] = {"sentences": sentences}
