@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.loadgen import run_point, run_stream_point  # noqa: E402
+from modelspec.batch import pad_rows  # noqa: E402
 from modelspec.meta import ModelMetadata  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -140,11 +141,7 @@ def onnxruntime_floor(model: Path, texts: list[str], sizes: tuple[int, ...]) -> 
     for b in sizes:
         batches = []
         for k in range(0, len(rows) - b + 1, b):
-            chunk = rows[k : k + b]
-            lengths = np.array([len(r) for r in chunk], dtype=np.int64)
-            ids = np.zeros((b, lengths.max()), dtype=np.int64)
-            for i, r in enumerate(chunk):
-                ids[i, : len(r)] = r
+            ids, lengths = pad_rows(rows[k : k + b])
             batches.append({"input_ids": ids, "lengths": lengths})
         for f in batches[:20]:
             sess.run(None, f)

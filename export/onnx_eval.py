@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnxruntime as ort
 
 from export.data import Example, bio_tags
 from export.metrics import evaluate
+from modelspec.batch import pad_rows
 from modelspec.meta import ModelMetadata
-from modelspec.names import INPUT_IDS, INTENT_LOGITS, LENGTHS, METADATA_KEY, PAD_ID, SLOT_LOGITS
+from modelspec.names import INPUT_IDS, INTENT_LOGITS, LENGTHS, METADATA_KEY, SLOT_LOGITS
 from modelspec.tags import allowed_transitions, best_tags, log_softmax
 
 
@@ -40,10 +40,7 @@ def predict_onnx(
     order = sorted(range(len(examples)), key=lambda i: len(encoded[i]))
     for b in range(0, len(order), batch_size):
         idx = order[b : b + batch_size]
-        lengths = np.array([len(encoded[i]) for i in idx], dtype=np.int64)
-        ids = np.full((len(idx), int(lengths.max())), PAD_ID, dtype=np.int64)
-        for r, i in enumerate(idx):
-            ids[r, : lengths[r]] = encoded[i]
+        ids, lengths = pad_rows([encoded[i] for i in idx])
         il, sl = sess.run([INTENT_LOGITS, SLOT_LOGITS], {INPUT_IDS: ids, LENGTHS: lengths})
         for r, i in enumerate(idx):
             intents[i] = meta.intents[int(il[r].argmax())]

@@ -17,6 +17,7 @@ import onnxruntime as ort
 import torch
 
 from export.model import IntentSlotRNN
+from modelspec.batch import pad_rows
 from modelspec.names import C0, H0, INPUT_IDS, LENGTHS, output_names
 
 TOLERANCE = 1e-4
@@ -85,10 +86,9 @@ def _inputs(
 ) -> dict[str, np.ndarray]:
     cfg = model.config
     batch, t = len(case.lengths), max(case.lengths)
-    ids = rng.integers(1, cfg.vocab_size, (batch, t)).astype(np.int64)
-    for r, n in enumerate(case.lengths):
-        ids[r, n:] = 0
-    feeds = {INPUT_IDS: ids, LENGTHS: np.asarray(case.lengths, dtype=np.int64)}
+    tokens = rng.integers(1, cfg.vocab_size, (batch, t))
+    ids, lengths = pad_rows([tokens[r, :n] for r, n in enumerate(case.lengths)])
+    feeds = {INPUT_IDS: ids, LENGTHS: lengths}
     if case.with_state:
         ld, h = cfg.state_shape
         feeds[H0] = (rng.standard_normal((ld, batch, h)) * 0.5).astype(np.float32)

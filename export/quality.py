@@ -17,6 +17,7 @@ import torch
 
 from export.data import Example, read_jsonl
 from export.model import IntentSlotRNN
+from modelspec.batch import pad_rows
 from modelspec.names import PAD_ID
 from modelspec.tokenizer import Tokenizer
 
@@ -124,14 +125,10 @@ def intent_probs(
     with torch.no_grad():
         for s in range(0, len(rows), batch):
             chunk = rows[s : s + batch]
-            t = max(len(r) for r in chunk)
-            ids = torch.full((len(chunk), t), PAD_ID, dtype=torch.long)
-            for i, r in enumerate(chunk):
-                ids[i, : len(r)] = torch.tensor(r)
-            lengths = torch.tensor([len(r) for r in chunk])
+            ids, lengths = pad_rows(chunk)
             h0 = model.zero_state(len(chunk))
             c0 = model.zero_state(len(chunk)) if model.config.cell == "lstm" else None
-            logits = model(ids, lengths, h0, c0)[2]
+            logits = model(torch.from_numpy(ids), torch.from_numpy(lengths), h0, c0)[2]
             out[s : s + len(chunk)] = torch.softmax(logits.double(), -1).numpy()
     return out
 

@@ -18,12 +18,14 @@ from tqdm import tqdm
 from export.data import DataError, Example, bio_tags, check_labels
 from export.metrics import evaluate
 from export.model import IntentSlotRNN, ModelConfig
-from modelspec.names import NUM, OUTSIDE_TAG, PAD_ID, UNK_ID
+from modelspec.batch import pad_rows
+from modelspec.names import NUM, OUTSIDE_TAG, UNK_ID
 from modelspec.tags import allowed_transitions, best_tags
 from modelspec.tokenizer import Tokenizer, TokenizerRules
 
 CHECKPOINT_FORMAT = "rnnserve-checkpoint"
 CHECKPOINT_VERSION = 1
+IGNORE_TAG = -100  # a tag id the slot loss skips: padding, and rows trained on their intent only
 
 
 @dataclass(frozen=True)
@@ -154,15 +156,11 @@ def _tensors(
             row = np.where(drop, UNK_ID, row)
         rows.append(row)
         row_tags.append(tag)
-    lengths = [len(r) for r in rows]
-    ids = np.full((len(idx), max(lengths)), PAD_ID, dtype=np.int64)
-    tags = np.full((len(idx), max(lengths)), -100, dtype=np.int64)
-    for r, (row, tag) in enumerate(zip(rows, row_tags)):
-        ids[r, : len(row)] = row
-        tags[r, : len(row)] = tag
+    ids, lengths = pad_rows(rows)
+    tags, _ = pad_rows(row_tags, IGNORE_TAG)
     return (
         torch.from_numpy(ids),
-        torch.tensor(lengths),
+        torch.from_numpy(lengths),
         torch.from_numpy(tags),
         torch.tensor([enc.intents[i] for i in idx]),
     )
@@ -288,7 +286,7 @@ def train(
     if not cfg.extra_slot_loss:  # extra templates teach phrasing (intent) only
         for n, ex in enumerate(enc["train"].examples):
             if ex.template.startswith("extra:"):
-                enc["train"].tags[n] = [-100] * len(enc["train"].tags[n])
+                enc["train"].tags[n] = [IGNORE_TAG] * len(enc["train"].tags[n])
     enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))
     mcfg = ModelConfig(
         vocab_size=tok.vocab_size,
@@ -298,7 +296,7 @@ def train(
     )
     model = IntentSlotRNN(mcfg)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=-100)
+    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_TAG)
     steps_per_epoch = math.ceil(len(enc["train"].ids) / cfg.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
@@ -326,7 +324,7 @@ def train(
             c0 = model.zero_state(len(idx)) if mcfg.cell == "lstm" else None
             out = model(ids, lengths, h0, c0)
             loss = _intent_loss(out[2], intents, cfg.oos_weight)
-            if bool((tags != -100).any()):  # a batch of masked rows only has no slot term
+            if bool((tags != IGNORE_TAG).any()):  # a batch of masked rows only has no slot term
                 loss = loss + loss_fn(out[1].reshape(-1, mcfg.num_slots), tags.reshape(-1))
             opt.zero_grad()
             loss.backward()
