@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import onnx
@@ -14,6 +12,7 @@ import torch
 from onnx import numpy_helper
 
 from export.model import IntentSlotRNN
+from modelspec.io import IOSpec, TensorSpec
 from modelspec.names import (
     BATCH_AXIS,
     C0,
@@ -33,29 +32,6 @@ class ExportError(RuntimeError):
     """The exported graph does not have the promised shape or operators."""
 
 
-@dataclass(frozen=True)
-class TensorSpec:
-    """Name, element type and shape (ints or axis names) of a graph input or output."""
-
-    name: str
-    dtype: str
-    shape: list[int | str]
-    optional: bool = False
-
-
-@dataclass(frozen=True)
-class IOSpec:
-    """The graph's inputs and outputs."""
-
-    inputs: list[TensorSpec]
-    outputs: list[TensorSpec]
-    opset: int
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return asdict(self)
-
-
 _DTYPES: dict[int, str] = {
     onnx.TensorProto.INT64: "int64",
     onnx.TensorProto.FLOAT: "float32",
@@ -65,7 +41,7 @@ _DTYPES: dict[int, str] = {
 
 def _spec(value_info: onnx.ValueInfoProto, optional: bool) -> TensorSpec:
     t = value_info.type.tensor_type
-    shape: list[int | str] = [d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim]
+    shape = tuple(d.dim_param if d.dim_param else d.dim_value for d in t.shape.dim)
     return TensorSpec(value_info.name, _DTYPES.get(t.elem_type, str(t.elem_type)), shape, optional)
 
 
@@ -142,8 +118,8 @@ def io_spec(proto: onnx.ModelProto) -> IOSpec:
     inits = {i.name for i in proto.graph.initializer}
     opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
     return IOSpec(
-        [_spec(v, v.name in inits) for v in proto.graph.input],
-        [_spec(v, False) for v in proto.graph.output],
+        tuple(_spec(v, v.name in inits) for v in proto.graph.input),
+        tuple(_spec(v, False) for v in proto.graph.output),
         opset,
     )
 

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from export.model import IntentSlotRNN
-from export.onnx_export import IOSpec, embed_metadata, export_onnx
+from export.onnx_export import embed_metadata, export_onnx
 from export.parity import ParityCase, ParityRow, check_parity, summary
+from modelspec.io import IOSpec
 from modelspec.meta import ModelMetadata
 from modelspec.names import METADATA_KEY
 from modelspec.tokenizer import Tokenizer

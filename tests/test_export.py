@@ -15,6 +15,7 @@ import torch
 from export.model import IntentSlotRNN, ModelConfig
 from export.onnx_export import check_graph, export_onnx, io_spec
 from export.parity import ParityCase, ParityError, check_parity, default_cases
+from modelspec.io import IOSpec
 from modelspec.meta import ModelMetadata
 from modelspec.names import C0, H0, INPUT_IDS, LENGTHS, METADATA_KEY, output_names
 
@@ -59,7 +60,7 @@ def test_every_cell_type_exports_with_parity(tmp_path, cell, nl, bi, layers):
         [C0] if cell == "lstm" else []
     )
     assert [o.name for o in spec.outputs] == output_names(cell)
-    assert spec.inputs[0].shape == ["batch", "time"] and spec.inputs[0].dtype == "int64"
+    assert spec.inputs[0].shape == ("batch", "time") and spec.inputs[0].dtype == "int64"
     assert all(i.optional for i in spec.inputs[2:])
     rows = check_parity(model, path)
     cases = {r.case for r in rows}
@@ -229,7 +230,16 @@ def test_default_model_matches_its_checkpoint():
     cases = [ParityCase("b3-mixed", (9, 1, 30), False), ParityCase("b2+state", (4, 11), True)]
     rows = check_parity(ckpt.model, DEFAULT_ONNX, cases=cases)
     assert max(r.max_diff for r in rows) <= 1e-4
-    assert io_spec(onnx.load(str(DEFAULT_ONNX))).inputs[0].shape == ["batch", "time"]
+    assert io_spec(onnx.load(str(DEFAULT_ONNX))).inputs[0].shape == ("batch", "time")
+
+
+def test_metadata_io_is_the_graphs_spec_with_lists_in_json():
+    proto = onnx.load(str(DEFAULT_ONNX))
+    written = json.loads(ModelMetadata.from_json(proto.metadata_props[0].value).to_json())["io"]
+    spec = io_spec(proto)
+    assert json.loads(json.dumps(spec.to_dict())) == written
+    assert IOSpec.from_dict(written) == spec
+    assert written["inputs"][0]["shape"] == ["batch", "time"] and written["opset"] == 17
 
 
 def test_quantized_variant_agrees_with_float(tmp_path, splits):
