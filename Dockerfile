@@ -29,6 +29,7 @@ COPY modelspec/ /app/modelspec/
 COPY rnnserve/ /app/rnnserve/
 COPY server/ /app/server/
 COPY client/ /app/client/
+COPY pyproject.toml /app/pyproject.toml
 COPY models/intent.onnx /app/models/intent.onnx
 # Byte-compile now: the runtime root filesystem is read-only, so nothing is compiled there.
 RUN /opt/venv/bin/python -m compileall -q /app

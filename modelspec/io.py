@@ -12,6 +12,24 @@ from typing import Any
 
 from modelspec.names import C0, H0, LENGTHS
 
+# Element types by numpy name, with the KServe v2 / Triton name of each.
+DATATYPE_NAMES = {
+    "bool": "BOOL",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+}
+# What an input of each dtype accepts from a caller (cast to the model's dtype after the check).
+ACCEPTED_DTYPES = {"int64": ("int64", "int32"), "float32": ("float32",)}
+
 # Inputs a caller may leave out: `lengths` means every row is full length, a state means zeros.
 CALLER_OPTIONAL = (LENGTHS, H0, C0)
 

@@ -40,3 +40,18 @@ def input_names(cell: str) -> list[str]:
 def output_names(cell: str) -> list[str]:
     """Graph output names for a cell type, in graph order."""
     return [OUTPUTS, SLOT_LOGITS, INTENT_LOGITS, H_N] + ([C_N] if cell == "lstm" else [])
+
+
+# The values a cell's state can take: h of tanh-bounded cells (tanh RNN, GRU, LSTM) stays in
+# [-1, 1]; a relu RNN's h is never negative; an LSTM's c grows by at most 1 a step. STATE_LIMIT
+# bounds what is unbounded in principle, far above anything a real utterance produces.
+STATE_LIMIT: Final = 1e4
+
+
+def state_range(cell: str, nonlinearity: str, name: str) -> tuple[float, float]:
+    """(low, high) of the values a recurrent state input `name` (h0 or c0) can honestly hold."""
+    if name == C0:
+        return (-STATE_LIMIT, STATE_LIMIT)
+    if cell == "rnn" and nonlinearity == "relu":
+        return (0.0, STATE_LIMIT)
+    return (-1.0, 1.0)

@@ -86,3 +86,10 @@ def best_tags(log_probs: np.ndarray, start: np.ndarray, trans: np.ndarray) -> np
     if len(best) == 0 or (start[best[0]] and trans[best[:-1], best[1:]].all()):
         return best
     return np.asarray(viterbi(log_probs, start, trans), dtype=np.int64)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis in float64 (never NaN for finite logits)."""
+    z = np.asarray(logits, dtype=np.float64)
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

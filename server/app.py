@@ -10,11 +10,9 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,20 +21,14 @@ from grpc_reflection.v1alpha import reflection
 
 from rnnserve.kserve import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
-from server.auth import OPEN_PREFIXES, TokenStore, check_metadata
-from server.batcher import Batcher
+from server.admission import Admission
+from server.auth import TokenStore
 from server.dataplane import DataPlane
-from server.errors import (
-    INTERNAL_MESSAGE,
-    DeadlineExceeded,
-    ModelLoadError,
-    ResourceExhausted,
-    ServeError,
-)
+from server.errors import ModelLoadError
+from server.interceptors import AdmissionInterceptor, AuthInterceptor, StatusInterceptor
 from server.kserve_servicer import InferenceServicer
 from server.metrics import Metrics
-from server.runtime import ModelRuntime
-from server.sequences import SequenceStore
+from server.model import ModelRegistry, load_model
 from server.settings import Settings
 from server.typed_servicer import ParserServicer
 
@@ -49,155 +41,6 @@ SERVICE_NAMES = (
 )
 
 
-class StatusInterceptor(grpc.aio.ServerInterceptor):
-    """The one interceptor: bearer-token check, errors to status codes, counts and timing.
-
-    The wrapped handler of each method is built once and cached: the per-call cost is one
-    coroutine frame, a token check when tokens are configured, and two metric updates.
-    """
-
-    def __init__(
-        self, metrics: Metrics, tokens: TokenStore | None = None, max_queue: int = 0
-    ) -> None:
-        self.metrics = metrics
-        self.tokens = tokens
-        self.max_queue = max_queue  # unary calls in progress at once; 0: no bound here
-        self.unary_active = 0
-        self.active = 0  # calls in progress, health and reflection excepted (drain waits on it)
-        self.last_start = 0.0  # monotonic time the last such call started
-        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
-        self._counters: dict[tuple[str, str], Any] = {}
-        self._latency: dict[str, Any] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        method: str = details.method  # type: ignore[attr-defined]
-        cached = self._handlers.get(method)
-        if cached is not None:
-            return cached
-        handler = await continuation(details)
-        if handler is None:
-            return handler
-        wrapped = self._wrap(method, handler)
-        self._handlers[method] = wrapped
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        short = method.rsplit("/", 1)[-1]
-        guarded = not method.startswith(OPEN_PREFIXES)
-        kw = {
-            "request_deserializer": handler.request_deserializer,
-            "response_serializer": handler.response_serializer,
-        }
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._unary(short, handler.unary_unary, guarded), **kw
-            )
-        if handler.stream_stream:
-            return grpc.stream_stream_rpc_method_handler(
-                self._stream(short, handler.stream_stream, guarded), **kw
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._stream(short, handler.unary_stream, guarded), **kw
-            )
-        return handler
-
-    def _admit(self, context: Any, guarded: bool) -> None:
-        """Token and deadline checks before any work (raise ServeError to refuse)."""
-        if guarded:
-            self.last_start = time.monotonic()
-            if self.tokens is not None:
-                check_metadata(self.tokens, context.invocation_metadata())
-        remaining = context.time_remaining()
-        if remaining is not None and remaining <= 0:
-            raise DeadlineExceeded("the deadline passed before the request ran")
-
-    def _record(self, method: str, code: str, start: float, context: Any) -> None:
-        elapsed = time.perf_counter() - start
-        counter = self._counters.get((method, code))
-        if counter is None:
-            counter = self._counters[(method, code)] = self.metrics.requests.labels(method, code)
-        counter.inc()
-        hist = self._latency.get(method)
-        if hist is None:
-            hist = self._latency[method] = self.metrics.latency.labels(method)
-        hist.observe(elapsed)
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "request",
-                extra={
-                    "method": method,
-                    "code": code,
-                    "ms": round(elapsed * 1000, 3),
-                    "peer": context.peer(),
-                },
-            )
-
-    async def _fail(self, method: str, start: float, context: Any, exc: BaseException) -> None:
-        """Record a failed call; abort with the mapped status when `exc` is an error of ours."""
-        abort: tuple[grpc.StatusCode, str] | None = None
-        if isinstance(exc, ServeError):
-            code, abort = exc.code, (getattr(grpc.StatusCode, exc.code), str(exc))
-        elif isinstance(exc, asyncio.CancelledError):
-            code = "CANCELLED"
-        elif isinstance(exc, grpc.aio.AbortError):
-            code = context.code().name if context.code() else "UNKNOWN"
-        else:
-            log.error("%s failed", method, exc_info=exc)
-            code, abort = "INTERNAL", (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-        self._record(method, code, start, context)
-        if abort is not None:
-            await context.abort(*abort)
-
-    def _unary(self, method: str, behavior: Callable[..., Any], guarded: bool) -> Any:
-        async def wrapped(request: Any, context: Any) -> Any:
-            start = time.perf_counter()
-            self.active += guarded
-            self.unary_active += guarded
-            try:
-                if guarded and self.max_queue and self.unary_active > self.max_queue:
-                    raise ResourceExhausted(
-                        f"the server is at capacity ({self.max_queue} requests in progress); "
-                        "retry with backoff"
-                    )
-                self._admit(context, guarded)
-                response = await behavior(request, context)
-            except BaseException as exc:
-                await self._fail(method, start, context, exc)
-                raise
-            finally:
-                self.active -= guarded
-                self.unary_active -= guarded
-            self._record(method, "OK", start, context)
-            return response
-
-        return wrapped
-
-    def _stream(self, method: str, behavior: Callable[..., Any], guarded: bool) -> Any:
-        async def wrapped(request: Any, context: Any) -> AsyncIterator[Any]:
-            start = time.perf_counter()
-            self.active += guarded
-            try:
-                self._admit(context, guarded)
-                async for response in behavior(request, context):
-                    yield response
-            except GeneratorExit:  # the caller went away mid-stream: nothing to answer
-                self._record(method, "CANCELLED", start, context)
-                raise
-            except BaseException as exc:
-                await self._fail(method, start, context, exc)
-                raise
-            finally:
-                self.active -= guarded
-            self._record(method, "OK", start, context)
-
-        return wrapped
-
-
 @dataclass
 class App:
     """A built server: bound, not yet serving until `start()`, not SERVING until `warmup()`."""
@@ -205,11 +48,11 @@ class App:
     settings: Settings
     server: grpc.aio.Server
     port: int
-    plane: DataPlane
+    registry: ModelRegistry
+    admission: Admission
     health: HealthServicer
     metrics: Metrics
     executor: ThreadPoolExecutor
-    interceptor: StatusInterceptor
     metrics_port: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -217,18 +60,22 @@ class App:
         """Start accepting calls (health says NOT_SERVING until warm-up)."""
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        for batcher in self.plane.batchers.values():
-            batcher.start()
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(s.reaper()) for s in self.plane.sequences.values()]
+        for model in self.registry:
+            if model.batcher is not None:
+                model.batcher.start()
+            if model.sequences is not None:
+                self.tasks.append(loop.create_task(model.sequences.reaper()))
         await self.server.start()
 
     async def warmup(self) -> None:
         """Run the model a few times, then report SERVING."""
         loop = asyncio.get_running_loop()
-        for rt in self.plane.models.values():
-            await loop.run_in_executor(self.executor, rt.warmup, self.settings.warmup_runs)
-        self.plane.ready = True
+        for model in self.registry:
+            await loop.run_in_executor(
+                self.executor, model.runtime.warmup, self.settings.warmup_runs
+            )
+        self.registry.ready = True
         self.metrics.ready.set(1)
         for name in ("", *SERVICE_NAMES):
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -239,20 +86,16 @@ class App:
         While calls are in progress the server keeps its port open and answers new calls
         UNAVAILABLE itself (a clear, retryable status), then closes the transport.
         """
-        self.plane.draining = True
         self.metrics.ready.set(0)
         await self.health.enter_graceful_shutdown()
         deadline = time.monotonic() + grace
-        quiet = min(DRAIN_QUIET_S, grace)
         # Calls queued in gRPC's core but not yet started would be cancelled by stop(): keep
-        # answering until none is running and none has started for `quiet` seconds.
-        while time.monotonic() < deadline and (
-            self.interceptor.active or time.monotonic() - self.interceptor.last_start < quiet
-        ):
-            await asyncio.sleep(0.005)
+        # answering until none is running and none has started for a quiet moment.
+        await self.admission.drain(grace, min(DRAIN_QUIET_S, grace))
         await self.server.stop(max(0.0, deadline - time.monotonic()))
-        for batcher in self.plane.batchers.values():
-            await batcher.stop()
+        for model in self.registry:
+            if model.batcher is not None:
+                await model.batcher.stop()
         for task in self.tasks:
             task.cancel()
         self.executor.shutdown(wait=True)
@@ -277,48 +120,7 @@ def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
-def build_app(settings: Settings) -> App:
-    """Load the model (ModelLoadError on a bad file) and bind the server; call inside a loop."""
-    runtime = ModelRuntime(
-        settings.model,
-        settings.name,
-        settings.device,
-        settings.intra_op_threads,
-        settings.allow_missing_parity,
-        settings.max_tokens,
-    )
-    executor = ThreadPoolExecutor(
-        max_workers=max(1, settings.inference_threads), thread_name_prefix="onnxruntime"
-    )
-    inline = settings.inference_threads == 0  # onnxruntime on the event loop thread
-    metrics = Metrics()
-    batchers = {}
-    if settings.max_batch_size > 1:
-        batchers[runtime.name] = Batcher(
-            runtime,
-            None if inline else executor,
-            settings.inference_threads,
-            settings.max_batch_size,
-            settings.max_batch_delay_us / 1e6,
-            metrics.record_batch,
-        )
-    sequences = {}
-    if not runtime.bidirectional:
-        sequences[runtime.name] = SequenceStore(
-            settings.max_sequences,
-            settings.sequence_idle_timeout,
-            on_change=metrics.live_sequences.set,
-        )
-    plane = DataPlane(
-        [runtime],
-        executor,
-        settings.default_top_k,
-        metrics,
-        batchers,
-        inline,
-        sequences,
-        settings.max_streams,
-    )
+def _grpc_options(settings: Settings) -> list[tuple[str, int]]:
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -329,26 +131,59 @@ def build_app(settings: Settings) -> App:
             ("grpc.max_connection_age_ms", int(settings.max_connection_age * 1000)),
             ("grpc.max_connection_age_grace_ms", int(settings.drain_seconds * 1000)),
         ]
-    tokens = None
+    return opts
+
+
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+    """Bind the gRPC port (TLS when configured); OSError naming the address when it is taken."""
+    credentials = _server_credentials(settings)
+    address = f"{settings.host}:{settings.port}"
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises instead of returning 0 on some failures
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot bind the gRPC port {address} (in use, or not an address here)")
+    return port
+
+
+def build_app(settings: Settings) -> App:
+    """Load the model (ModelLoadError on a bad file) and bind the server; call inside a loop."""
+    runtime = settings.runtime
+    executor = ThreadPoolExecutor(
+        max_workers=max(1, runtime.inference_threads), thread_name_prefix="onnxruntime"
+    )
+    metrics = Metrics()
+    model = load_model(
+        settings.model,
+        name=settings.name,
+        runtime=runtime,
+        batching=settings.batching,
+        limits=settings.limits,
+        executor=None if runtime.inference_threads == 0 else executor,
+        metrics=metrics,
+    )
+    registry = ModelRegistry([model])
+    admission = Admission(
+        max_queue=settings.max_queue,
+        max_streams=settings.max_streams,
+        on_streams=metrics.open_streams.set,
+    )
+    plane = DataPlane(registry, admission)
+    interceptors: list[grpc.aio.ServerInterceptor] = [StatusInterceptor(metrics)]
     if settings.auth_token_file:
         try:
-            tokens = TokenStore(settings.auth_token_file)
+            interceptors.append(AuthInterceptor(TokenStore(settings.auth_token_file)))
         except ValueError as exc:
             raise ModelLoadError(str(exc)) from None
-    status = StatusInterceptor(metrics, tokens, settings.max_queue)
-    interceptors: list[grpc.aio.ServerInterceptor] = [status]
-    credentials = _server_credentials(settings)
-    server = grpc.aio.server(interceptors=interceptors, options=opts)
+    interceptors.append(AdmissionInterceptor(admission))
+    server = grpc.aio.server(interceptors=interceptors, options=_grpc_options(settings))
     rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(
-            plane,
-            max(1, settings.inference_threads),
-            settings.max_batch_rows,
-            settings.max_batch_size,
-            settings.max_batch_delay_us,
-        ),
-        server,
+        InferenceServicer(plane), server
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -360,16 +195,16 @@ def build_app(settings: Settings) -> App:
         ),
         server,
     )
-    address = f"{settings.host}:{settings.port}"
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise OSError(f"cannot bind {settings.host}:{settings.port}")
-    app = App(settings, server, port, plane, health, metrics, executor, status)
+    port = _bind(server, settings)
+    app = App(settings, server, port, registry, admission, health, metrics, executor)
     if settings.metrics_port >= 0:
-        app.metrics_port = metrics.serve(settings.host, settings.metrics_port)
+        try:
+            app.metrics_port = metrics.serve(settings.host, settings.metrics_port)
+        except OSError as exc:
+            raise OSError(
+                f"cannot bind the metrics port {settings.host}:{settings.metrics_port} "
+                f"({exc.strerror or exc})"
+            ) from None
     return app
 
 
@@ -378,7 +213,7 @@ async def serve(settings: Settings) -> None:
     t0 = time.perf_counter()
     app = build_app(settings)
     await app.start()
-    rt = app.plane.models[settings.name]
+    rt = app.registry.find(settings.name)
     log.info(
         "listening",
         extra={

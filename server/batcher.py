@@ -20,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from modelspec.names import C_N, H_N, OUTPUTS, PAD_ID, SLOT_LOGITS
+from modelspec.batch import pad_rows
+from modelspec.names import C_N, H_N, OUTPUTS, SLOT_LOGITS
 from server.runtime import ModelRuntime
 
 log = logging.getLogger("rnnserve.batcher")
@@ -64,15 +65,8 @@ def run_batch(rt: ModelRuntime, items: list[_Item]) -> list[dict[str, np.ndarray
     if len(items) == 1:
         it = items[0]
         return [rt.run(it.ids, it.lengths, it.h0, it.c0)]
-    rows = sum(it.rows for it in items)
-    width = max(int(it.ids.shape[1]) for it in items)
-    ids = np.full((rows, width), PAD_ID, dtype=np.int64)
-    lengths = np.empty(rows, dtype=np.int64)
-    r = 0
-    for it in items:
-        ids[r : r + it.rows, : it.ids.shape[1]] = it.ids
-        lengths[r : r + it.rows] = it.lengths
-        r += it.rows
+    ids, _ = pad_rows([it.ids for it in items])
+    lengths = np.concatenate([it.lengths for it in items])
     out = rt.run(ids, lengths, _state_block(items, "h0", rt), _state_block(items, "c0", rt))
     results = []
     r = 0
@@ -103,6 +97,7 @@ class Batcher:
     def __init__(
         self,
         rt: ModelRuntime,
+        *,
         executor: Executor | None,
         workers: int,
         max_rows: int,

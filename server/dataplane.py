@@ -1,437 +1,271 @@
-"""The service logic between the servicers and the runtime: models, parsing, streams.
+"""The service logic between the servicers and the models: one call per request.
 
-Works on numpy arrays and plain dataclasses; no grpc here. onnxruntime calls run in a
-thread pool so they never block the event loop.
+A servicer turns its message into one of the plain requests below and makes one call:
+`parse`, `feed` (a stream chunk), `infer`, `describe`, `server_ready`/`model_ready`. The call
+looks the model up once and hands the `ServedModel` down: validation, the run, decoding.
+numpy and plain dataclasses; no grpc here.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
-from modelspec.names import (
-    C0,
-    C_N,
-    H0,
-    H_N,
-    INPUT_IDS,
-    INTENT_LOGITS,
-    LENGTHS,
-    OUTPUTS,
-    SLOT_LOGITS,
-)
-from modelspec.tags import best_tags, decode_bio, log_softmax
-from server.batcher import Batcher
-from server.errors import (
-    FailedPrecondition,
-    InvalidArgument,
-    NotFound,
-    ResourceExhausted,
-    Unavailable,
-)
-from server.metrics import Metrics
-from server.runtime import ModelRuntime
-from server.sequences import Sequence as SequenceState
+from modelspec.names import C_N, H_N
+from server.admission import Admission
+from server.decoding import History, ParseOptions, ParseResult, TokenOut, decode
+from server.errors import FailedPrecondition, InvalidArgument
+from server.model import ModelRegistry, ServedModel
 from server.sequences import SequenceStore
-
-
-class TokenOut(NamedTuple):
-    """A token of the answer; char offsets are -1 for token-id input."""
-
-    text: str
-    id: int
-    char_start: int = -1
-    char_end: int = -1
+from server.validation import Batch
 
 
 @dataclass(frozen=True)
-class SlotOut:
-    """A decoded slot."""
+class ParseInput:
+    """One utterance (or stream chunk) as text or token ids, with an optional initial state."""
 
-    name: str
-    value: str
-    token_start: int
-    token_end: int
-    char_start: int
-    char_end: int
-    confidence: float
+    model: str = ""
+    text: str | None = None
+    token_ids: Sequence[int] | None = None
+    h0: np.ndarray | None = None
+    c0: np.ndarray | None = None
+    options: ParseOptions = field(default_factory=ParseOptions)
 
 
-@dataclass
-class ParseResult:
-    """What a Parse (or one stream chunk) produces."""
+@dataclass(frozen=True)
+class SequenceRef:
+    """A v2 request's place in a sequence (Triton's sequence_id/start/end)."""
+
+    key: str
+    start: bool = False
+    end: bool = False
+
+
+@dataclass(frozen=True)
+class InferInput:
+    """A v2 request: named tensors, the outputs wanted ([] = all), an optional sequence."""
 
     model: str
-    tokens: list[TokenOut]
-    intent: tuple[str, float]
-    top: list[tuple[str, float]]
-    slots: list[SlotOut]
-    tags: list[str]
-    outputs: np.ndarray | None = None  # [time, directions*hidden]
-    slot_scores: np.ndarray | None = None  # [time, tags]
-    h_n: np.ndarray | None = None  # [layers*directions, 1, hidden]
-    c_n: np.ndarray | None = None
-    total_steps: int = 0
-    tag_conf: list[float] = field(default_factory=list)  # probability of each step's best tag
-    no_intent: bool = False  # best confidence below the model's calibrated threshold
+    version: str = ""
+    feeds: Mapping[str, np.ndarray] = field(default_factory=dict)
+    outputs: Sequence[str] = ()
+    sequence: SequenceRef | None = None
 
 
 @dataclass(frozen=True)
-class ParseOptions:
-    """What the caller wants back."""
+class InferResult:
+    """A v2 answer."""
 
-    top_k: int = 3
-    steps: bool = False
-    state: bool = False
-
-
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Numerically stable softmax."""
-    z = x - x.max(axis=axis, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-class DataPlane:
-    """Holds the served models and runs requests against them."""
-
-    def __init__(
-        self,
-        runtimes: Sequence[ModelRuntime],
-        executor: ThreadPoolExecutor,
-        default_top_k: int = 3,
-        metrics: Metrics | None = None,
-        batchers: dict[str, Batcher] | None = None,
-        inline: bool = False,
-        sequences: dict[str, SequenceStore] | None = None,
-        max_streams: int = 128,
-    ) -> None:
-        self.models = {rt.name: rt for rt in runtimes}
-        self.batchers = batchers or {}
-        self.inline = inline
-        self.sequences = sequences or {}
-        self.max_streams = max_streams
-        self.streams = 0
-        self.default = runtimes[0].name
-        self.executor = executor
-        self.default_top_k = default_top_k
-        self.metrics = metrics
-        self.ready = False
-        self.draining = False
-
-    # ------------------------------------------------------------------ lookup
-
-    def model(self, name: str, in_stream: bool = False) -> ModelRuntime:
-        """The runtime for a model name ('' means the default); NotFound otherwise.
-
-        While draining, new work is UNAVAILABLE; requests on an already open stream go on.
-        """
-        rt = self.models.get(name or self.default)
-        if rt is None:
-            raise NotFound(f"unknown model {name!r}")
-        if self.draining and not in_stream:
-            raise Unavailable("the server is shutting down")
-        if not self.ready:
-            raise Unavailable("the model is not ready yet")
-        return rt
-
-    async def run(
-        self,
-        rt: ModelRuntime,
-        ids: np.ndarray,
-        lengths: np.ndarray,
-        h0: np.ndarray | None,
-        c0: np.ndarray | None,
-        outputs: list[str] | None = None,
-    ) -> dict[str, np.ndarray]:
-        """An onnxruntime call, through the model's batcher when it has one.
-
-        (Admission is bounded before this, where calls enter: server/app.py, --max-queue.)
-        """
-        batcher = self.batchers.get(rt.name)
-        if batcher is not None:
-            full = await batcher.submit(ids, lengths, h0, c0)
-            out = {k: full[k] for k in outputs} if outputs else full
-        elif self.inline:
-            out = rt.run(ids, lengths, h0, c0, outputs)
-        else:
-            loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(self.executor, rt.run, ids, lengths, h0, c0, outputs)
-        if self.metrics is not None:
-            self.metrics.tokens.labels(rt.name).inc(int(lengths.sum()))
-        return out
-
-    @contextlib.contextmanager
-    def stream_slot(self) -> Iterator[None]:
-        """Hold one of `max_streams` stream slots for the life of a stream."""
-        if self.draining:
-            raise Unavailable("the server is shutting down")
-        if self.streams >= self.max_streams:
-            raise ResourceExhausted(f"{self.max_streams} streams are open; retry later")
-        self.streams += 1
-        if self.metrics is not None:
-            self.metrics.open_streams.set(self.streams)
-        try:
-            yield
-        finally:
-            self.streams -= 1
-            if self.metrics is not None:
-                self.metrics.open_streams.set(self.streams)
-
-    # ------------------------------------------------------------------ typed parse
-
-    def encode_text(
-        self, rt: ModelRuntime, text: str, offset: int = 0
-    ) -> tuple[list[TokenOut], np.ndarray]:
-        """Tokens (char offsets shifted by `offset`) and ids of a text."""
-        if not text.strip():
-            raise InvalidArgument("text is empty")
-        toks = rt.tokenizer.tokenize(text)
-        if not toks:
-            raise InvalidArgument("text has no words or numbers to parse")
-        rt.check_token_count(len(toks))
-        ids = rt.tokenizer.ids(toks)
-        out = [TokenOut(t.text, i, t.start + offset, t.end + offset) for t, i in zip(toks, ids)]
-        return out, np.asarray(ids, dtype=np.int64)
-
-    def encode_ids(self, rt: ModelRuntime, ids: Sequence[int]) -> tuple[list[TokenOut], np.ndarray]:
-        """Tokens and ids of a token-id request (validated against the vocabulary)."""
-        if len(ids) == 0:
-            raise InvalidArgument("token_ids is empty")
-        rt.check_token_count(len(ids))
-        arr = np.asarray(ids, dtype=np.int64)
-        rt.check_ids(arr)
-        vocab = rt.tokenizer.vocab
-        return [TokenOut(vocab[i], int(i)) for i in arr], arr
-
-    def state_arrays(
-        self, rt: ModelRuntime, h: np.ndarray | None, c: np.ndarray | None
-    ) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """Validate an initial state for one row."""
-        if h is not None:
-            rt.check_state(H0, h, 1)
-        if c is not None:
-            if rt.cell != "lstm":
-                raise InvalidArgument(f"{C0} is only for LSTM models; this model is {rt.cell}")
-            rt.check_state(C0, c, 1)
-        if rt.cell == "lstm" and (h is None) != (c is None):
-            raise InvalidArgument("an LSTM state needs both h and c")
-        return h, c
-
-    async def parse(
-        self,
-        model: str,
-        tokens: list[TokenOut],
-        ids: np.ndarray,
-        h0: np.ndarray | None,
-        c0: np.ndarray | None,
-        opts: ParseOptions,
-        text: str | None,
-    ) -> ParseResult:
-        """Run one utterance and decode intent and slots."""
-        rt = self.model(model)
-        out = await self.run(rt, ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0)
-        return self.decode(rt, tokens, out, opts, text, [])
-
-    def decode(
-        self,
-        rt: ModelRuntime,
-        tokens: list[TokenOut],
-        out: dict[str, np.ndarray],
-        opts: ParseOptions,
-        text: str | None,
-        prev_tags: list[str],
-        prev_tokens: Sequence[TokenOut] = (),
-        prev_scores: list[float] | None = None,
-    ) -> ParseResult:
-        """Turn one row of model outputs into a ParseResult (slots span earlier chunks too)."""
-        meta = rt.meta
-        probs = softmax(out[INTENT_LOGITS][0])
-        k = max(1, min(opts.top_k or self.default_top_k, len(meta.intents)))
-        order = np.argsort(-probs)[:k].tolist()
-        plist = probs.tolist()
-        top = [(meta.intents[i], plist[i]) for i in order]
-        n = len(tokens)
-        logp = log_softmax(out[SLOT_LOGITS][0, :n])
-        scores = np.exp(logp)
-        start = rt.tag_start
-        if prev_tags:  # a stream's chunk continues the tags of the chunks before it
-            start = rt.tag_trans[meta.slots.index(prev_tags[-1])]
-        best_arr = best_tags(logp, start, rt.tag_trans)
-        best = best_arr.tolist()
-        tags = [meta.slots[i] for i in best]
-        conf = scores[np.arange(n), best_arr].tolist()
-        all_tags = prev_tags + tags
-        all_tokens = list(prev_tokens) + tokens
-        all_conf = (prev_scores or []) + conf
-        slots = []
-        for ent in decode_bio(all_tags):
-            first, last = all_tokens[ent.start], all_tokens[ent.end - 1]
-            if text is not None and first.char_start >= 0:
-                value = text[first.char_start : last.char_end]
-            else:
-                value = " ".join(t.text for t in all_tokens[ent.start : ent.end])
-            slots.append(
-                SlotOut(
-                    ent.slot,
-                    value,
-                    ent.start,
-                    ent.end,
-                    first.char_start,
-                    last.char_end,
-                    sum(all_conf[ent.start : ent.end]) / (ent.end - ent.start),
-                )
-            )
-        no_intent = top[0][1] < rt.no_intent_threshold
-        result = ParseResult(
-            rt.name,
-            tokens,
-            ("", top[0][1]) if no_intent else top[0],
-            top,
-            slots,
-            tags,
-            total_steps=len(all_tokens),
-            tag_conf=conf,
-            no_intent=no_intent,
-        )
-        if opts.steps:
-            result.outputs = out[OUTPUTS][0, :n]
-            result.slot_scores = scores.astype(np.float32)
-        if opts.state:
-            result.h_n = out[H_N]
-            result.c_n = out.get(C_N)
-        return result
-
-    # ------------------------------------------------------------------ raw tensors (v2)
-
-    async def infer(
-        self,
-        model: str,
-        feeds: dict[str, np.ndarray],
-        outputs: list[str] | None,
-        in_stream: bool = False,
-    ) -> dict[str, np.ndarray]:
-        """Validate raw tensors and run them."""
-        rt = self.model(model, in_stream)
-        ids = feeds[INPUT_IDS]
-        if ids.ndim != 2:
-            raise InvalidArgument(
-                f"{INPUT_IDS} must have 2 dimensions [batch, time], got {ids.ndim}"
-            )
-        lengths = feeds.get(LENGTHS)
-        if lengths is None:  # no padding: every row is full length
-            lengths = np.full((ids.shape[0],), ids.shape[1], dtype=np.int64)
-        rt.check_batch(ids, lengths)
-        batch = ids.shape[0]
-        h0, c0 = feeds.get(H0), feeds.get(C0)
-        if h0 is not None:
-            rt.check_state(H0, h0, batch)
-        if c0 is not None:
-            rt.check_state(C0, c0, batch)
-        for name in outputs or []:
-            if name not in rt.output_names:
-                raise InvalidArgument(
-                    f"unknown output {name!r}; outputs: {', '.join(rt.output_names)}"
-                )
-        return await self.run(rt, ids, lengths, h0, c0, outputs or None)
-
-    async def infer_sequence(
-        self,
-        model: str,
-        key: str,
-        start: bool,
-        end: bool,
-        feeds: dict[str, np.ndarray],
-        outputs: list[str] | None,
-        in_stream: bool = False,
-    ) -> dict[str, np.ndarray]:
-        """One request of a v2 sequence: its state comes from, and goes back to, the store."""
-        rt = self.model(model, in_stream)
-        store = self.sequences.get(rt.name)
-        if store is None:
-            raise FailedPrecondition(
-                f"model {rt.name!r} is bidirectional: it cannot carry state across requests"
-            )
-        if H0 in feeds or C0 in feeds:
-            raise InvalidArgument("a sequence request carries no h0/c0: the server holds the state")
-        ids = feeds[INPUT_IDS]
-        if ids.ndim != 2 or ids.shape[0] != 1:
-            raise InvalidArgument(f"a sequence request has one row, got shape {list(ids.shape)}")
-        seq = store.begin(key) if start else store.get(key)
-        async with seq.lock:
-            want = list(rt.output_names)
-            out = await self.infer(model, {**feeds, **self._state_feeds(seq)}, want, in_stream)
-            seq.h, seq.c = out[H_N], out.get(C_N)
-            seq.last_used = store.clock()
-        if end:
-            store.end(key)
-        return {k: out[k] for k in outputs} if outputs else out
-
-    @staticmethod
-    def _state_feeds(seq: SequenceState) -> dict[str, np.ndarray]:
-        feeds = {}
-        if seq.h is not None:
-            feeds[H0] = seq.h
-        if seq.c is not None:
-            feeds[C0] = seq.c
-        return feeds
-
-    # ------------------------------------------------------------------ streams
-
-    def open_stream(self, model: str) -> StreamState:
-        """State for one ParseStream; FailedPrecondition for bidirectional models."""
-        rt = self.model(model)
-        if rt.bidirectional:
-            raise FailedPrecondition(
-                f"model {rt.name!r} is bidirectional: its reverse direction needs the whole "
-                "utterance, so it cannot stream; send the utterance with Parse"
-            )
-        return StreamState(rt)
+    model: str
+    version: str
+    outputs: dict[str, np.ndarray]
 
 
 @dataclass
 class StreamState:
-    """The recurrent state and the history of one stream; lives only inside the stream."""
+    """The model, recurrent state and history of one ParseStream; lives only in the stream."""
 
-    rt: ModelRuntime
+    model: ServedModel | None = None
     h: np.ndarray | None = None
     c: np.ndarray | None = None
-    tags: list[str] = field(default_factory=list)
-    tokens: list[TokenOut] = field(default_factory=list)
-    scores: list[float] = field(default_factory=list)
-    text: str = ""
+    history: History = field(default_factory=History)
     chunks: int = 0
+    last: ParseResult | None = None
 
-    async def feed(
-        self, plane: DataPlane, text: str | None, ids: Sequence[int] | None, opts: ParseOptions
-    ) -> ParseResult:
-        """Run one chunk from the carried state."""
-        rt = self.rt
-        if text is not None:
-            tokens, arr = plane.encode_text(rt, text, offset=len(self.text))
-        elif ids is not None:
-            tokens, arr = plane.encode_ids(rt, ids)
-        else:
-            raise InvalidArgument("a stream chunk needs text or token_ids")
-        want = [OUTPUTS, SLOT_LOGITS, INTENT_LOGITS, H_N] + ([C_N] if rt.cell == "lstm" else [])
-        out = await plane.run(
-            rt, arr[None, :], np.asarray([len(arr)], dtype=np.int64), self.h, self.c, want
-        )
-        full_text = self.text + text if text is not None else None
-        result = plane.decode(rt, tokens, out, opts, full_text, self.tags, self.tokens, self.scores)
-        self.h, self.c = out[H_N], out.get(C_N)
-        self.tags = self.tags + result.tags
-        self.tokens = self.tokens + tokens
-        self.scores = self.scores + result.tag_conf
-        if text is not None:
-            self.text = full_text or ""
-        self.chunks += 1
-        if opts.state:
-            result.h_n, result.c_n = self.h, self.c
+
+def _finite(out: Mapping[str, np.ndarray]) -> None:
+    """Never answer a non-finite number (a state at the edge of its range can still overflow)."""
+    if not all(np.isfinite(a).all() for a in out.values()):
+        raise InvalidArgument("the model produced non-finite values for this input and state")
+
+
+class DataPlane:
+    """Runs plain requests against the registry's models."""
+
+    def __init__(self, registry: ModelRegistry, admission: Admission) -> None:
+        self.registry = registry
+        self.admission = admission
+
+    # ------------------------------------------------------------------ readiness, metadata
+
+    def server_ready(self) -> bool:
+        """Every model is loaded and warm, and the server is not draining."""
+        return self.registry.ready and not self.admission.draining
+
+    def model_ready(self, name: str, version: str = "") -> bool:
+        """This model exists (NotFound otherwise) and can take new requests."""
+        self.registry.find(name, version)
+        return self.server_ready()
+
+    def describe(self, name: str, version: str = "") -> ServedModel:
+        """The model to describe (ModelInfo, ModelMetadata, ModelConfig)."""
+        return self.registry.find(name, version)
+
+    # ------------------------------------------------------------------ typed parse
+
+    def _encode(
+        self, model: ServedModel, req: ParseInput, offset: int, *, allow_empty: bool = False
+    ) -> tuple[list[TokenOut], np.ndarray]:
+        """Tokens (char offsets shifted by `offset`) and ids, checked before any work."""
+        limits = model.limits
+        if req.text is not None:
+            text = req.text
+            if len(text) > limits.max_text_chars:
+                raise InvalidArgument(
+                    f"text has {len(text)} characters; the limit is {limits.max_text_chars}"
+                )
+            toks = model.tokenizer.tokenize(text)
+            if not toks and not allow_empty:
+                reason = "is empty" if not text.strip() else "has no words or numbers to parse"
+                raise InvalidArgument(f"text {reason}")
+            model.validator.token_count(len(toks))
+            ids = model.tokenizer.ids(toks)
+            out = [TokenOut(t.text, i, t.start + offset, t.end + offset) for t, i in zip(toks, ids)]
+            return out, np.asarray(ids, dtype=np.int64)
+        if req.token_ids is None:
+            raise InvalidArgument("the request needs text or token_ids")
+        if len(req.token_ids) == 0:
+            raise InvalidArgument("token_ids is empty")
+        model.validator.token_count(len(req.token_ids))
+        arr = np.asarray(req.token_ids, dtype=np.int64)
+        model.validator.ids(arr)
+        vocab = model.tokenizer.vocab
+        return [TokenOut(vocab[i], int(i)) for i in arr], arr
+
+    def _state(self, model: ServedModel, req: ParseInput) -> tuple[np.ndarray | None, ...]:
+        if req.h0 is None and req.c0 is None:
+            return None, None
+        if model.bidirectional:
+            raise FailedPrecondition(
+                f"model {model.name!r} is bidirectional: an initial state cannot continue an "
+                "utterance in its reverse direction; send the whole utterance without one"
+            )
+        if model.cell != "lstm" and req.c0 is not None:
+            raise InvalidArgument(f"c0 is only for LSTM models; this model is {model.cell}")
+        if model.cell == "lstm" and (req.h0 is None) != (req.c0 is None):
+            raise InvalidArgument("an LSTM state needs both h and c")
+        h0 = None if req.h0 is None else model.validator.state("h0", req.h0, 1)
+        c0 = None if req.c0 is None else model.validator.state("c0", req.c0, 1)
+        return h0, c0
+
+    async def parse(self, req: ParseInput) -> ParseResult:
+        """Run one utterance and decode intent and slots."""
+        model = self.registry.get(req.model)
+        tokens, ids = self._encode(model, req, 0)
+        h0, c0 = self._state(model, req)
+        batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0)
+        out = await model.run(batch)
+        _finite(out)
+        return decode(model.name, model.labels, tokens, out, req.options, req.text or "")
+
+    # ------------------------------------------------------------------ streams
+
+    async def feed(self, stream: StreamState, chunk: ParseInput) -> ParseResult:
+        """Run one chunk of a ParseStream from the state the chunks before it left."""
+        if stream.model is None:
+            model = self.registry.get(chunk.model)
+            if model.bidirectional:
+                raise FailedPrecondition(
+                    f"model {model.name!r} is bidirectional: its reverse direction needs the "
+                    "whole utterance, so it cannot stream; send the utterance with Parse"
+                )
+            stream.model = model
+        model = stream.model
+        offset = len(stream.history.text)
+        tokens, ids = self._encode(model, chunk, offset, allow_empty=True)
+        total = len(stream.history.tokens) + len(tokens)
+        if total > model.limits.max_stream_tokens:
+            raise InvalidArgument(
+                f"the stream would hold {total} tokens; the limit is "
+                f"{model.limits.max_stream_tokens} (start a new stream)"
+            )
+        text = stream.history.text + (chunk.text or "")
+        if not tokens:  # punctuation only: nothing to run; the answer stands as it was
+            stream.history.text = text
+            return self._repeat(stream, chunk.options)
+        batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), stream.h, stream.c)
+        out = await model.run(batch)
+        _finite(out)
+        result = decode(model.name, model.labels, tokens, out, chunk.options, text, stream.history)
+        stream.h, stream.c = out[H_N], out.get(C_N)
+        history = stream.history
+        history.tokens, history.tags = history.tokens + tokens, history.tags + result.tags
+        history.conf, history.text = history.conf + result.tag_conf, text
+        result.chunk_index = stream.chunks
+        stream.chunks += 1
+        stream.last = result
+        if chunk.options.state:
+            result.h_n, result.c_n = stream.h, stream.c
         return result
+
+    @staticmethod
+    def _repeat(stream: StreamState, opts: ParseOptions) -> ParseResult:
+        """The answer to a chunk without tokens: the stream's last answer, no new tokens."""
+        assert stream.model is not None
+        last = stream.last
+        labels = stream.model.labels
+        result = ParseResult(
+            stream.model.name,
+            [],
+            last.intent if last else ("", 0.0),
+            last.top if last else [],
+            last.slots if last else [],
+            [],
+            no_intent_threshold=labels.no_intent_threshold,
+            tag_names=labels.tags,
+            total_steps=len(stream.history.tokens),
+            chunk_index=stream.chunks,
+            no_intent=last.no_intent if last else True,
+        )
+        if opts.state and stream.h is not None:
+            result.h_n, result.c_n = stream.h, stream.c
+        stream.chunks += 1
+        return result
+
+    # ------------------------------------------------------------------ raw tensors (v2)
+
+    async def infer(self, req: InferInput) -> InferResult:
+        """Validate raw tensors fully, then run them (within a sequence when one is named)."""
+        model = self.registry.get(req.model, req.version)
+        batch = model.validator.feeds(req.feeds)
+        wanted = model.validator.output_names(req.outputs)
+        if req.sequence is None:
+            model.validator.answer_size(wanted, batch.rows, int(batch.ids.shape[1]))
+            out = await model.run(batch, list(req.outputs) or None)
+        else:
+            out = await self._sequence_step(model, req.sequence, batch, wanted)
+        _finite(out)
+        return InferResult(model.name, model.version, out)
+
+    async def _sequence_step(
+        self, model: ServedModel, ref: SequenceRef, batch: Batch, wanted: list[str]
+    ) -> dict[str, np.ndarray]:
+        store: SequenceStore | None = model.sequences
+        if store is None:
+            raise FailedPrecondition(
+                f"model {model.name!r} is bidirectional: it cannot carry state across requests"
+            )
+        if batch.h0 is not None or batch.c0 is not None:
+            raise InvalidArgument("a sequence request carries no h0/c0: the server holds the state")
+        if batch.rows != 1:
+            raise InvalidArgument(
+                f"a sequence request has one row, got shape {list(batch.ids.shape)}"
+            )
+        model.validator.answer_size(wanted, 1, int(batch.ids.shape[1]))
+        seq = store.begin(ref.key) if ref.start else store.get(ref.key)
+        try:
+            async with seq.lock:
+                run = Batch(batch.ids, batch.lengths, seq.h, seq.c)
+                out = await model.run(run, None)
+                _finite(out)
+                seq.h, seq.c = out[H_N], out.get(C_N)
+                seq.last_used = store.clock()
+        except BaseException:
+            if ref.start:  # a sequence whose first request failed does not live on
+                store.end(ref.key)
+            raise
+        if ref.end:
+            store.end(ref.key)
+        return {k: out[k] for k in wanted}

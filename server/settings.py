@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 ENV_PREFIX = "RNNSERVE_"
+# Upper bounds of settings whose values feed fixed-width fields (gRPC's are 32-bit ints).
+LIMITS = {
+    "max_message_bytes": 2**31 - 1,
+    "max_connection_age": 2**31 / 1000,
+    "drain_seconds": 2**31 / 1000,
+    "sequence_idle_timeout": 2**63 / 1e6,
+    "max_batch_delay_us": 10**7,
+    "warmup_runs": 1000,
+}
 DEVICES = ("auto", "cpu", "cuda")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -26,6 +36,8 @@ class Settings:
     metrics_port: int = 9090  # 0: pick a free port; -1: no metrics endpoint
     log_level: str = "info"
     max_tokens: int = 512  # per utterance / per chunk / per v2 row
+    max_text_chars: int = 16384  # characters of one text (Parse, a stream chunk)
+    max_stream_tokens: int = 8192  # tokens over a whole ParseStream
     max_batch_rows: int = 256  # rows in one v2 request
     max_batch_size: int = 32  # rows per batched onnxruntime call; 1 turns batching off
     max_batch_delay_us: int = 0  # extra wait for a fuller batch once a worker is free
@@ -45,6 +57,10 @@ class Settings:
     max_connection_age: float = 0.0  # seconds; then GOAWAY so clients re-resolve (0: never)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name.replace('_', '-')} must be a finite number")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
         if self.log_level not in LOG_LEVELS:
@@ -56,6 +72,8 @@ class Settings:
         for name in (
             "intra_op_threads",
             "max_tokens",
+            "max_text_chars",
+            "max_stream_tokens",
             "max_batch_rows",
             "max_message_bytes",
             "default_top_k",
@@ -82,6 +100,10 @@ class Settings:
             )
         if self.sequence_idle_timeout <= 0:
             raise ValueError("sequence-idle-timeout must be positive")
+        for name, top in LIMITS.items():
+            if getattr(self, name) > top:
+                shown = f"{top:g}" if isinstance(top, float) else str(top)
+                raise ValueError(f"{name.replace('_', '-')} must be at most {shown}")
         if bool(self.tls_cert) != bool(self.tls_key):
             raise ValueError("tls-cert and tls-key go together")
         if self.tls_client_ca and not self.tls_cert:
@@ -91,6 +113,75 @@ class Settings:
     def name(self) -> str:
         """The model's public name."""
         return self.model_name or self.model.stem
+
+    @property
+    def runtime(self) -> RuntimeSettings:
+        """How models are loaded and run."""
+        return RuntimeSettings(
+            device=self.device,
+            intra_op_threads=self.intra_op_threads,
+            inference_threads=self.inference_threads,
+            warmup_runs=self.warmup_runs,
+            allow_missing_parity=self.allow_missing_parity,
+        )
+
+    @property
+    def batching(self) -> BatchSettings:
+        """How concurrent requests are batched."""
+        return BatchSettings(
+            max_batch_size=self.max_batch_size, max_batch_delay_us=self.max_batch_delay_us
+        )
+
+    @property
+    def limits(self) -> LimitSettings:
+        """What one request, stream or caller may ask for."""
+        return LimitSettings(
+            max_tokens=self.max_tokens,
+            max_text_chars=self.max_text_chars,
+            max_stream_tokens=self.max_stream_tokens,
+            max_batch_rows=self.max_batch_rows,
+            max_message_bytes=self.max_message_bytes,
+            max_queue=self.max_queue,
+            max_streams=self.max_streams,
+            max_sequences=self.max_sequences,
+            sequence_idle_timeout=self.sequence_idle_timeout,
+            default_top_k=self.default_top_k,
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class RuntimeSettings:
+    """Model loading and execution."""
+
+    device: str
+    intra_op_threads: int
+    inference_threads: int  # 0: onnxruntime on the event loop thread
+    warmup_runs: int
+    allow_missing_parity: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class BatchSettings:
+    """Dynamic batching (max_batch_size 1: off)."""
+
+    max_batch_size: int
+    max_batch_delay_us: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class LimitSettings:
+    """Bounds on requests, streams and callers."""
+
+    max_tokens: int
+    max_text_chars: int
+    max_stream_tokens: int
+    max_batch_rows: int
+    max_message_bytes: int
+    max_queue: int
+    max_streams: int
+    max_sequences: int
+    sequence_idle_timeout: float
+    default_top_k: int
 
 
 _HELP = {
@@ -104,6 +195,8 @@ _HELP = {
     "metrics_port": "Prometheus port (0: any free port, -1: off)",
     "log_level": "debug logs one line per request",
     "max_tokens": "most tokens per utterance, chunk or v2 row",
+    "max_text_chars": "most characters in one text (checked before tokenizing)",
+    "max_stream_tokens": "most tokens over a whole ParseStream",
     "max_batch_rows": "most rows in one v2 request",
     "max_batch_size": "rows per batched onnxruntime call (1: batching off)",
     "max_batch_delay_us": "extra microseconds to wait for a fuller batch",

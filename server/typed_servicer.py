@@ -7,10 +7,13 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
+from modelspec.io import TensorSpec
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
-from server.dataplane import DataPlane, ParseOptions, ParseResult, StreamState
+from server.dataplane import DataPlane, ParseInput, StreamState
+from server.decoding import ParseOptions, ParseResult
 from server.errors import InvalidArgument
+from server.model import ServedModel
 
 
 def to_tensor(arr: np.ndarray) -> pb.Tensor:
@@ -36,11 +39,20 @@ def _state_in(msg: pb.State) -> tuple[np.ndarray | None, np.ndarray | None]:
     return h, c
 
 
-def _options(top_k: int, steps: bool, state: bool) -> ParseOptions:
-    return ParseOptions(top_k=top_k, steps=steps, state=state)
+def _input(req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None) -> ParseInput:
+    """A typed request (or stream chunk) as the data plane's ParseInput."""
+    h0, c0 = _state_in(req.initial_state) if isinstance(req, pb.ParseRequest) else (None, None)
+    return ParseInput(
+        model=req.model,
+        text=req.text if which == "text" else None,
+        token_ids=list(req.token_ids.ids) if which == "token_ids" else None,
+        h0=h0,
+        c0=c0,
+        options=ParseOptions(top_k=req.top_k, steps=req.return_steps, state=req.return_state),
+    )
 
 
-def _fill(res: ParseResult, tag_names: list[str]) -> dict[str, object]:
+def _fill(res: ParseResult) -> dict[str, object]:
     """Fields shared by ParseResponse and ParseStreamResponse (steps and state when asked)."""
     fields: dict[str, object] = {
         "intent": pb.IntentScore(name=res.intent[0], confidence=res.intent[1]),
@@ -63,125 +75,84 @@ def _fill(res: ParseResult, tag_names: list[str]) -> dict[str, object]:
             for t in res.tokens
         ],
     }
-    steps, state = _steps(res, tag_names), _state_out(res)
-    if steps is not None:
-        fields["steps"] = steps
-    if state is not None:
+    if res.outputs is not None and res.slot_scores is not None:
+        fields["steps"] = pb.Steps(
+            outputs=to_tensor(res.outputs),
+            slot_scores=to_tensor(res.slot_scores),
+            tags=res.tags,
+            tag_names=res.tag_names,
+        )
+    if res.h_n is not None:
+        state = pb.State(h=to_tensor(res.h_n))
+        if res.c_n is not None:
+            state.c.CopyFrom(to_tensor(res.c_n))
         fields["state"] = state
     return fields
 
 
-def _steps(res: ParseResult, tag_names: list[str]) -> pb.Steps | None:
-    if res.outputs is None or res.slot_scores is None:
-        return None
-    return pb.Steps(
-        outputs=to_tensor(res.outputs),
-        slot_scores=to_tensor(res.slot_scores),
-        tags=res.tags,
-        tag_names=tag_names,
+def _tensor_info(t: TensorSpec) -> pb.TensorInfo:
+    return pb.TensorInfo(
+        name=t.name, datatype=t.dtype, shape=[str(d) for d in t.shape], optional=t.optional
     )
 
 
-def _state_out(res: ParseResult) -> pb.State | None:
-    if res.h_n is None:
-        return None
-    state = pb.State(h=to_tensor(res.h_n))
-    if res.c_n is not None:
-        state.c.CopyFrom(to_tensor(res.c_n))
-    return state
+def model_info(model: ServedModel) -> pb.ModelInfoResponse:
+    """A ModelInfoResponse describing a served model."""
+    cfg, meta, spec = model.meta.config, model.meta, model.validator.spec
+    return pb.ModelInfoResponse(
+        name=model.name,
+        cell=model.cell,
+        nonlinearity=str(cfg.get("nonlinearity", "")),
+        num_layers=int(cfg["num_layers"]),
+        num_directions=2 if model.bidirectional else 1,
+        embedding_dim=int(cfg["embedding_dim"]),
+        hidden_size=int(cfg["hidden_size"]),
+        vocab_size=len(meta.vocab),
+        intents=meta.intents,
+        slot_tags=meta.slots,
+        streaming=model.streaming,
+        execution_provider=model.provider,
+        parity_max_abs_diff=float(meta.parity.get("max_abs_diff", -1.0)),
+        metrics_json=json.dumps(meta.metrics),
+        parity_json=json.dumps(meta.parity),
+        inputs=[_tensor_info(t) for t in spec.inputs],
+        outputs=[
+            pb.TensorInfo(name=t.name, datatype=t.dtype, shape=[str(d) for d in t.shape])
+            for t in spec.outputs
+        ],
+        max_tokens=model.limits.max_tokens,
+        no_intent_threshold=model.labels.no_intent_threshold,
+    )
 
 
 class ParserServicer(pb_grpc.ParserServicer):
-    """The typed API."""
+    """The typed API: each method translates, then makes one data-plane call."""
 
     def __init__(self, plane: DataPlane) -> None:
         self.plane = plane
 
     async def Parse(self, request: pb.ParseRequest, context: object) -> pb.ParseResponse:  # noqa: N802
         """Parse one utterance."""
-        plane = self.plane
-        rt = plane.model(request.model)
-        which = request.WhichOneof("input")
-        text: str | None = None
-        if which == "text":
-            text = request.text
-            tokens, ids = plane.encode_text(rt, text)
-        elif which == "token_ids":
-            tokens, ids = plane.encode_ids(rt, request.token_ids.ids)
-        else:
-            raise InvalidArgument("the request needs text or token_ids")
-        h0, c0 = plane.state_arrays(rt, *_state_in(request.initial_state))
-        opts = _options(request.top_k, request.return_steps, request.return_state)
-        res = await plane.parse(request.model, tokens, ids, h0, c0, opts, text)
+        res = await self.plane.parse(_input(request, request.WhichOneof("input")))
         return pb.ParseResponse(
-            model=res.model,
-            no_intent_threshold=rt.no_intent_threshold,
-            **_fill(res, rt.meta.slots),  # type: ignore[arg-type]
-        )
+            model=res.model, no_intent_threshold=res.no_intent_threshold, **_fill(res)
+        )  # type: ignore[arg-type]
 
     async def ParseStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ParseStreamRequest], context: object
     ) -> AsyncIterator[pb.ParseStreamResponse]:
         """Parse an utterance chunk by chunk, carrying the recurrent state inside the stream."""
-        with self.plane.stream_slot():
-            async for resp in self._stream(request_iterator):
-                yield resp
-
-    async def _stream(
-        self, request_iterator: AsyncIterator[pb.ParseStreamRequest]
-    ) -> AsyncIterator[pb.ParseStreamResponse]:
-        stream: StreamState | None = None
+        stream = StreamState()
         async for req in request_iterator:
-            if stream is None:
-                stream = self.plane.open_stream(req.model)
-            which = req.WhichOneof("chunk")
-            text = req.text if which == "text" else None
-            ids = list(req.token_ids.ids) if which == "token_ids" else None
-            if which is None:
-                raise InvalidArgument("a stream chunk needs text or token_ids")
-            opts = _options(req.top_k, req.return_steps, req.return_state)
-            res = await stream.feed(self.plane, text, ids, opts)
+            res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk")))
             yield pb.ParseStreamResponse(
-                chunk_index=stream.chunks - 1,
+                chunk_index=res.chunk_index,
                 total_steps=res.total_steps,
-                **_fill(res, stream.rt.meta.slots),  # type: ignore[arg-type]
+                **_fill(res),  # type: ignore[arg-type]
             )
 
     async def ModelInfo(  # noqa: N802
         self, request: pb.ModelInfoRequest, context: object
     ) -> pb.ModelInfoResponse:
         """Describe the model."""
-        rt = self.plane.model(request.model)
-        cfg, meta = rt.meta.config, rt.meta
-        return pb.ModelInfoResponse(
-            name=rt.name,
-            cell=rt.cell,
-            nonlinearity=str(cfg.get("nonlinearity", "")),
-            num_layers=int(cfg["num_layers"]),
-            num_directions=2 if rt.bidirectional else 1,
-            embedding_dim=int(cfg["embedding_dim"]),
-            hidden_size=int(cfg["hidden_size"]),
-            vocab_size=rt.vocab_size,
-            intents=meta.intents,
-            slot_tags=meta.slots,
-            streaming=not rt.bidirectional,
-            execution_provider=rt.provider,
-            parity_max_abs_diff=float(meta.parity.get("max_abs_diff", -1.0)),
-            metrics_json=json.dumps(meta.metrics),
-            parity_json=json.dumps(meta.parity),
-            inputs=[
-                pb.TensorInfo(
-                    name=t.name,
-                    datatype=t.dtype,
-                    shape=[str(d) for d in t.shape],
-                    optional=t.optional,
-                )
-                for t in rt.inputs
-            ],
-            outputs=[
-                pb.TensorInfo(name=t.name, datatype=t.dtype, shape=[str(d) for d in t.shape])
-                for t in rt.outputs
-            ],
-            max_tokens=rt.max_tokens,
-            no_intent_threshold=rt.no_intent_threshold,
-        )
+        return model_info(self.plane.describe(request.model))

@@ -64,6 +64,17 @@ class RunningServer:
         assert self.app is not None
         return f"127.0.0.1:{self.app.port}"
 
+    def metric(self, name: str) -> float:
+        """One sample of the metrics exposition (name with labels, as printed); 0 if absent."""
+        from prometheus_client import generate_latest
+
+        assert self.app is not None
+        for line in generate_latest(self.app.metrics.registry).decode().splitlines():
+            key, _, value = line.rpartition(" ")
+            if key == name:
+                return float(value)
+        return 0.0
+
     def __exit__(self, *exc: object) -> None:
         if self.app is not None:
             self.call(self.app.drain(0))

@@ -171,7 +171,9 @@ def test_image_configuration(dockerfile):
 def test_image_copies_only_the_serving_path(dockerfile):
     df = parse_dockerfile(dockerfile)
     sources = {c.rstrip("/") for c in df.copies}
-    assert sources == {REQUIREMENTS[dockerfile]} | RUNTIME_PACKAGES | {"models/intent.onnx"}
+    # pyproject.toml: the server reads its version from it (ServerMetadata).
+    want = {REQUIREMENTS[dockerfile], "models/intent.onnx", "pyproject.toml"} | RUNTIME_PACKAGES
+    assert sources == want
     for src in sources:
         assert (ROOT / src).exists(), src
 

@@ -10,6 +10,7 @@ import time
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import generate_latest
 
@@ -200,7 +201,7 @@ def test_an_expired_request_never_reaches_onnxruntime():
 def test_stream_limit_and_cancelled_streams_free_their_slot(tmp_path):
     path = small_model_file(tmp_path / "uni.onnx", "gru")
 
-    async def go(target, app):
+    async def go(target, srv):
         async with grpc.aio.insecure_channel(target) as ch:
             stub = pb_grpc.ParserStub(ch)
             first = stub.ParseStream(timeout=10)
@@ -213,16 +214,16 @@ def test_stream_limit_and_cancelled_streams_free_their_slot(tmp_path):
             assert "streams are open" in await second.details()
             first.cancel()
             deadline = time.monotonic() + 10
-            while app.plane.streams and time.monotonic() < deadline:
+            while srv.metric("rnnserve_open_streams") and time.monotonic() < deadline:
                 await asyncio.sleep(0.01)
-            assert app.plane.streams == 0
+            assert srv.metric("rnnserve_open_streams") == 0
             third = stub.ParseStream(timeout=10)
             await third.write(pb.ParseStreamRequest(text="kitchen"))
             assert (await third.read()).total_steps == 1
             await third.done_writing()
 
     with RunningServer(settings_for(path, max_streams=1)) as srv:
-        asyncio.run(go(srv.target, srv.app))
+        asyncio.run(go(srv.target, srv))
 
 
 def test_drain_refuses_new_work_and_lets_open_streams_finish(tmp_path):
@@ -238,8 +239,12 @@ def test_drain_refuses_new_work_and_lets_open_streams_finish(tmp_path):
                 asyncio.run_coroutine_threadsafe(srv.app.drain(10), srv.loop)
             )
             deadline = time.monotonic() + 10
-            while not srv.app.plane.draining and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
+            health = health_pb2_grpc.HealthStub(ch)
+            serving = health_pb2.HealthCheckResponse.SERVING
+            while time.monotonic() < deadline:  # the drain has begun once health says so
+                status = (await health.Check(health_pb2.HealthCheckRequest(), timeout=5)).status
+                if status != serving:
+                    break
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await stub.Parse(pb.ParseRequest(text="what time is it"), timeout=5)
             assert err.value.code() == grpc.StatusCode.UNAVAILABLE

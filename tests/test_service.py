@@ -10,9 +10,8 @@ import pytest
 from client import Client, RnnServeError
 from modelspec.meta import ModelMetadata
 from modelspec.names import METADATA_KEY
-from modelspec.tags import allowed_transitions, best_tags
+from modelspec.tags import allowed_transitions, best_tags, softmax
 from rnnserve.v1 import rnnserve_pb2 as pb
-from server.dataplane import softmax
 
 from .conftest import DEFAULT_ONNX
 from .serving import RunningServer, settings_for, small_model_file
@@ -125,13 +124,7 @@ def test_bidirectional_model_refuses_to_stream(client):
 
 
 def _bad_requests():
-    h_bad = pb.State(h=pb.Tensor(shape=[2, 1, 5], values=[0.0] * 10))
-    nan = pb.State(h=pb.Tensor(shape=[2, 1, 128], values=[float("nan")] + [0.0] * 255))
-    short = pb.State(h=pb.Tensor(shape=[2, 1, 128], values=[0.0] * 3))
-    lstm_c = pb.State(
-        h=pb.Tensor(shape=[2, 1, 128], values=[0.0] * 256),
-        c=pb.Tensor(shape=[2, 1, 128], values=[0.0] * 256),
-    )
+    zero = pb.State(h=pb.Tensor(shape=[2, 1, 128], values=[0.0] * 256))
     return [
         ("empty text", pb.ParseRequest(text=""), "INVALID_ARGUMENT", "empty"),
         ("punctuation only", pb.ParseRequest(text="?!"), "INVALID_ARGUMENT", "no words"),
@@ -151,28 +144,10 @@ def _bad_requests():
         ),
         ("too long", pb.ParseRequest(text="lamp " * 600), "INVALID_ARGUMENT", "over the limit"),
         (
-            "state shape",
-            pb.ParseRequest(text="hi there", initial_state=h_bad),
-            "INVALID_ARGUMENT",
-            "must have shape [2, 1, 128]",
-        ),
-        (
-            "state values",
-            pb.ParseRequest(text="hi there", initial_state=short),
-            "INVALID_ARGUMENT",
-            "needs 256 values",
-        ),
-        (
-            "nan state",
-            pb.ParseRequest(text="hi there", initial_state=nan),
-            "INVALID_ARGUMENT",
-            "NaN",
-        ),
-        (
-            "c for a GRU",
-            pb.ParseRequest(text="hi there", initial_state=lstm_c),
-            "INVALID_ARGUMENT",
-            "only for LSTM",
+            "state on a bidirectional model",
+            pb.ParseRequest(text="hi there", initial_state=zero),
+            "FAILED_PRECONDITION",
+            "bidirectional",
         ),
         ("unknown model", pb.ParseRequest(model="nope", text="hi"), "NOT_FOUND", "nope"),
     ]
@@ -190,6 +165,45 @@ def test_bad_input_gets_its_status_and_the_server_keeps_serving(
     assert needle in err.value.details()
     assert "Traceback" not in err.value.details()
     assert client.parse("what time is it").intent.name == "HassGetCurrentTime"
+
+
+def _state(h=None, c=None, shape=(1, 1, 12)):
+    def tensor(v):
+        n = int(np.prod(shape))
+        return pb.Tensor(shape=list(shape), values=v if isinstance(v, list) else [v] * n)
+
+    return pb.State(h=tensor(h) if h is not None else None, c=tensor(c) if c is not None else None)
+
+
+BAD_STATES = [  # (case, cell, nonlinearity, state, needle)
+    ("state shape", "gru", "tanh", _state(0.0, shape=(1, 1, 5)), "must have shape"),
+    ("state values", "gru", "tanh", _state([0.0] * 3), "needs 12 values"),
+    ("nan state", "gru", "tanh", _state([float("nan")] + [0.0] * 11), "NaN"),
+    ("huge state", "gru", "tanh", _state(3e38), "outside [-1, 1]"),
+    ("state of 10", "rnn", "tanh", _state(10.0), "outside [-1, 1]"),
+    ("negative relu state", "rnn", "relu", _state(-0.5), "outside [0, 10000]"),
+    ("lstm h of 10", "lstm", "tanh", _state(10.0, 0.0), "outside [-1, 1]"),
+    ("lstm c of 1e30", "lstm", "tanh", _state(0.0, 1e30), "outside [-10000, 10000]"),
+    ("c for a GRU", "gru", "tanh", _state(0.0, 0.0), "only for LSTM"),
+    ("lstm h without c", "lstm", "tanh", _state(0.0), "both h and c"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "cell", "nl", "state", "needle"), BAD_STATES, ids=[b[0] for b in BAD_STATES]
+)
+def test_a_state_outside_what_the_cell_produces_is_refused(
+    small_models, case, cell, nl, state, needle
+):
+    """A state the cell could never have produced gives garbage (or NaN) at confidence 1.0."""
+    path = small_models[(cell, nl, False, 1)]
+    with RunningServer(settings_for(path)) as srv, Client(srv.target) as c:
+        with pytest.raises(RnnServeError) as err:
+            c.parse("turn on the lamp", initial_state=state)
+        assert err.value.code == "INVALID_ARGUMENT", case
+        assert needle in err.value.message
+        ok = c.parse("turn on the lamp", initial_state=_state(0.5, 0.5 if cell == "lstm" else None))
+        assert all(np.isfinite(i.confidence) for i in ok.top_intents)
 
 
 def test_unknown_model_info_is_not_found(client):
