@@ -134,9 +134,12 @@ class ParserServicer(pb_grpc.ParserServicer):
     async def Parse(self, request: pb.ParseRequest, context: object) -> pb.ParseResponse:  # noqa: N802
         """Parse one utterance."""
         res = await self.plane.parse(_input(request, request.WhichOneof("input")))
+        fields = _fill(res)
         return pb.ParseResponse(
-            model=res.model, no_intent_threshold=res.no_intent_threshold, **_fill(res)
-        )  # type: ignore[arg-type]
+            model=res.model,
+            no_intent_threshold=res.no_intent_threshold,
+            **fields,  # type: ignore[arg-type]
+        )
 
     async def ParseStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ParseStreamRequest], context: object
