@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
 DEFAULT_TARGET = "127.0.0.1:50051"
 DEFAULT_TIMEOUT = 10.0
+# gRPC turns far larger deadlines into ones that have already expired.
+MAX_TIMEOUT = 86_400.0
 
 
 class RnnServeError(Exception):
@@ -31,6 +34,16 @@ class RnnServeError(Exception):
         code = err.code() if hasattr(err, "code") else None
         details = err.details() if hasattr(err, "details") else str(err)
         return cls(code.name if code is not None else "UNKNOWN", details or "")
+
+
+def check_timeout(seconds: float) -> float:
+    """`seconds` if it is a usable deadline (finite, > 0, at most MAX_TIMEOUT); else ValueError."""
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_TIMEOUT):
+        raise ValueError(
+            f"timeout must be a number of seconds above 0 and at most {MAX_TIMEOUT:g},"
+            f" not {seconds!r}"
+        )
+    return seconds
 
 
 def state_message(state: pb.State | dict[str, Any] | None) -> pb.State | None:
@@ -77,8 +90,9 @@ class Client:
     """Context manager around one channel; every call carries a deadline (`timeout` seconds).
 
     TLS when any of `tls_ca` / `tls_cert` / `tls_key` is given (`tls_ca` verifies the server;
-    `tls_cert` + `tls_key` are this client's certificate for mutual TLS). `token` is sent as
-    `authorization: Bearer <token>`.
+    `tls_cert` + `tls_key` are this client's certificate for mutual TLS, one needs the other).
+    `token` is sent as `authorization: Bearer <token>`. A bad `timeout` or a certificate
+    without its key (or the reverse) raises ValueError.
     """
 
     def __init__(
@@ -93,8 +107,10 @@ class Client:
         token: str | None = None,
         retries: bool = True,
     ) -> None:
+        if bool(tls_cert) != bool(tls_key):
+            raise ValueError("tls_cert and tls_key go together: mutual TLS needs both")
         self.target = target
-        self.timeout = timeout
+        self.timeout = check_timeout(timeout)
         opts = list(options)
         if retries:
             opts += [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(RETRY_POLICY))]
@@ -123,9 +139,12 @@ class Client:
         """Close the channel."""
         self.channel.close()
 
+    def _deadline(self, timeout: float | None) -> float:
+        return self.timeout if timeout is None else check_timeout(timeout)
+
     def _call(self, fn: Any, request: Any, timeout: float | None) -> Any:
         try:
-            return fn(request, timeout=timeout or self.timeout, metadata=self.metadata)
+            return fn(request, timeout=self._deadline(timeout), metadata=self.metadata)
         except grpc.RpcError as err:
             raise RnnServeError.from_rpc(err) from None
 
@@ -167,7 +186,7 @@ class Client:
         """Send all texts at once; answers (or errors) in input order."""
         futures = [
             self.stub.Parse.future(
-                self.request(text=t, **kw), timeout=timeout or self.timeout, metadata=self.metadata
+                self.request(text=t, **kw), timeout=self._deadline(timeout), metadata=self.metadata
             )
             for t in texts
         ]
@@ -189,25 +208,34 @@ class Client:
         top_k: int = 0,
         timeout: float | None = None,
     ) -> Iterator[pb.ParseStreamResponse]:
-        """Send an utterance in chunks (text pieces or token-id lists); one answer per chunk."""
+        """Send an utterance in chunks (text pieces or token-id lists); one answer per chunk.
+
+        An exception raised while reading `chunks` (or turning one into a request) ends the
+        stream: the chunks before it are answered, then the exception is raised here.
+        """
+        deadline = self._deadline(timeout)
+        failed: list[Exception] = []
 
         def requests() -> Iterator[pb.ParseStreamRequest]:
-            for chunk in chunks:
-                req = pb.ParseStreamRequest(
-                    model=model, return_steps=steps, return_state=state, top_k=top_k
-                )
-                if isinstance(chunk, str):
-                    req.text = chunk
-                else:
-                    req.token_ids.ids[:] = list(chunk)
-                yield req
+            try:
+                for chunk in chunks:
+                    req = pb.ParseStreamRequest(
+                        model=model, return_steps=steps, return_state=state, top_k=top_k
+                    )
+                    if isinstance(chunk, str):
+                        req.text = chunk
+                    else:
+                        req.token_ids.ids[:] = list(chunk)
+                    yield req
+            except Exception as exc:  # gRPC would report it only as UNKNOWN
+                failed.append(exc)
 
         try:
-            yield from self.stub.ParseStream(
-                requests(), timeout=timeout or self.timeout, metadata=self.metadata
-            )
+            yield from self.stub.ParseStream(requests(), timeout=deadline, metadata=self.metadata)
         except grpc.RpcError as err:
             raise RnnServeError.from_rpc(err) from None
+        if failed:
+            raise failed[0]
 
     def info(self, model: str = "", *, timeout: float | None = None) -> pb.ModelInfoResponse:
         """Describe the served model."""
