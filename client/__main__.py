@@ -5,13 +5,153 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from client.api import DEFAULT_TARGET, DEFAULT_TIMEOUT, Client, RnnServeError
+from client.api import (
+    DEFAULT_TARGET,
+    DEFAULT_TIMEOUT,
+    MAX_TIMEOUT,
+    Client,
+    RnnServeError,
+    check_timeout,
+)
 from rnnserve.v1 import rnnserve_pb2 as pb
+
+UINT32_MAX = 2**32 - 1  # top_k on the wire
+INT64_MAX = 2**63 - 1  # a token id on the wire
+
+
+class InputError(Exception):
+    """Input the command cannot send (a bad stdin line or argument): one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with every usage error as one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `error: message` and exit 2."""
+        self.exit(2, f"error: {message}\n")
+
+
+# ---------------------------------------------------------------- flag values
+
+
+def timeout_arg(text: str) -> float:
+    """--timeout: a finite number of seconds above 0 (and at most a day)."""
+    try:
+        return check_timeout(float(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, not {text!r}"
+        ) from None
+
+
+def top_k_arg(text: str) -> int:
+    """--top-k: a whole number >= 0 (0: the server's default)."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and int(digits) <= UINT32_MAX):
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number >= 0 (0: the server's default), not {text!r}"
+        )
+    return int(digits)
+
+
+def target_arg(text: str) -> str:
+    """--target: HOST:PORT, not empty."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must be HOST:PORT, not empty")
+    return text.strip()
+
+
+def _read(path: str) -> bytes:
+    if not path:
+        raise argparse.ArgumentTypeError("needs a file name")
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def certificate_arg(path: str) -> str:
+    """--tls-ca, --tls-cert: a readable file holding a PEM certificate."""
+    if b"-----BEGIN CERTIFICATE-----" not in _read(path):
+        raise argparse.ArgumentTypeError(f"{path} holds no PEM certificate")
+    return path
+
+
+def private_key_arg(path: str) -> str:
+    """--tls-key: a readable file holding an unencrypted PEM private key."""
+    if not re.search(rb"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----", _read(path)):
+        raise argparse.ArgumentTypeError(f"{path} holds no unencrypted PEM private key")
+    return path
+
+
+def bearer_token(token: str, source: str) -> str:
+    """`token` when a gRPC header can carry it (printable ASCII), else InputError."""
+    if not (token.isascii() and token.isprintable()):
+        raise InputError(f"the token in {source} has characters other than printable ASCII")
+    return token
+
+
+def token_file_arg(path: str) -> str:
+    """--token-file: the file's first line that is neither blank nor a # comment."""
+    try:
+        text = _read(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise argparse.ArgumentTypeError(f"{path} is not UTF-8 text") from None
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"{path} is empty")
+    lines = [ln.strip() for ln in text.splitlines()]
+    tokens = [ln for ln in lines if ln and not ln.startswith("#")]
+    if not tokens:
+        raise argparse.ArgumentTypeError(f"{path} holds only # comments, no token")
+    try:
+        return bearer_token(tokens[0], path)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# ---------------------------------------------------------------- stdin
+
+
+def _stdin_bytes() -> Iterator[bytes]:
+    # Straight from the descriptor: `stream` reads stdin on a gRPC thread, and a thread left
+    # waiting inside sys.stdin's buffer (Ctrl-C, a refused stream) aborts the interpreter's exit.
+    fd, pending = sys.stdin.fileno(), b""
+    while block := os.read(fd, 1 << 16):
+        *lines, pending = (pending + block).split(b"\n")
+        yield from lines
+    if pending:
+        yield pending
+
+
+def stdin_lines() -> Iterator[tuple[int, str]]:
+    """(line number, text without its line break) for each line on stdin."""
+    for number, raw in enumerate(_stdin_bytes(), 1):
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InputError(f"stdin line {number} is not UTF-8 text") from None
+        yield number, text.removesuffix("\r")
+
+
+def token_ids(line: str, number: int) -> list[int]:
+    """The space-separated token ids of one stdin line."""
+    ids = []
+    for word in line.split():
+        if not (word.isascii() and word.isdigit()):
+            raise InputError(
+                f"stdin line {number}: {word!r} is not a token id"
+                " (ids are whole numbers >= 0, separated by spaces)"
+            )
+        if int(word) > INT64_MAX:
+            raise InputError(f"stdin line {number}: token id {word} is too large")
+        ids.append(int(word))
+    return ids
 
 
 def tensor_dict(t: pb.Tensor) -> dict[str, Any]:
@@ -79,6 +219,14 @@ def human(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) -> str
     return "\n".join(lines)
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _emit(args: argparse.Namespace, text: str | None, r: Any) -> None:
     if args.json:
         print(json.dumps(result_dict(text, r), ensure_ascii=False), flush=True)
@@ -89,9 +237,11 @@ def _emit(args: argparse.Namespace, text: str | None, r: Any) -> None:
 def cmd_parse(args: argparse.Namespace, client: Client) -> int:
     """Parse texts (or stdin lines with `-`), concurrently; print in input order."""
     texts: list[str] = []
-    for t in args.texts:
+    for number, t in enumerate(args.texts, 1):
         if t == "-":
-            texts.extend(line.rstrip("\n") for line in sys.stdin if line.strip())
+            texts.extend(line for _, line in stdin_lines() if line.strip())
+        elif not _encodable(t):
+            raise InputError(f"utterance {number} on the command line is not UTF-8 text")
         else:
             texts.append(t)
     if not texts:
@@ -113,17 +263,27 @@ def cmd_parse(args: argparse.Namespace, client: Client) -> int:
 def cmd_stream(args: argparse.Namespace, client: Client) -> int:
     """Stream stdin lines as chunks (text, or space-separated ids with --tokens)."""
 
-    def chunks() -> Iterator[str | list[int]]:
-        for line in sys.stdin:
-            line = line.rstrip("\n")
-            if not line.strip():
-                continue
-            yield [int(x) for x in line.split()] if args.tokens else line + " "
+    sent: list[int] = []  # the stdin line number of each chunk sent
 
-    for r in client.stream(
-        chunks(), model=args.model, steps=args.steps, state=args.state, top_k=args.top_k
-    ):
-        _emit(args, None, r)
+    def chunks() -> Iterator[str | list[int]]:
+        for number, line in stdin_lines():
+            if line.strip():
+                chunk = token_ids(line, number) if args.tokens else line + " "
+                sent.append(number)
+                yield chunk
+
+    answered = 0
+    try:
+        for r in client.stream(
+            chunks(), model=args.model, steps=args.steps, state=args.state, top_k=args.top_k
+        ):
+            _emit(args, None, r)
+            answered += 1
+    except RnnServeError as err:
+        # The server answers chunks in order and stops at the first it refuses.
+        if err.code == "INVALID_ARGUMENT" and answered < len(sent):
+            raise RnnServeError(err.code, f"{err.message} (stdin line {sent[answered]})") from None
+        raise
     return 0
 
 
@@ -161,33 +321,63 @@ def cmd_health(args: argparse.Namespace, client: Client) -> int:
     return 0 if status == "SERVING" else 1
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command-line parser."""
-    common = argparse.ArgumentParser(add_help=False)
+def build_parser(prog: str = "python -m client") -> Parser:
+    """The command-line parser; flag values are checked as they are parsed."""
+    common = Parser(add_help=False)
     common.add_argument(
         "--target",
-        default=os.environ.get("RNNSERVE_TARGET", DEFAULT_TARGET),
+        type=target_arg,
+        default=os.environ.get("RNNSERVE_TARGET") or DEFAULT_TARGET,
         help="HOST:PORT of the server (env RNNSERVE_TARGET)",
     )
     common.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT, help="deadline per call, seconds"
+        "--timeout",
+        type=timeout_arg,
+        default=DEFAULT_TIMEOUT,
+        help=f"deadline per call, seconds above 0, at most {MAX_TIMEOUT:g}",
     )
     common.add_argument("--model", default="", help="model name (default: the server's)")
     common.add_argument("--json", action="store_true", help="one JSON object per line")
-    common.add_argument("--tls-ca", help="CA bundle (PEM) that signed the server certificate")
-    common.add_argument("--tls-cert", help="client certificate (PEM) for mutual TLS")
-    common.add_argument("--tls-key", help="client private key (PEM) for mutual TLS")
-    common.add_argument("--token-file", help="file holding a bearer token (env RNNSERVE_TOKEN)")
-    p = argparse.ArgumentParser(prog="python -m client", description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True)
+    common.add_argument(
+        "--tls-ca",
+        type=certificate_arg,
+        metavar="PEM",
+        help="CA bundle that signed the server certificate (TLS)",
+    )
+    common.add_argument(
+        "--tls-cert",
+        type=certificate_arg,
+        metavar="PEM",
+        help="client certificate for mutual TLS (with --tls-key)",
+    )
+    common.add_argument(
+        "--tls-key",
+        type=private_key_arg,
+        metavar="PEM",
+        help="client private key for mutual TLS (with --tls-cert)",
+    )
+    common.add_argument(
+        "--token-file",
+        dest="token",
+        type=token_file_arg,
+        metavar="PATH",
+        help="file whose first line (blank and # lines skipped) is a bearer token"
+        " (env RNNSERVE_TOKEN)",
+    )
+    p = Parser(prog=prog, description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True, metavar="{parse,stream,info,health}")
     parse = sub.add_parser("parse", parents=[common], help="parse utterances")
     parse.add_argument("texts", nargs="+", help="utterances, or - for one per stdin line")
     stream = sub.add_parser("stream", parents=[common], help="stream stdin lines as chunks")
-    stream.add_argument("--tokens", action="store_true", help="lines are token ids")
+    stream.add_argument(
+        "--tokens", action="store_true", help="lines are token ids, separated by spaces"
+    )
     for sp in (parse, stream):
         sp.add_argument("--steps", action="store_true", help="per-step outputs and tags")
         sp.add_argument("--state", action="store_true", help="final hidden state")
-        sp.add_argument("--top-k", type=int, default=0, help="intents to list")
+        sp.add_argument(
+            "--top-k", type=top_k_arg, default=0, help="intents to list (0: the server's default)"
+        )
     sub.add_parser("info", parents=[common], help="describe the model")
     health = sub.add_parser("health", parents=[common], help="grpc.health.v1 check")
     health.add_argument("--service", default="", help="service name ('' = whole server)")
@@ -197,13 +387,25 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"parse": cmd_parse, "stream": cmd_stream, "info": cmd_info, "health": cmd_health}
 
 
+def _prog() -> str:
+    """How the command was called: `rnnserve` when installed as a script."""
+    name = Path(sys.argv[0]).name
+    return "python -m client" if name in ("__main__.py", "") else name
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run one command; a failed call prints `CODE: message` on stderr and exits 1."""
-    args = build_parser().parse_args(argv)
+    """Run one command: exit 0; 1 with `CODE: message` when a call fails; 2 on bad input.
+
+    Output cut short (a closed pipe) exits 1 and Ctrl-C 130, both without a traceback.
+    """
+    parser = build_parser(_prog())
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together: mutual TLS needs both")
     try:
-        token = os.environ.get("RNNSERVE_TOKEN") or None
-        if args.token_file:
-            token = Path(args.token_file).read_text().strip().splitlines()[0].strip()
+        token = args.token
+        if token is None and os.environ.get("RNNSERVE_TOKEN"):
+            token = bearer_token(os.environ["RNNSERVE_TOKEN"], "RNNSERVE_TOKEN")
         client = Client(
             args.target,
             timeout=args.timeout,
@@ -217,9 +419,15 @@ def main(argv: list[str] | None = None) -> int:
     except RnnServeError as err:
         print(f"{err.code}: {err.message}", file=sys.stderr)
         return 1
-    except (ValueError, OSError, IndexError) as err:
+    except InputError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Whoever read the output has gone (`| head`): stop quietly, without a last flush.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        return 130
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -15,7 +16,8 @@ import pytest
 from server.settings import Settings, parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
-from .serving import ServerProcess, small_model_file
+from .pki import issue, make_ca
+from .serving import RunningServer, ServerProcess, settings_for, small_model_file
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -29,15 +31,20 @@ def server():
         srv.stop()
 
 
-def client(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
+def client(
+    *args: str | bytes, stdin: str | bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m client ARGS`; stdout and stderr decoded, stdin and arguments may be bytes."""
+    out = subprocess.run(
         [PY, "-m", "client", *args],
         cwd=ROOT,
-        env=ENV,
-        input=stdin,
+        env=ENV if env is None else {**ENV, **env},
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
         capture_output=True,
-        text=True,
         timeout=60,
+    )
+    return subprocess.CompletedProcess(
+        out.args, out.returncode, out.stdout.decode(), out.stderr.decode()
     )
 
 
@@ -93,16 +100,234 @@ def test_sigterm_drains_and_exits_zero():
     assert [r["msg"] for r in logs][-2:] == ["draining", "stopped"]
 
 
-def test_stream_cli_with_a_unidirectional_model(tmp_path):
-    path = small_model_file(tmp_path / "uni.onnx", "gru")
-    srv = ServerProcess("--model", str(path))
+@pytest.fixture(scope="module")
+def uni_server(tmp_path_factory):
+    """A server of a small unidirectional GRU, which can stream."""
+    path = small_model_file(tmp_path_factory.mktemp("uni") / "uni.onnx", "gru")
+    with RunningServer(settings_for(path)) as srv:
+        yield srv
+
+
+def test_stream_cli_with_a_unidirectional_model(uni_server):
+    out = client("stream", "--json", "--target", uni_server.target, stdin="turn on the\nkitchen\n")
+    assert out.returncode == 0, out.stderr
+    rows = [json.loads(x) for x in out.stdout.splitlines()]
+    assert [r["tokens"] for r in rows] == [["turn", "on", "the"], ["kitchen"]]
+
+
+def _one_line(out: subprocess.CompletedProcess) -> str:
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("stdin", "message"),
+    [
+        ("3 5\nseven\n", "error: stdin line 2: 'seven' is not a token id"),
+        ("3 5\n\n4 -1\n", "error: stdin line 3: '-1' is not a token id"),
+        (f"3 5\n{2**63}\n", f"error: stdin line 2: token id {2**63} is too large"),
+        (b"3 5\n\xff\n", "error: stdin line 2 is not UTF-8 text"),
+    ],
+)
+def test_stream_names_the_bad_stdin_line_after_answering_the_ones_before(
+    uni_server, stdin, message
+):
+    out = client("stream", "--tokens", "--json", "--target", uni_server.target, stdin=stdin)
+    assert out.returncode == 2
+    assert _one_line(out).startswith(message)
+    assert [len(json.loads(x)["tokens"]) for x in out.stdout.splitlines()] == [2]
+
+
+def test_stream_names_the_stdin_line_the_server_refused(uni_server):
+    out = client("stream", "--tokens", "--target", uni_server.target, stdin="3\n\n999999\n4\n")
+    assert out.returncode == 1
+    line = _one_line(out)
+    assert line.startswith("INVALID_ARGUMENT: token id 999999 ") and line.endswith("(stdin line 3)")
+
+
+def test_text_arguments_and_stdin_must_be_utf8(server):
+    out = client("parse", "what time is it", b"\xff", "--target", server.target)
+    assert out.returncode == 2
+    assert _one_line(out) == "error: utterance 2 on the command line is not UTF-8 text"
+    out = client("parse", "-", "--target", server.target, stdin=b"what time is it\n\xfe\n")
+    assert out.returncode == 2
+    assert _one_line(out) == "error: stdin line 2 is not UTF-8 text"
+
+
+def test_a_closed_output_pipe_ends_quietly(server):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read: the first write fails with EPIPE
     try:
-        out = client("stream", "--json", "--target", srv.target, stdin="turn on the\nkitchen\n")
-        assert out.returncode == 0, out.stderr
-        rows = [json.loads(x) for x in out.stdout.splitlines()]
-        assert [r["tokens"] for r in rows] == [["turn", "on", "the"], ["kitchen"]]
+        out = subprocess.run(
+            [PY, "-m", "client", "parse", "what time is it", "--target", server.target],
+            cwd=ROOT,
+            env=ENV,
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
     finally:
-        srv.stop()
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (1, "")
+
+
+def test_ctrl_c_during_a_stream_exits_130_without_a_traceback(uni_server):
+    cmd = [PY, "-m", "client", "stream", "--json", "--target", uni_server.target]
+    pipe = subprocess.PIPE
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdin=pipe, stdout=pipe, stderr=pipe, text=True)
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    try:
+        proc.stdin.write("turn on the\n")
+        proc.stdin.flush()
+        assert json.loads(proc.stdout.readline())["tokens"] == ["turn", "on", "the"]
+        proc.send_signal(signal.SIGINT)  # stdin stays open: the stream is waiting for more
+        assert proc.wait(timeout=60) == 130
+        assert proc.stderr.read() == ""
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+# ---------------------------------------------------------------- flag values
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pki")
+    ca, ca_cert, ca_key = make_ca(out, "ca")
+    return {
+        "ca": ca,
+        "server": issue(out, "server", ca_cert, ca_key, server=True),
+        "client": issue(out, "client", ca_cert, ca_key, server=False),
+    }
+
+
+def test_a_client_certificate_without_its_key_is_a_usage_error(pki, server):
+    ca, cert, key = str(pki["ca"].cert), str(pki["client"].cert), str(pki["client"].key)
+    for flags in (
+        ["--tls-cert", cert],
+        ["--tls-key", key],
+        ["--tls-ca", ca, "--tls-cert", cert],
+        ["--tls-ca", ca, "--tls-key", key],
+    ):
+        out = client("health", "--target", server.target, *flags)
+        assert out.returncode == 2, (flags, out.stderr)
+        assert (
+            _one_line(out) == "error: --tls-cert and --tls-key go together: mutual TLS needs both"
+        )
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, pki):
+    d = tmp_path_factory.mktemp("files")
+    binary = d / "binary"
+    binary.write_bytes(b"\xff\xfe token\n")
+    return {
+        "missing": d / "missing",
+        "directory": d,
+        "notes": _text(d / "notes.txt", "hello"),
+        "empty": _text(d / "empty", ""),
+        "blank": _text(d / "blank", "\n  \n"),
+        "comments": _text(d / "comments", "# tokens\n"),
+        "non-ascii": _text(d / "non-ascii", "t\u00f6ken\n"),
+        "binary": binary,
+        "key": pki["client"].key,
+        "cert": pki["client"].cert,
+    }
+
+
+def _text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("flag", "name", "message"),
+    [
+        ("--tls-ca", "missing", "cannot read {}: No such file or directory"),
+        ("--tls-ca", "directory", "cannot read {}: Is a directory"),
+        ("--tls-ca", "key", "{} holds no PEM certificate"),
+        ("--tls-cert", "notes", "{} holds no PEM certificate"),
+        ("--tls-key", "cert", "{} holds no unencrypted PEM private key"),
+        ("--token-file", "missing", "cannot read {}: No such file or directory"),
+        ("--token-file", "empty", "{} is empty"),
+        ("--token-file", "blank", "{} is empty"),
+        ("--token-file", "comments", "{} holds only # comments, no token"),
+        ("--token-file", "binary", "{} is not UTF-8 text"),
+        ("--token-file", "non-ascii", "the token in {} has characters other than printable"),
+    ],
+)
+def test_unusable_files_are_named_in_one_line(files, server, flag, name, message):
+    path = files[name]
+    out = client("info", "--target", server.target, flag, str(path))
+    assert out.returncode == 2
+    assert _one_line(out).startswith(f"error: argument {flag}: " + message.format(path))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        *[
+            ([f"--timeout={t}"], "argument --timeout: must be a number of seconds above 0")
+            for t in ("0", "-1", "nan", "inf", "-inf", "1e300", "ten")
+        ],
+        *[
+            ([f"--top-k={k}"], "argument --top-k: must be a whole number >= 0")
+            for k in ("-3", "1.5", "x", str(2**32))
+        ],
+        (["--target="], "argument --target: must be HOST:PORT, not empty"),
+    ],
+)
+def test_bad_numbers_and_targets_are_usage_errors(server, flags, message):
+    out = client("parse", "what time is it", "--target", server.target, *flags)
+    assert out.returncode == 2
+    assert _one_line(out).startswith(f"error: {message}")
+
+
+def test_good_numbers_are_taken(server):
+    flags = ["--json", "--timeout", "30", "--top-k", "2", "--target", server.target]
+    out = client("parse", "what time is it", *flags)
+    assert out.returncode == 0, out.stderr
+    assert len(json.loads(out.stdout)["top_intents"]) == 2
+
+
+def test_a_token_the_channel_cannot_carry_is_a_usage_error(server):
+    out = client("health", "--target", server.target, env={"RNNSERVE_TOKEN": "t\u00f6ken"})
+    assert out.returncode == 2
+    assert (
+        _one_line(out)
+        == "error: the token in RNNSERVE_TOKEN has characters other than printable ASCII"
+    )
+
+
+def test_mutual_tls_and_a_token_file_reach_a_guarded_server(tmp_path, pki):
+    tokens = _text(tmp_path / "tokens", "right-token\n")
+    settings = settings_for(
+        DEFAULT_ONNX,
+        tls_cert=str(pki["server"].cert),
+        tls_key=str(pki["server"].key),
+        tls_client_ca=str(pki["ca"].cert),
+        auth_token_file=str(tokens),
+    )
+    mine = _text(tmp_path / "mine", "# the token for this client\n\n  right-token  \nnext\n")
+    tls = [
+        "--tls-ca",
+        str(pki["ca"].cert),
+        "--tls-cert",
+        str(pki["client"].cert),
+        "--tls-key",
+        str(pki["client"].key),
+    ]
+    with RunningServer(settings) as srv:
+        out = client(
+            "parse", "what time is it", "--target", srv.target, *tls, "--token-file", str(mine)
+        )
+        assert out.returncode == 0, out.stderr
+        assert "HassGetCurrentTime" in out.stdout
+        anon = client("parse", "what time is it", "--target", srv.target, *tls)
+        assert anon.returncode == 1 and anon.stderr.startswith("UNAUTHENTICATED")
 
 
 # ---------------------------------------------------------------- start-up faults
