@@ -1,10 +1,24 @@
-"""Bearer tokens from a file re-read when it changes; checked by the server's one interceptor."""
+"""Bearer tokens from a file re-read when it changes; checked by the server's auth interceptor.
+
+The store fails closed. At start-up, a token file that cannot be read, is not UTF-8, or holds no
+token (only blank lines and `#` comments) is an error. Once serving, a change that leaves the file
+in one of those states leaves the store with no token: every guarded call is answered
+PERMISSION_DENIED (health and reflection stay open) until the file holds tokens again, when they
+are loaded at the next call. Each such change logs one warning naming the file and the reason
+(never a token), and the number of loaded tokens, 0, goes to `on_change` (the server's
+`rnnserve_auth_tokens` gauge).
+
+PERMISSION_DENIED rather than UNAVAILABLE: emptying the file is how every token is revoked, and a
+revoked token is a token that is not accepted. UNAVAILABLE would tell clients, meshes and load
+balancers to retry elsewhere or later, as for overload or a drain; a denial is not retried.
+"""
 
 from __future__ import annotations
 
 import hmac
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,44 +31,71 @@ OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 HEADER = "authorization"
 SCHEME = "bearer "
 
+Stamp = tuple[int, int, int]
+
 
 class TokenStore:
-    """The accepted tokens; the file is re-read whenever its size, mtime or inode changes."""
+    """The accepted tokens; the file is re-read whenever its size, mtime or inode changes.
 
-    def __init__(self, path: str | Path) -> None:
+    `on_change(count)` is called with the number of loaded tokens at start-up and whenever that
+    number changes (0 while the file is empty, unreadable or not UTF-8).
+    """
+
+    def __init__(self, path: str | Path, on_change: Callable[[int], None] | None = None) -> None:
         self.path = Path(path)
-        self._stamp: tuple[int, int, int] | None = None
+        self.on_change = on_change
+        self._stamp: Stamp | None = None
         self._tokens: list[bytes] = []
-        self.tokens()  # fail at start-up if the file cannot be read
-        if not self._tokens:
-            raise ValueError(f"{self.path}: no tokens (one per line)")
+        self._problem: str | None = None
+        stamp, tokens, problem = self._read()
+        if problem is not None:
+            raise ValueError(f"{self.path}: {problem}")
+        self._stamp, self._tokens = stamp, tokens
+        log.info("auth tokens loaded", extra={"count": len(tokens)})  # never the tokens
+        if on_change is not None:
+            on_change(len(tokens))
 
-    def tokens(self) -> list[bytes]:
-        """Current tokens (the old list is kept if the file is briefly unreadable)."""
+    def _read(self) -> tuple[Stamp | None, list[bytes], str | None]:
+        """The file's stamp, its tokens, and why it has none (None when it has some)."""
         try:
             st = os.stat(self.path)
             stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if stamp != self._stamp:
-                lines = self.path.read_text(encoding="utf-8").splitlines()
-                fresh = [
-                    ln.strip().encode()
-                    for ln in lines
-                    if ln.strip() and not ln.lstrip().startswith("#")
-                ]
-                if fresh:
-                    self._tokens = fresh
-                    self._stamp = stamp
-                    log.info("auth tokens loaded", extra={"count": len(fresh)})  # never the tokens
+            if stamp == self._stamp:
+                return stamp, self._tokens, self._problem
+            raw = self.path.read_bytes()
         except OSError as exc:
-            if self._stamp is None:
-                raise ValueError(
-                    f"{self.path}: cannot read the token file ({exc.strerror})"
-                ) from None
-            log.warning("token file unreadable; keeping the previous tokens")
-        return self._tokens
+            return None, [], f"cannot read the token file ({exc.strerror})"
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return stamp, [], f"the token file is not UTF-8 (byte {exc.start})"
+        tokens = [
+            ln.strip().encode()
+            for ln in text.splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ]
+        return stamp, tokens, None if tokens else "no tokens (one per line)"
+
+    def tokens(self) -> list[bytes]:
+        """Current tokens: none while the file is empty, unreadable or not UTF-8."""
+        stamp, tokens, problem = self._read()
+        if stamp is not None and stamp == self._stamp:
+            return self._tokens
+        before = len(self._tokens)
+        if problem is None:
+            log.info("auth tokens loaded", extra={"count": len(tokens)})
+        elif problem != self._problem:
+            log.warning(
+                "auth token file rejected; every guarded call is denied until it holds tokens",
+                extra={"path": str(self.path), "reason": problem},
+            )
+        self._stamp, self._tokens, self._problem = stamp, tokens, problem
+        if self.on_change is not None and len(tokens) != before:
+            self.on_change(len(tokens))
+        return tokens
 
     def check(self, presented: bytes) -> bool:
-        """Constant-time comparison against every token (no early exit)."""
+        """Constant-time comparison against every token (no early exit); False with none."""
         ok = False
         for token in self.tokens():
             ok |= hmac.compare_digest(presented, token)

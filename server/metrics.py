@@ -8,7 +8,7 @@ LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0
 
 
 class Metrics:
-    """Requests by method and status, latency, tokens processed, model readiness."""
+    """Requests by method and status, latency, tokens processed, readiness, bearer tokens."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -50,6 +50,12 @@ class Metrics:
         )
         self.ready = Gauge(
             "rnnserve_ready", "1 when the model is loaded and warm", registry=self.registry
+        )
+        self.auth_tokens = Gauge(
+            "rnnserve_auth_tokens",
+            "bearer tokens loaded from the token file (0 with a token file: every guarded call "
+            "is denied)",
+            registry=self.registry,
         )
 
     def record_batch(self, rows: int, requests: int) -> None:
