@@ -1,8 +1,10 @@
 """Data: generation from home-assistant-intents, the split, JSONL, and bad data."""
 
+import hashlib
 import json
 import subprocess
 import sys
+from dataclasses import asdict
 
 import pytest
 
@@ -17,7 +19,7 @@ from export.data import (
     parse_example,
     read_jsonl,
 )
-from export.pools import make_pools
+from export.pools import WordListError, load_words, make_pools
 from modelspec.names import SPECIAL_TOKENS
 from modelspec.tokenizer import Tokenizer
 
@@ -229,3 +231,25 @@ def test_more_training_areas_leave_validation_and_test_alone():
     assert more["val"] == base["val"] and more["test"] == base["test"]
     assert set(base["train"].areas) < set(more["train"].areas)
     assert not set(more["train"].areas) & (set(base["test"].areas) | set(base["val"].areas))
+
+
+def test_pools_stay_the_ones_the_default_model_was_trained_on():
+    # The word lists live in export/words/*.yaml; composing them must not drift.
+    pools = {name: asdict(p) for name, p in make_pools(13, more_train_areas=150).items()}
+    digest = hashlib.sha256(json.dumps(pools).encode()).hexdigest()
+    assert digest == "c924d348306c6717b8aa7538ad9e5d72b8228e73381e957451072510c2205566"
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("chat:\n  - hello\n  - yes\n", "chat: expected a list of words"),
+        ("rooms:\n  - den\n  - attic\n  - den\n", r"rooms: repeated \['den'\]"),
+        ("rooms: den\n", "rooms: expected a list"),
+        ("- den\n", "expected lists of words under names"),
+    ],
+)
+def test_bad_word_lists_are_named(tmp_path, body, problem):
+    (tmp_path / "w.yaml").write_text(body)
+    with pytest.raises(WordListError, match=problem):
+        load_words("w.yaml", tmp_path)
