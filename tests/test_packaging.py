@@ -1,13 +1,18 @@
-"""Packaging contracts: fresh stubs, and what the serving path must never import."""
+"""Packaging contracts: fresh stubs, what the serving path must never import, the commands."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import entry_points
+from pathlib import Path
 
 from .conftest import ROOT
 
 PROTOS = ["rnnserve/v1/rnnserve.proto", "rnnserve/kserve/grpc_predict_v2.proto"]
+SCRIPTS = {"rnnserve": "client.__main__:main", "rnnserve-server": "server.__main__:main"}
 
 
 def test_generated_stubs_are_fresh(tmp_path):
@@ -47,3 +52,36 @@ def test_server_never_imports_torch():
 def test_client_needs_neither_torch_nor_onnxruntime_nor_numpy():
     mods = _imported("import client, client.__main__")
     assert not {"torch", "onnxruntime", "numpy"} & mods
+
+
+def test_console_scripts_are_the_two_mains():
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert declared == SCRIPTS
+    installed = {ep.name: ep for ep in entry_points(group="console_scripts") if ep.name in SCRIPTS}
+    assert {name: ep.value for name, ep in installed.items()} == SCRIPTS, (
+        "stale install: make install"
+    )
+    for ep in installed.values():
+        assert callable(ep.load()), ep.value
+
+
+def test_installed_scripts_run_outside_the_checkout(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    bindir = Path(sys.executable).parent
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        script = bindir / args[0]
+        assert script.is_file(), f"no {script}: make install"
+        cmd = [str(script), *args[1:]]
+        return subprocess.run(
+            cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    client_help = run("rnnserve", "--help")
+    assert client_help.returncode == 0, client_help.stderr
+    assert client_help.stdout.startswith("usage: rnnserve [-h] {parse,stream,info,health}")
+    server_help = run("rnnserve-server", "--help")
+    assert server_help.returncode == 0, server_help.stderr
+    assert server_help.stdout.startswith("usage: ") and "--model" in server_help.stdout
+    bad = run("rnnserve", "health", "--timeout=0")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: argument --timeout: ")
