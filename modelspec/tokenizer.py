@@ -15,6 +15,7 @@ Version 1 rules (files exported before version 2) are still read with their old 
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 import sys
 import unicodedata
@@ -186,15 +187,18 @@ class Tokenizer:
             out = "".join(c if len(lc := c.lower()) != 1 else lc for c in out)
         return out
 
-    def tokenize(self, text: str) -> list[Token]:
-        """Tokens of `text` with spans into the original string."""
+    def tokenize(self, text: str, limit: int | None = None) -> list[Token]:
+        """Tokens of `text` with spans into the original string; with `limit`, at most that
+        many (the scan stops there, so an oversized text costs no more than the limit)."""
         norm = self.normalise(text)
+        matches = self._regex.finditer(norm)
+        if limit is not None:
+            matches = itertools.islice(matches, limit)
         if self._v2 and not norm.isascii():  # compose combining marks into the token's text
             return [
-                Token(unicodedata.normalize("NFC", m.group(0)), m.start(), m.end())
-                for m in self._regex.finditer(norm)
+                Token(unicodedata.normalize("NFC", m.group(0)), m.start(), m.end()) for m in matches
             ]
-        return [Token(m.group(0), m.start(), m.end()) for m in self._regex.finditer(norm)]
+        return [Token(m.group(0), m.start(), m.end()) for m in matches]
 
     def token_key(self, token: str) -> str:
         """The vocabulary key of a token (numbers collapse to one token)."""

@@ -14,7 +14,9 @@ from server.settings import parse_settings
 def main(argv: list[str] | None = None) -> int:
     """Parse settings once, then serve; start-up problems are one line on stderr."""
     try:
-        settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ)
+        script = os.path.basename(sys.argv[0])
+        prog = script if script == "rnnserve-server" else "python -m server"
+        settings = parse_settings(sys.argv[1:] if argv is None else argv, os.environ, prog)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from server.typed_servicer import ParserServicer
 
 log = logging.getLogger("rnnserve.server")
 DRAIN_QUIET_S = 0.2
+PENDING_FLOOR = 4096  # calls gRPC's core may hold before the server takes them
 
 SERVICE_NAMES = (
     rnnserve_pb2.DESCRIPTOR.services_by_name["Parser"].full_name,
@@ -121,10 +123,15 @@ def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def _grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    pending = max(PENDING_FLOOR, 16 * (settings.max_queue + settings.max_streams))
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
+        # gRPC's core cancels calls beyond this backlog (1,000 by default) before the server
+        # sees them; let admission see every call and answer RESOURCE_EXHAUSTED itself.
+        ("grpc.server.max_pending_requests", pending),
+        ("grpc.server.max_pending_requests_hard_limit", pending),
     ]
     if settings.max_connection_age > 0:  # GOAWAY after this age; calls in flight get the grace
         opts += [
@@ -134,10 +141,27 @@ def _grpc_options(settings: Settings) -> list[tuple[str, int]]:
     return opts
 
 
-def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+def _probe(host: str, port: int, what: str) -> None:
+    """OSError naming the address when `port` cannot be bound (before gRPC's core tries and
+    logs its own lines)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, addr in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(addr)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(f"cannot bind the {what} port {host}:{port} ({reason})") from None
+
+
+def _bind(
+    server: grpc.aio.Server, settings: Settings, credentials: grpc.ServerCredentials | None
+) -> int:
     """Bind the gRPC port (TLS when configured); OSError naming the address when it is taken."""
-    credentials = _server_credentials(settings)
     address = f"{settings.host}:{settings.port}"
+    if settings.port:
+        _probe(settings.host, settings.port, "gRPC")
     try:
         if credentials is None:
             port = server.add_insecure_port(address)
@@ -146,17 +170,24 @@ def _bind(server: grpc.aio.Server, settings: Settings) -> int:
     except RuntimeError:  # grpcio raises instead of returning 0 on some failures
         port = 0
     if port == 0:
-        raise OSError(f"cannot bind the gRPC port {address} (in use, or not an address here)")
+        raise OSError(f"cannot bind the gRPC port {address}")
     return port
 
 
 def build_app(settings: Settings) -> App:
     """Load the model (ModelLoadError on a bad file) and bind the server; call inside a loop."""
+    metrics = Metrics()
+    tokens = None  # the cheap checks first: files named in flags, before the model loads
+    if settings.auth_token_file:
+        try:
+            tokens = TokenStore(settings.auth_token_file, on_change=metrics.auth_tokens.set)
+        except ValueError as exc:
+            raise ModelLoadError(str(exc)) from None
+    credentials = _server_credentials(settings)
     runtime = settings.runtime
     executor = ThreadPoolExecutor(
         max_workers=max(1, runtime.inference_threads), thread_name_prefix="onnxruntime"
     )
-    metrics = Metrics()
     model = load_model(
         settings.model,
         name=settings.name,
@@ -174,11 +205,8 @@ def build_app(settings: Settings) -> App:
     )
     plane = DataPlane(registry, admission)
     interceptors: list[grpc.aio.ServerInterceptor] = [StatusInterceptor(metrics)]
-    if settings.auth_token_file:
-        try:
-            interceptors.append(AuthInterceptor(TokenStore(settings.auth_token_file)))
-        except ValueError as exc:
-            raise ModelLoadError(str(exc)) from None
+    if tokens is not None:
+        interceptors.append(AuthInterceptor(tokens))
     interceptors.append(AdmissionInterceptor(admission))
     server = grpc.aio.server(interceptors=interceptors, options=_grpc_options(settings))
     rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), server)
@@ -195,16 +223,15 @@ def build_app(settings: Settings) -> App:
         ),
         server,
     )
-    port = _bind(server, settings)
+    port = _bind(server, settings, credentials)
     app = App(settings, server, port, registry, admission, health, metrics, executor)
     if settings.metrics_port >= 0:
         try:
             app.metrics_port = metrics.serve(settings.host, settings.metrics_port)
         except OSError as exc:
-            raise OSError(
-                f"cannot bind the metrics port {settings.host}:{settings.metrics_port} "
-                f"({exc.strerror or exc})"
-            ) from None
+            where = f"{settings.host}:{settings.metrics_port}"
+            reason = exc.strerror or str(exc)
+            raise OSError(f"cannot bind the metrics port {where} ({reason})") from None
     return app
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelspec.names import C_N, H_N
+from modelspec.names import C_N, H_N, OUTPUTS, SLOT_LOGITS
 from server.admission import Admission
 from server.decoding import History, ParseOptions, ParseResult, TokenOut, decode
 from server.errors import FailedPrecondition, InvalidArgument
@@ -116,7 +116,7 @@ class DataPlane:
                 raise InvalidArgument(
                     f"text has {len(text)} characters; the limit is {limits.max_text_chars}"
                 )
-            toks = model.tokenizer.tokenize(text)
+            toks = model.tokenizer.tokenize(text, limit=limits.max_tokens + 1)
             if not toks and not allow_empty:
                 reason = "is empty" if not text.strip() else "has no words or numbers to parse"
                 raise InvalidArgument(f"text {reason}")
@@ -150,10 +150,16 @@ class DataPlane:
         c0 = None if req.c0 is None else model.validator.state("c0", req.c0, 1)
         return h0, c0
 
+    @staticmethod
+    def _steps_fit(model: ServedModel, opts: ParseOptions, n: int) -> None:
+        if opts.steps:  # per-step outputs grow with the tokens: refuse before the run
+            model.validator.answer_size([OUTPUTS, SLOT_LOGITS], 1, n)
+
     async def parse(self, req: ParseInput) -> ParseResult:
         """Run one utterance and decode intent and slots."""
         model = self.registry.get(req.model)
         tokens, ids = self._encode(model, req, 0)
+        self._steps_fit(model, req.options, len(ids))
         h0, c0 = self._state(model, req)
         batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0)
         out = await model.run(batch)
@@ -181,6 +187,7 @@ class DataPlane:
                 f"the stream would hold {total} tokens; the limit is "
                 f"{model.limits.max_stream_tokens} (start a new stream)"
             )
+        self._steps_fit(model, chunk.options, len(tokens))
         text = stream.history.text + (chunk.text or "")
         if not tokens:  # punctuation only: nothing to run; the answer stands as it was
             stream.history.text = text

@@ -117,7 +117,7 @@ class StatusInterceptor(_Wrapping):
         self._counters: dict[tuple[str, str], Any] = {}
         self._latency: dict[str, Any] = {}
 
-    def record(self, method: str, code: str, start: float) -> None:
+    def record(self, method: str, code: str, start: float, context: Any) -> None:
         """One finished call."""
         counter = self._counters.get((method, code))
         if counter is None:
@@ -129,7 +129,8 @@ class StatusInterceptor(_Wrapping):
         elapsed = time.perf_counter() - start
         hist.observe(elapsed)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("request", extra={"method": method, "code": code, "ms": elapsed * 1000})
+            extra = {"method": method, "code": code, "ms": round(elapsed * 1000, 3)}
+            log.debug("request", extra=extra | {"peer": context.peer()})
 
     async def fail(self, method: str, start: float, context: Any, exc: BaseException) -> None:
         """Record a failed call; abort with the mapped status when `exc` is an error of ours."""
@@ -143,7 +144,7 @@ class StatusInterceptor(_Wrapping):
         else:
             log.error("%s failed", method, exc_info=exc)
             code, abort = "INTERNAL", (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
-        self.record(method, code, start)
+        self.record(method, code, start, context)
         if abort is not None:
             await context.abort(*abort)
 
@@ -158,11 +159,11 @@ class StatusInterceptor(_Wrapping):
                         yield response
                 except BaseException as exc:
                     if isinstance(exc, GeneratorExit):
-                        self.record(short, "CANCELLED", start)
+                        self.record(short, "CANCELLED", start, context)
                     else:
                         await self.fail(short, start, context, exc)
                     raise
-                self.record(short, "OK", start)
+                self.record(short, "OK", start, context)
 
             return gen
 
@@ -173,7 +174,7 @@ class StatusInterceptor(_Wrapping):
             except BaseException as exc:
                 await self.fail(short, start, context, exc)
                 raise
-            self.record(short, "OK", start)
+            self.record(short, "OK", start, context)
             return response
 
         return coro

@@ -6,6 +6,7 @@ Code below the servicers receives a `ServedModel`, never a model name. numpy onl
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Executor
 from pathlib import Path
@@ -20,6 +21,8 @@ from server.runtime import ModelRuntime
 from server.sequences import SequenceStore
 from server.settings import BatchSettings, LimitSettings, RuntimeSettings
 from server.validation import Batch, InputValidator
+
+log = logging.getLogger("rnnserve.runtime")
 
 VERSION = "1"  # one version per model until the repository serves several
 
@@ -123,6 +126,10 @@ def load_model(
         device=runtime.device,
         intra_op_threads=runtime.intra_op_threads,
         allow_missing_parity=runtime.allow_missing_parity,
+    )
+    log.info(
+        "model loaded",
+        extra={"model": name, "path": str(path), "provider": rt.provider, "cell": rt.cell},
     )
     return ServedModel(
         rt,

@@ -36,7 +36,7 @@ class Settings:
     metrics_port: int = 9090  # 0: pick a free port; -1: no metrics endpoint
     log_level: str = "info"
     max_tokens: int = 512  # per utterance / per chunk / per v2 row
-    max_text_chars: int = 16384  # characters of one text (Parse, a stream chunk)
+    max_text_chars: int = 8192  # characters of one text (Parse, a stream chunk)
     max_stream_tokens: int = 8192  # tokens over a whole ParseStream
     max_batch_rows: int = 256  # rows in one v2 request
     max_batch_size: int = 32  # rows per batched onnxruntime call; 1 turns batching off
@@ -218,9 +218,9 @@ _HELP = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m server") -> argparse.ArgumentParser:
     """Flags for every setting; RNNSERVE_<NAME> environment variables give the defaults."""
-    p = argparse.ArgumentParser(prog="python -m server", description="rnnserve gRPC server")
+    p = argparse.ArgumentParser(prog=prog, description="rnnserve gRPC server")
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
@@ -249,9 +249,11 @@ def _coerce(name: str, raw: str | bool) -> object:
     return raw
 
 
-def parse_settings(argv: Sequence[str], environ: Mapping[str, str]) -> Settings:
+def parse_settings(
+    argv: Sequence[str], environ: Mapping[str, str], prog: str = "python -m server"
+) -> Settings:
     """Flags win over RNNSERVE_* variables, which win over the defaults."""
-    args = build_parser().parse_args(list(argv))
+    args = build_parser(prog).parse_args(list(argv))
     values: dict[str, object] = {}
     for f in fields(Settings):
         env = environ.get(ENV_PREFIX + f.name.upper())
