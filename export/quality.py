@@ -17,8 +17,9 @@ import torch
 
 from export.data import Example, read_jsonl
 from export.model import IntentSlotRNN
+from export.train import forward_by_name
 from modelspec.batch import pad_rows
-from modelspec.names import PAD_ID
+from modelspec.names import INTENT_LOGITS, PAD_ID
 from modelspec.tokenizer import Tokenizer
 
 EVAL_DIR = Path(__file__).resolve().parent / "eval"
@@ -126,9 +127,8 @@ def intent_probs(
         for s in range(0, len(rows), batch):
             chunk = rows[s : s + batch]
             ids, lengths = pad_rows(chunk)
-            h0 = model.zero_state(len(chunk))
-            c0 = model.zero_state(len(chunk)) if model.config.cell == "lstm" else None
-            logits = model(torch.from_numpy(ids), torch.from_numpy(lengths), h0, c0)[2]
+            named = forward_by_name(model, torch.from_numpy(ids), torch.from_numpy(lengths))
+            logits = named[INTENT_LOGITS]
             out[s : s + len(chunk)] = torch.softmax(logits.double(), -1).numpy()
     return out
 

@@ -19,7 +19,14 @@ from export.data import DataError, Example, bio_tags, check_labels
 from export.metrics import evaluate
 from export.model import IntentSlotRNN, ModelConfig
 from modelspec.batch import pad_rows
-from modelspec.names import NUM, OUTSIDE_TAG, UNK_ID
+from modelspec.names import (
+    INTENT_LOGITS,
+    NUM,
+    OUTSIDE_TAG,
+    SLOT_LOGITS,
+    UNK_ID,
+    output_names,
+)
 from modelspec.tags import allowed_transitions, best_tags
 from modelspec.tokenizer import Tokenizer, TokenizerRules
 
@@ -205,6 +212,15 @@ def negatives(splits: dict[str, list[Example]], cfg: TrainConfig) -> list[str]:
     return [t for t in texts if t.lower() not in known]
 
 
+def forward_by_name(
+    model: IntentSlotRNN, ids: torch.Tensor, lengths: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The model's outputs on a padded batch, from zero initial states, keyed by output name."""
+    h0 = model.zero_state(len(ids))
+    c0 = model.zero_state(len(ids)) if model.config.cell == "lstm" else None
+    return dict(zip(output_names(model.config.cell), model(ids, lengths, h0, c0), strict=True))
+
+
 def _intent_loss(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float) -> torch.Tensor:
     """Cross-entropy on in-scope rows; cross-entropy to the uniform distribution on rows -1."""
     logp = torch.log_softmax(logits, -1)
@@ -215,6 +231,19 @@ def _intent_loss(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float)
     if (~inside).any():
         per_row[~inside] = -oos_weight * logp[~inside].mean(-1)
     return per_row.mean()
+
+
+def _loss(
+    out: dict[str, torch.Tensor], tags: torch.Tensor, intents: torch.Tensor, oos_weight: float
+) -> torch.Tensor:
+    """The intent loss plus the slot cross-entropy over tags that are not IGNORE_TAG."""
+    loss = _intent_loss(out[INTENT_LOGITS], intents, oos_weight)
+    if bool((tags != IGNORE_TAG).any()):  # a batch of masked rows only has no slot term
+        slots = out[SLOT_LOGITS]
+        loss = loss + nn.functional.cross_entropy(
+            slots.reshape(-1, slots.shape[-1]), tags.reshape(-1), ignore_index=IGNORE_TAG
+        )
+    return loss
 
 
 def predict(
@@ -229,11 +258,9 @@ def predict(
     with torch.no_grad():
         for idx in _batches(enc, batch_size, None):
             ids, lengths, _, _ = _tensors(enc, idx, None, None)
-            h0 = model.zero_state(len(idx))
-            c0 = model.zero_state(len(idx)) if model.config.cell == "lstm" else None
-            out = model(ids, lengths, h0, c0)
-            ip = out[2].argmax(-1).tolist()
-            logp = torch.log_softmax(out[1], -1).numpy()
+            out = forward_by_name(model, ids, lengths)
+            ip = out[INTENT_LOGITS].argmax(-1).tolist()
+            logp = torch.log_softmax(out[SLOT_LOGITS], -1).numpy()
             for r, i in enumerate(idx):
                 intents[i] = ip[r]
                 tags[i] = best_tags(logp[r, : int(lengths[r])], start, trans).tolist()
@@ -250,6 +277,128 @@ def score(model: IntentSlotRNN, enc: Encoded, labels: Labels) -> dict[str, Any]:
         [[labels.tags[t] for t in row] for row in pt],
         [e.kind for e in enc.examples],
     )
+
+
+@dataclass
+class TrainingData:
+    """What the model is trained and scored on: the vocabulary, the labels and every split
+    encoded (training with the out-of-scope rows appended)."""
+
+    tokenizer: Tokenizer
+    labels: Labels
+    encoded: dict[str, Encoded]
+
+
+def prepare(splits: dict[str, list[Example]], cfg: TrainConfig) -> TrainingData:
+    """Build the vocabulary (training texts and out-of-scope sentences) and the labels (training
+    examples), then encode every split; DataError on a label or text the training data lacks."""
+    oos = negatives(splits, cfg)
+    vocab_texts = [_vocab_text(e, cfg.vocab_skip_slots) for e in splits["train"]]
+    tok = Tokenizer.build(vocab_texts + oos, min_count=cfg.min_count, rules=TokenizerRules())
+    labels = Labels.from_examples(splits["train"])
+    enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
+    if not cfg.extra_slot_loss:  # extra templates teach phrasing (intent) only
+        for n, ex in enumerate(enc["train"].examples):
+            if ex.template.startswith("extra:"):
+                enc["train"].tags[n] = [IGNORE_TAG] * len(enc["train"].tags[n])
+    enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))
+    return TrainingData(tok, labels, enc)
+
+
+def build_model(data: TrainingData, arch: dict[str, Any]) -> IntentSlotRNN:
+    """A freshly initialised network sized for the vocabulary and labels (from torch's RNG)."""
+    return IntentSlotRNN(
+        ModelConfig(
+            vocab_size=data.tokenizer.vocab_size,
+            num_intents=len(data.labels.intents),
+            num_slots=len(data.labels.tags),
+            **arch,
+        )
+    )
+
+
+def _train_epoch(
+    model: IntentSlotRNN,
+    enc: Encoded,
+    cfg: TrainConfig,
+    step: Callable[[torch.Tensor], None],
+    rng: random.Random,
+    nprng: np.random.Generator,
+    desc: str,
+) -> float:
+    """One pass over shuffled batches with word dropout; the sum of the batch losses."""
+    model.train()
+    total = 0.0
+    dropout = (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout)
+    bar = tqdm(
+        _batches(enc, cfg.batch_size, rng),
+        desc=desc,
+        disable=not cfg.progress,
+        leave=False,
+        unit="batch",
+    )
+    for idx in bar:
+        ids, lengths, tags, intents = _tensors(enc, idx, dropout, nprng)
+        loss = _loss(forward_by_name(model, ids, lengths), tags, intents, cfg.oos_weight)
+        step(loss)
+        total += loss.item()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return total
+
+
+def fit(
+    model: IntentSlotRNN, data: TrainingData, cfg: TrainConfig, log: Callable[[str], None]
+) -> tuple[list[dict[str, float]], int]:
+    """The epoch loop: AdamW with a one-cycle schedule and gradient clipping, scored on
+    validation after each epoch, stopped after `patience` epochs without gain. Leaves the
+    best epoch's weights loaded (eval mode); returns the history and the best epoch."""
+    rng = random.Random(cfg.seed)
+    nprng = np.random.default_rng(cfg.seed)
+    train_enc, val_enc = data.encoded["train"], data.encoded["val"]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(train_enc.ids) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
+    )
+
+    def step(loss: torch.Tensor) -> None:
+        opt.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
+        opt.step()
+        sched.step()
+
+    best, best_state, best_epoch, bad = -1.0, None, 0, 0
+    history = []
+    for epoch in range(1, cfg.epochs + 1):
+        total = _train_epoch(model, train_enc, cfg, step, rng, nprng, f"epoch {epoch}")
+        loss = total / steps_per_epoch
+        val = score(model, val_enc, data.labels)
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": loss,
+                "val_intent_accuracy": val["intent_accuracy"],
+                "val_slot_f1": val["slot_f1"],
+            }
+        )
+        log(
+            f"epoch {epoch:2d}  loss {loss:.4f}  val intent "
+            f"{val['intent_accuracy']:.4f}  val slot F1 {val['slot_f1']:.4f}"
+        )
+        combined = (val["intent_accuracy"] + val["slot_f1"]) / 2
+        if combined > best:
+            best, best_epoch, bad = combined, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            bad += 1
+            if bad >= cfg.patience:
+                log(f"early stop: no validation gain for {cfg.patience} epochs")
+                break
+    assert best_state is not None
+    model.load_state_dict(best_state)
+    model.eval()
+    return history, best_epoch
 
 
 @dataclass
@@ -274,93 +423,19 @@ def train(
     """Train on splits['train'], early-stop on splits['val'], report on splits['test']."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
-    rng = random.Random(cfg.seed)
-    nprng = np.random.default_rng(cfg.seed)
     start = time.perf_counter()
-
-    oos = negatives(splits, cfg)
-    vocab_texts = [_vocab_text(e, cfg.vocab_skip_slots) for e in splits["train"]]
-    tok = Tokenizer.build(vocab_texts + oos, min_count=cfg.min_count, rules=TokenizerRules())
-    labels = Labels.from_examples(splits["train"])
-    enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
-    if not cfg.extra_slot_loss:  # extra templates teach phrasing (intent) only
-        for n, ex in enumerate(enc["train"].examples):
-            if ex.template.startswith("extra:"):
-                enc["train"].tags[n] = [IGNORE_TAG] * len(enc["train"].tags[n])
-    enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))
-    mcfg = ModelConfig(
-        vocab_size=tok.vocab_size,
-        num_intents=len(labels.intents),
-        num_slots=len(labels.tags),
-        **arch,
-    )
-    model = IntentSlotRNN(mcfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = nn.CrossEntropyLoss(ignore_index=IGNORE_TAG)
-    steps_per_epoch = math.ceil(len(enc["train"].ids) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=steps_per_epoch
-    )
-    best, best_state, best_epoch, bad = -1.0, None, 0, 0
-    history = []
-    for epoch in range(1, cfg.epochs + 1):
-        model.train()
-        total = 0.0
-        bar = tqdm(
-            _batches(enc["train"], cfg.batch_size, rng),
-            desc=f"epoch {epoch}",
-            disable=not cfg.progress,
-            leave=False,
-            unit="batch",
-        )
-        for idx in bar:
-            ids, lengths, tags, intents = _tensors(
-                enc["train"],
-                idx,
-                (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout),
-                nprng,
-            )
-            h0 = model.zero_state(len(idx))
-            c0 = model.zero_state(len(idx)) if mcfg.cell == "lstm" else None
-            out = model(ids, lengths, h0, c0)
-            loss = _intent_loss(out[2], intents, cfg.oos_weight)
-            if bool((tags != IGNORE_TAG).any()):  # a batch of masked rows only has no slot term
-                loss = loss + loss_fn(out[1].reshape(-1, mcfg.num_slots), tags.reshape(-1))
-            opt.zero_grad()
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_norm)
-            opt.step()
-            sched.step()
-            total += loss.item()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        val = score(model, enc["val"], labels)
-        combined = (val["intent_accuracy"] + val["slot_f1"]) / 2
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": total / steps_per_epoch,
-                "val_intent_accuracy": val["intent_accuracy"],
-                "val_slot_f1": val["slot_f1"],
-            }
-        )
-        log(
-            f"epoch {epoch:2d}  loss {total / steps_per_epoch:.4f}  val intent "
-            f"{val['intent_accuracy']:.4f}  val slot F1 {val['slot_f1']:.4f}"
-        )
-        if combined > best:
-            best, best_epoch, bad = combined, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        else:
-            bad += 1
-            if bad >= cfg.patience:
-                log(f"early stop: no validation gain for {cfg.patience} epochs")
-                break
-    assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
-    metrics = {"val": score(model, enc["val"], labels), "test": score(model, enc["test"], labels)}
+    data = prepare(splits, cfg)
+    model = build_model(data, arch)
+    history, best_epoch = fit(model, data, cfg, log)
+    metrics = {name: score(model, data.encoded[name], data.labels) for name in ("val", "test")}
     return TrainResult(
-        model, tok, labels, metrics, history, time.perf_counter() - start, best_epoch
+        model,
+        data.tokenizer,
+        data.labels,
+        metrics,
+        history,
+        time.perf_counter() - start,
+        best_epoch,
     )
 
 

@@ -15,9 +15,22 @@ import torch
 from export.model import IntentSlotRNN, ModelConfig
 from export.onnx_export import check_graph, export_onnx, io_spec
 from export.parity import ParityCase, ParityError, check_parity, default_cases
+from modelspec.batch import pad_rows
 from modelspec.io import IOSpec
 from modelspec.meta import ModelMetadata
-from modelspec.names import C0, H0, INPUT_IDS, LENGTHS, METADATA_KEY, output_names
+from modelspec.names import (
+    C0,
+    C_N,
+    H0,
+    H_N,
+    INPUT_IDS,
+    INTENT_LOGITS,
+    LENGTHS,
+    METADATA_KEY,
+    OUTPUTS,
+    SLOT_LOGITS,
+    output_names,
+)
 
 from .conftest import DEFAULT_CKPT, DEFAULT_ONNX
 
@@ -73,17 +86,22 @@ def test_padded_rows_equal_rows_alone_reverse_direction_included(tmp_path):
     path = tmp_path / "m.onnx"
     export_onnx(model, path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    ids = np.array([[5, 6, 7, 8, 9], [5, 6, 0, 0, 0]], dtype=np.int64)
-    out = sess.run(None, {INPUT_IDS: ids, LENGTHS: np.array([5, 2])})
-    alone = sess.run(None, {INPUT_IDS: ids[1:, :2], LENGTHS: np.array([2])})
-    for k in (2, 3, 4):  # intent_logits, h_n, c_n
-        a, b = (out[k][1], alone[k][0]) if k == 2 else (out[k][:, 1], alone[k][:, 0])
-        np.testing.assert_allclose(a, b, atol=1e-6)
-    np.testing.assert_allclose(out[0][1, :2], alone[0][0], atol=1e-6)
-    assert not out[0][1, 2:].any(), "outputs past a row's length are zero"
+    names = output_names("lstm")
+
+    def run(feeds):
+        return dict(zip(names, sess.run(names, feeds)))
+
+    ids, lengths = pad_rows([[5, 6, 7, 8, 9], [5, 6]])
+    out = run({INPUT_IDS: ids, LENGTHS: lengths})
+    alone = run({INPUT_IDS: ids[1:, :2], LENGTHS: lengths[1:]})
+    np.testing.assert_allclose(out[INTENT_LOGITS][1], alone[INTENT_LOGITS][0], atol=1e-6)
+    for state in (H_N, C_N):
+        np.testing.assert_allclose(out[state][:, 1], alone[state][:, 0], atol=1e-6)
+    np.testing.assert_allclose(out[OUTPUTS][1, :2], alone[OUTPUTS][0], atol=1e-6)
+    assert not out[OUTPUTS][1, 2:].any(), "outputs past a row's length are zero"
     # Without the padding mask the reverse direction would start on pad tokens and differ.
-    unmasked = sess.run(None, {INPUT_IDS: ids, LENGTHS: np.array([5, 5])})
-    assert np.abs(unmasked[2][1] - alone[2][0]).max() > 1e-3
+    unmasked = run({INPUT_IDS: ids, LENGTHS: np.array([5, 5])})
+    assert np.abs(unmasked[INTENT_LOGITS][1] - alone[INTENT_LOGITS][0]).max() > 1e-3
 
 
 def test_state_input_is_optional_and_defaults_to_zeros(tmp_path):
@@ -103,14 +121,17 @@ def test_carried_state_continues_a_unidirectional_sequence(tmp_path):
     path = tmp_path / "m.onnx"
     export_onnx(model, path)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = output_names("lstm")
+
+    def run(feeds):
+        return dict(zip(names, sess.run(names, feeds)))
+
     ids = np.array([[3, 9, 4, 22, 5, 7]], dtype=np.int64)
-    whole = sess.run(None, {INPUT_IDS: ids, LENGTHS: np.array([6])})
-    first = sess.run(None, {INPUT_IDS: ids[:, :4], LENGTHS: np.array([4])})
-    second = sess.run(
-        None, {INPUT_IDS: ids[:, 4:], LENGTHS: np.array([2]), H0: first[3], C0: first[4]}
-    )
-    np.testing.assert_allclose(second[3], whole[3], atol=1e-6)
-    np.testing.assert_allclose(second[2], whole[2], atol=1e-6)
+    whole = run({INPUT_IDS: ids, LENGTHS: np.array([6])})
+    first = run({INPUT_IDS: ids[:, :4], LENGTHS: np.array([4])})
+    second = run({INPUT_IDS: ids[:, 4:], LENGTHS: np.array([2]), H0: first[H_N], C0: first[C_N]})
+    np.testing.assert_allclose(second[H_N], whole[H_N], atol=1e-6)
+    np.testing.assert_allclose(second[INTENT_LOGITS], whole[INTENT_LOGITS], atol=1e-6)
 
 
 def test_parity_error_names_the_output_and_difference(tmp_path):
@@ -133,6 +154,26 @@ def test_default_cases_cover_the_required_shapes():
     assert {1, 8, 33} <= batches and {1, 7, 64, 512} <= lengths
     assert any(c.with_state for c in cases) and any(not c.with_state for c in cases)
     assert any(len(set(c.lengths)) > 1 for c in cases)
+
+
+def test_training_is_reproducible_from_the_seed(splits):
+    from export.train import TrainConfig, forward_by_name, train
+
+    intents = ("HassTurnOn", "HassTurnOff", "HassGetCurrentTime")
+    small = {
+        name: [e for e in splits[name] if e.intent in intents][:n]
+        for name, n in (("train", 200), ("val", 60), ("test", 60))
+    }
+    arch = {"cell": "lstm", "hidden_size": 8, "embedding_dim": 4}
+    cfg = TrainConfig(epochs=2, out_of_scope=50, min_count=1, progress=False)
+    runs = [train(small, arch, cfg, log=lambda m: None) for _ in range(2)]
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs[0].history == runs[1].history and runs[0].metrics == runs[1].metrics
+    ids, lengths = pad_rows([[4, 5, 6], [7]])
+    out = forward_by_name(runs[0].model, torch.from_numpy(ids), torch.from_numpy(lengths))
+    assert list(out) == output_names("lstm")
+    assert out[SLOT_LOGITS].shape == (2, 3, len(runs[0].labels.tags))
 
 
 def test_jsonl_data_trains_exports_and_keeps_its_labels(tmp_path, splits):
