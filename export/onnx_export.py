@@ -18,13 +18,18 @@ from modelspec.names import (
     C0,
     H0,
     INPUT_IDS,
+    INTENT_LOGITS,
     LENGTHS,
+    OUTPUTS,
+    SLOT_LOGITS,
     TIME_AXIS,
     input_names,
     output_names,
 )
 
 OPSET = 17
+# The tensors with a time axis: [batch, time, ...].
+PER_STEP = (INPUT_IDS, OUTPUTS, SLOT_LOGITS)
 RECURRENT_OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
@@ -46,16 +51,15 @@ def _spec(value_info: onnx.ValueInfoProto, optional: bool) -> TensorSpec:
 
 
 def _dynamic_axes(cell: str) -> dict[str, dict[int, str]]:
-    bt = {0: BATCH_AXIS, 1: TIME_AXIS}
-    axes: dict[str, dict[int, str]] = {INPUT_IDS: bt, LENGTHS: {0: BATCH_AXIS}}
-    for name in input_names(cell)[2:]:
-        axes[name] = {1: BATCH_AXIS}
-    outs = output_names(cell)
-    axes[outs[0]] = bt
-    axes[outs[1]] = bt
-    axes[outs[2]] = {0: BATCH_AXIS}
-    for name in outs[3:]:
-        axes[name] = {1: BATCH_AXIS}
+    """The batch and time axes of every graph input and output, by name."""
+    axes: dict[str, dict[int, str]] = {}
+    for name in input_names(cell) + output_names(cell):
+        if name in PER_STEP:
+            axes[name] = {0: BATCH_AXIS, 1: TIME_AXIS}
+        elif name in (LENGTHS, INTENT_LOGITS):
+            axes[name] = {0: BATCH_AXIS}
+        else:  # a state: [layers x directions, batch, hidden]
+            axes[name] = {1: BATCH_AXIS}
     return axes
 
 
@@ -108,8 +112,7 @@ def check_graph(proto: onnx.ModelProto, cell: str) -> None:
         raise ExportError(f"graph has no native {RECURRENT_OPS[cell]} node (ops: {sorted(ops)})")
     for vi in list(proto.graph.input) + list(proto.graph.output):
         dims = vi.type.tensor_type.shape.dim
-        per_step = vi.name == INPUT_IDS or vi.name in output_names(cell)[:2]
-        if per_step and not (dims[0].dim_param and dims[1].dim_param):
+        if vi.name in PER_STEP and not (dims[0].dim_param and dims[1].dim_param):
             raise ExportError(f"{vi.name}: batch and time axes must be symbolic")
 
 

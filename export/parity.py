@@ -17,8 +17,9 @@ import onnxruntime as ort
 import torch
 
 from export.model import IntentSlotRNN
+from export.onnx_export import PER_STEP
 from modelspec.batch import pad_rows
-from modelspec.names import C0, H0, INPUT_IDS, LENGTHS, output_names
+from modelspec.names import C0, H0, INPUT_IDS, INTENT_LOGITS, LENGTHS, output_names
 
 TOLERANCE = 1e-4
 
@@ -120,7 +121,7 @@ def _masked_diffs(
     steps = np.arange(a[0].shape[1])[None, :] < lengths[:, None]
     for name, x, y in zip(names, a, b):
         d = np.abs(x - y)
-        if name in names[:2]:
+        if name in PER_STEP:
             d = d[steps]
         diffs[name] = float(d.max()) if d.size else 0.0
     return diffs
@@ -190,13 +191,13 @@ def _rows_alone(
             if s in feeds:
                 one[s] = feeds[s][:, r : r + 1]
         alone = sess.run(names, one)
-        for k, name in enumerate(names):
-            if k < 2:
-                a, b = alone[k][0], batched[k][r, :n]
-            elif k == 2:
-                a, b = alone[k][0], batched[k][r]
-            else:
-                a, b = alone[k][:, 0], batched[k][:, r]
+        for name, x, y in zip(names, alone, batched):
+            if name in PER_STEP:
+                a, b = x[0], y[r, :n]
+            elif name == INTENT_LOGITS:
+                a, b = x[0], y[r]
+            else:  # a state: [layers x directions, batch, hidden]
+                a, b = x[:, 0], y[:, r]
             diffs[name] = max(diffs[name], float(np.abs(a - b).max()))
     return _row(f"{case.name} rows alone", feeds, diffs, tol)
 
