@@ -293,3 +293,226 @@ def test_soak_rss_stays_flat():
         assert srv.stop()[0] == 0
     print(f"\nsoak {seconds:.0f} s at 16 callers: RSS MB {[round(s, 1) for s in samples]}")
     assert samples[-1] - samples[0] < 25
+
+
+# ---------------------------------------------------------------- odd inputs, wider
+
+
+@pytest.fixture(scope="module")
+def uni_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("uni")
+    return {
+        (cell, nl): small_model_file(root / f"{cell}-{nl}.onnx", cell, nl)
+        for cell, nl in (("gru", "tanh"), ("lstm", "tanh"), ("rnn", "relu"))
+    }
+
+
+@pytest.fixture(scope="module")
+def uni_server(uni_models):
+    with (
+        RunningServer(settings_for(uni_models[("gru", "tanh")], max_tokens=64)) as srv,
+        grpc.insecure_channel(srv.target) as ch,
+    ):
+        yield ch
+
+
+# Every Unicode category: letters, marks, numbers, punctuation, symbols, separators, controls.
+any_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=400)
+punctuation = st.text(alphabet=st.characters(categories=["P", "S", "Zs"]), min_size=1, max_size=8)
+
+
+@fuzz(800)
+@given(
+    chunks=st.lists(
+        st.one_of(any_text, punctuation, st.lists(st.integers(-3, 40), max_size=6)),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_fuzz_mixed_streams_keep_every_slot_whole(uni_server, chunks):
+    """Text, token-id and punctuation-only chunks in any order: a precise status, finite
+    confidences, and every slot's value is its text span or its tokens' words."""
+    stub = pb_grpc.ParserStub(uni_server)
+
+    def requests():
+        for chunk in chunks:
+            if isinstance(chunk, str):
+                yield pb.ParseStreamRequest(text=chunk)
+            else:
+                yield pb.ParseStreamRequest(token_ids=pb.TokenIds(ids=chunk))
+
+    answers: list = []
+    _outcome(lambda: answers.extend(stub.ParseStream(requests(), timeout=10)))
+    text = "".join(c for c in chunks[: len(answers)] if isinstance(c, str))
+    tokens = [t for a in answers for t in a.tokens]
+    for a in answers:
+        assert all(math.isfinite(i.confidence) for i in a.top_intents)
+    if answers:
+        for slot in answers[-1].slots:
+            span = tokens[slot.token_start : slot.token_end]
+            assert len(span) == slot.token_end - slot.token_start > 0
+            if slot.char_start >= 0:
+                assert slot.value == text[slot.char_start : slot.char_end]
+            else:
+                assert slot.char_end == -1 and slot.value == " ".join(t.text for t in span)
+
+
+@fuzz(300)
+@given(
+    which=st.sampled_from([("gru", "tanh"), ("lstm", "tanh"), ("rnn", "relu")]),
+    h=st.floats(-3.3999999521443642e38, 3.3999999521443642e38, width=32),
+    c=st.floats(-3.3999999521443642e38, 3.3999999521443642e38, width=32),
+)
+def test_fuzz_extreme_finite_states_never_answer_nan(uni_models, which, h, c):
+    """Finite states anywhere in float32's range: refused, or answered with finite numbers."""
+    path = uni_models[which]
+    global _state_servers
+    srv = _state_servers.get(which)
+    if srv is None:
+        srv = _state_servers[which] = RunningServer(settings_for(path)).__enter__()
+    state = pb.State(h=pb.Tensor(shape=[1, 1, 12], values=[h] * 12))
+    if which[0] == "lstm":
+        state.c.CopyFrom(pb.Tensor(shape=[1, 1, 12], values=[c] * 12))
+    req = pb.ParseRequest(text="turn on the kitchen lights", initial_state=state, return_state=True)
+    with grpc.insecure_channel(srv.target) as ch:
+        answer: list = []
+        code = _outcome(lambda: answer.append(pb_grpc.ParserStub(ch).Parse(req, timeout=10)))
+    if code == grpc.StatusCode.OK:
+        a = answer[0]
+        assert all(math.isfinite(i.confidence) for i in a.top_intents)
+        assert all(math.isfinite(v) for v in a.state.h.values)
+        assert not a.no_intent or a.intent.name == ""
+
+
+_state_servers: dict = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_state_servers():
+    yield
+    for srv in _state_servers.values():
+        srv.__exit__(None, None, None)
+    _state_servers.clear()
+
+
+HUGE_TEXTS = ["a " * 2_097_000, "é" * 2_000_000, "中" * 1_300_000]  # each under 4 MB
+
+
+def _huge_rounds(rounds: int, health: bool) -> tuple[float, float, list[str], np.ndarray]:
+    """RSS before and after `rounds` of three 4 MB messages at once (Parse texts, or gRPC's own
+    Health service given the same strings), with small Parse calls going on meanwhile."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    srv = ServerProcess("--model", str(DEFAULT_ONNX))
+
+    async def scenario():
+        opts = [("grpc.max_send_message_length", 8 << 20)]
+        async with grpc.aio.insecure_channel(srv.target, options=opts) as ch:
+            stub, probe = pb_grpc.ParserStub(ch), health_pb2_grpc.HealthStub(ch)
+            small = pb.ParseRequest(text="what time is it")
+            await stub.Parse(small, timeout=10)
+            base = srv.rss_mb()
+            codes, lat = [], []
+            for _ in range(rounds):
+                if health:
+                    big = [
+                        probe.Check(health_pb2.HealthCheckRequest(service=t)) for t in HUGE_TEXTS
+                    ]
+                else:
+                    big = [stub.Parse(pb.ParseRequest(text=t), timeout=30) for t in HUGE_TEXTS]
+                for _ in range(20):  # small calls while the big ones are refused
+                    t0 = time.perf_counter()
+                    await stub.Parse(small, timeout=10)
+                    lat.append(time.perf_counter() - t0)
+                for call in big:
+                    try:
+                        await call
+                        codes.append("OK")
+                    except grpc.aio.AioRpcError as err:
+                        codes.append(err.code().name)
+            return base, codes, np.asarray(lat) * 1000
+
+    try:
+        base, codes, lat = asyncio.run(scenario())
+        after = srv.rss_mb()
+    finally:
+        assert srv.stop()[0] == 0
+    return base, after, codes, lat
+
+
+def test_huge_texts_are_refused_without_stalling_or_keeping_memory():
+    """4 MB texts are refused by their size; small calls go on meanwhile; the server keeps no
+    more memory than gRPC itself keeps after receiving messages of that size."""
+    base, after, codes, lat = _huge_rounds(2, health=False)
+    h_base, h_after, _, _ = _huge_rounds(2, health=True)
+    print(
+        f"\n4 MB texts: small Parse meanwhile p50 {np.percentile(lat, 50):.2f} ms, "
+        f"p99 {np.percentile(lat, 99):.2f} ms; RSS {base:.1f} -> {after:.1f} MB "
+        f"(gRPC's Health given the same messages: {h_base:.1f} -> {h_after:.1f} MB)"
+    )
+    assert codes == ["INVALID_ARGUMENT"] * 6
+    assert (after - base) - (h_after - h_base) < 20
+
+
+def test_a_flood_on_one_channel_is_served_or_refused_never_cancelled():
+    """2,000 calls at once on one channel: each gets an answer or RESOURCE_EXHAUSTED, and the
+    metrics count every one by the status its caller received."""
+    srv = ServerProcess("--model", str(DEFAULT_ONNX))
+
+    async def flood(n):
+        async with grpc.aio.insecure_channel(srv.target) as ch:
+            stub = pb_grpc.ParserStub(ch)
+            calls = [
+                stub.Parse(pb.ParseRequest(text="what time is it"), timeout=60) for _ in range(n)
+            ]
+            got = await asyncio.gather(*calls, return_exceptions=True)
+        return Counter(r.code().name if isinstance(r, grpc.RpcError) else "OK" for r in got)
+
+    try:
+        codes = asyncio.run(flood(2000))
+        counted = {
+            code: srv.metric(f'rnnserve_requests_total{{code="{code}",method="Parse"}}')
+            for code in codes
+        }
+    finally:
+        assert srv.stop()[0] == 0
+    print(f"\nflood of 2000 on one channel: {dict(codes)}")
+    assert set(codes) <= {"OK", "RESOURCE_EXHAUSTED"}
+    assert counted == {code: float(n) for code, n in codes.items()}
+
+
+@fuzz(400)
+@given(
+    flag=st.sampled_from(
+        [
+            "--drain-seconds",
+            "--max-connection-age",
+            "--sequence-idle-timeout",
+            "--max-message-bytes",
+            "--max-tokens",
+            "--max-batch-delay-us",
+            "--warmup-runs",
+            "--port",
+            "--max-text-chars",
+        ]
+    ),
+    value=st.one_of(
+        st.sampled_from(["nan", "inf", "-inf", "1e400", "-0", "0x10", "1_000", " 5 ", ""]),
+        st.floats().map(repr),
+        st.integers(-(2**70), 2**70).map(str),
+        st.text(max_size=8),
+    ),
+)
+def test_fuzz_flag_values_are_taken_or_refused_in_one_line(flag, value):
+    from server.settings import parse_settings
+
+    try:
+        s = parse_settings([flag, value], {})
+    except ValueError as exc:
+        assert "\n" not in str(exc) and str(exc)
+        return
+    except SystemExit:  # argparse: an empty or flag-like value
+        return
+    for name in ("drain_seconds", "max_connection_age", "sequence_idle_timeout"):
+        assert math.isfinite(getattr(s, name))
+    assert 1 <= s.max_message_bytes <= 2**31 - 1
