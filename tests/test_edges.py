@@ -16,7 +16,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from client import Client, RnnServeError
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
-from rnnserve.v1 import rnnserve_pb2 as pb
 
 from .conftest import DEFAULT_ONNX
 from .serving import ENV, ROOT, RunningServer, settings_for, small_model_file
@@ -100,10 +99,24 @@ def test_a_punctuation_only_chunk_keeps_the_stream_open(uni):
 def test_a_slot_spanning_text_and_token_id_chunks_is_whole(uni):
     """Slots that include a token-id chunk carry the tokens' words and no char offsets."""
     rng = np.random.default_rng(0)
-    words = "turn on the kitchen lights what time is it set fan to 50 percent".split()
+    words = [
+        "turn",
+        "on",
+        "the",
+        "kitchen",
+        "lights",
+        "what",
+        "time",
+        "is",
+        "it",
+        "set",
+        "fan",
+        "to",
+        "50",
+        "percent",
+    ]
     mixed = 0
     with RunningServer(settings_for(uni)) as srv, Client(srv.target, timeout=10) as c:
-        vocab = list(c.info().intents) and None  # the model is reachable
         for _ in range(40):
             text1 = " ".join(rng.choice(words, 3)) + " "
             ids = [int(i) for i in rng.integers(3, 20, 2)]
@@ -119,7 +132,7 @@ def test_a_slot_spanning_text_and_token_id_chunks_is_whole(uni):
                     mixed += 1
                     assert slot.char_start == slot.char_end == -1
                     assert slot.value == " ".join(t.text for t in span)
-    assert vocab is None and mixed > 0  # the search met slots of both kinds
+    assert mixed > 0  # the search met slots of both kinds
 
 
 def test_a_stream_stops_at_its_total_token_limit(uni):
