@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from export.data import DataError, Example, generate, read_jsonl, summarize, write_jsonl
+from modelspec.names import CELLS
 
 DEFAULT_ARCH: dict[str, Any] = {
     "cell": "gru",
@@ -224,14 +225,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     splits, _ = _load_splits(args)
     rows = []
-    for cell, bi in [
-        ("rnn", False),
-        ("rnn", True),
-        ("lstm", False),
-        ("lstm", True),
-        ("gru", False),
-        ("gru", True),
-    ]:
+    for cell, bi in [(cell, bi) for cell in CELLS for bi in (False, True)]:
         arch = {**_arch(args), "cell": cell, "bidirectional": bi}
         r = train(
             splits,
@@ -273,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data-dir", default="build/data", help="where the splits are written")
 
     def arch_flags(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--cell", choices=["rnn", "lstm", "gru"])
+        sp.add_argument("--cell", choices=list(CELLS))
         sp.add_argument("--nonlinearity", choices=["tanh", "relu"])
         sp.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=None)
         sp.add_argument("--num-layers", dest="num_layers", type=int)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from modelspec.names import CELLS, NONLINEARITIES, PAD_ID
+from modelspec.names import CELLS, GRU, LSTM, NONLINEARITIES, PAD_ID, RNN, has_cell_state
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class IntentSlotRNN(nn.Module):
         self.config = config
         c = config
         self.embedding = nn.Embedding(c.vocab_size, c.embedding_dim, padding_idx=PAD_ID)
-        rnn_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[c.cell]
+        rnn_cls = {RNN: nn.RNN, LSTM: nn.LSTM, GRU: nn.GRU}[c.cell]
         extra = {"nonlinearity": c.nonlinearity} if c.cell == "rnn" else {}
         self.rnn = rnn_cls(
             c.embedding_dim,
@@ -111,7 +111,7 @@ class IntentSlotRNN(nn.Module):
         x = self.dropout(self.embedding(input_ids))
         h0 = h0.expand(-1, batch, -1).contiguous()
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        if c.cell == "lstm":
+        if has_cell_state(c.cell):
             if c0 is None:
                 raise ValueError("an LSTM needs c0")
             c0 = c0.expand(-1, batch, -1).contiguous()

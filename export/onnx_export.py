@@ -16,13 +16,17 @@ from modelspec.io import IOSpec, TensorSpec
 from modelspec.names import (
     BATCH_AXIS,
     C0,
+    GRU,
     H0,
     INPUT_IDS,
     INTENT_LOGITS,
     LENGTHS,
+    LSTM,
     OUTPUTS,
+    RNN,
     SLOT_LOGITS,
     TIME_AXIS,
+    has_cell_state,
     input_names,
     output_names,
 )
@@ -30,7 +34,7 @@ from modelspec.names import (
 OPSET = 17
 # The tensors with a time axis: [batch, time, ...].
 PER_STEP = (INPUT_IDS, OUTPUTS, SLOT_LOGITS)
-RECURRENT_OPS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
+RECURRENT_OPS = {RNN: "RNN", LSTM: "LSTM", GRU: "GRU"}
 
 
 class ExportError(RuntimeError):
@@ -71,7 +75,7 @@ def to_onnx(model: IntentSlotRNN, opset: int = OPSET) -> onnx.ModelProto:
     ids = torch.randint(1, cfg.vocab_size, (2, 5))
     lengths = torch.tensor([5, 3])
     args: tuple[torch.Tensor, ...] = (ids, lengths, model.zero_state(1))
-    if cfg.cell == "lstm":
+    if has_cell_state(cfg.cell):
         args += (model.zero_state(1),)
     buf = io.BytesIO()
     with warnings.catch_warnings():

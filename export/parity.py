@@ -19,7 +19,15 @@ import torch
 from export.model import IntentSlotRNN
 from export.onnx_export import PER_STEP
 from modelspec.batch import pad_rows
-from modelspec.names import C0, H0, INPUT_IDS, INTENT_LOGITS, LENGTHS, output_names
+from modelspec.names import (
+    C0,
+    H0,
+    INPUT_IDS,
+    INTENT_LOGITS,
+    LENGTHS,
+    has_cell_state,
+    output_names,
+)
 
 TOLERANCE = 1e-4
 
@@ -93,7 +101,7 @@ def _inputs(
     if case.with_state:
         ld, h = cfg.state_shape
         feeds[H0] = (rng.standard_normal((ld, batch, h)) * 0.5).astype(np.float32)
-        if cfg.cell == "lstm":
+        if has_cell_state(cfg.cell):
             feeds[C0] = (rng.standard_normal((ld, batch, h)) * 0.5).astype(np.float32)
     return feeds
 
@@ -104,7 +112,7 @@ def _torch_run(model: IntentSlotRNN, feeds: dict[str, np.ndarray]) -> list[np.nd
     dtype = next(model.parameters()).dtype
     h0 = torch.from_numpy(feeds[H0]) if H0 in feeds else model.zero_state(batch)
     c0 = None
-    if model.config.cell == "lstm":
+    if has_cell_state(model.config.cell):
         c0 = torch.from_numpy(feeds[C0]) if C0 in feeds else model.zero_state(batch)
     h0 = h0.to(dtype)
     c0 = c0.to(dtype) if c0 is not None else None

@@ -25,6 +25,7 @@ from modelspec.names import (
     OUTSIDE_TAG,
     SLOT_LOGITS,
     UNK_ID,
+    has_cell_state,
     output_names,
 )
 from modelspec.tags import allowed_transitions, best_tags
@@ -217,7 +218,7 @@ def forward_by_name(
 ) -> dict[str, torch.Tensor]:
     """The model's outputs on a padded batch, from zero initial states, keyed by output name."""
     h0 = model.zero_state(len(ids))
-    c0 = model.zero_state(len(ids)) if model.config.cell == "lstm" else None
+    c0 = model.zero_state(len(ids)) if has_cell_state(model.config.cell) else None
     return dict(zip(output_names(model.config.cell), model(ids, lengths, h0, c0), strict=True))
 
 

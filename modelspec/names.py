@@ -28,18 +28,26 @@ UNK_ID: Final = 1
 
 OUTSIDE_TAG: Final = "O"
 
-CELLS: Final = ("rnn", "lstm", "gru")
+RNN: Final = "rnn"
+LSTM: Final = "lstm"
+GRU: Final = "gru"
+CELLS: Final = (RNN, LSTM, GRU)
 NONLINEARITIES: Final = ("tanh", "relu")
+
+
+def has_cell_state(cell: str) -> bool:
+    """Whether a cell type carries a cell state c beside h (an LSTM does)."""
+    return cell == LSTM
 
 
 def input_names(cell: str) -> list[str]:
     """Graph input names for a cell type, in graph order."""
-    return [INPUT_IDS, LENGTHS, H0] + ([C0] if cell == "lstm" else [])
+    return [INPUT_IDS, LENGTHS, H0] + ([C0] if has_cell_state(cell) else [])
 
 
 def output_names(cell: str) -> list[str]:
     """Graph output names for a cell type, in graph order."""
-    return [OUTPUTS, SLOT_LOGITS, INTENT_LOGITS, H_N] + ([C_N] if cell == "lstm" else [])
+    return [OUTPUTS, SLOT_LOGITS, INTENT_LOGITS, H_N] + ([C_N] if has_cell_state(cell) else [])
 
 
 # The values a cell's state can take: h of tanh-bounded cells (tanh RNN, GRU, LSTM) stays in

@@ -45,18 +45,19 @@ class _Item:
         return int(self.ids.shape[0])
 
 
-def _state_block(items: list[_Item], attr: str, rt: ModelRuntime) -> np.ndarray | None:
+def _state_block(
+    states: list[np.ndarray | None], rows: list[int], rt: ModelRuntime
+) -> np.ndarray | None:
     """The batch's initial state: each item's own rows, zeros (the graph's default) elsewhere."""
-    if all(getattr(it, attr) is None for it in items):
+    if all(s is None for s in states):
         return None
     ld, h = rt.state_shape
-    out = np.zeros((ld, sum(it.rows for it in items), h), dtype=np.float32)
+    out = np.zeros((ld, sum(rows), h), dtype=np.float32)
     r = 0
-    for it in items:
-        s = getattr(it, attr)
+    for s, n in zip(states, rows):
         if s is not None:
-            out[:, r : r + it.rows] = s  # broadcasts a batch-1 state over the item's rows
-        r += it.rows
+            out[:, r : r + n] = s  # broadcasts a batch-1 state over the item's rows
+        r += n
     return out
 
 
@@ -67,7 +68,10 @@ def run_batch(rt: ModelRuntime, items: list[_Item]) -> list[dict[str, np.ndarray
         return [rt.run(it.ids, it.lengths, it.h0, it.c0)]
     ids, _ = pad_rows([it.ids for it in items])
     lengths = np.concatenate([it.lengths for it in items])
-    out = rt.run(ids, lengths, _state_block(items, "h0", rt), _state_block(items, "c0", rt))
+    rows = [it.rows for it in items]
+    h0 = _state_block([it.h0 for it in items], rows, rt)
+    c0 = _state_block([it.c0 for it in items], rows, rt)
+    out = rt.run(ids, lengths, h0, c0)
     results = []
     r = 0
     for it in items:

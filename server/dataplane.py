@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelspec.names import C_N, H_N, OUTPUTS, SLOT_LOGITS
+from modelspec.names import C0, C_N, H0, H_N, OUTPUTS, SLOT_LOGITS, has_cell_state
 from server.admission import Admission
 from server.decoding import History, ParseOptions, ParseResult, TokenOut, decode
 from server.errors import FailedPrecondition, InvalidArgument
@@ -142,12 +142,12 @@ class DataPlane:
                 f"model {model.name!r} is bidirectional: an initial state cannot continue an "
                 "utterance in its reverse direction; send the whole utterance without one"
             )
-        if model.cell != "lstm" and req.c0 is not None:
+        if not has_cell_state(model.cell) and req.c0 is not None:
             raise InvalidArgument(f"c0 is only for LSTM models; this model is {model.cell}")
-        if model.cell == "lstm" and (req.h0 is None) != (req.c0 is None):
+        if has_cell_state(model.cell) and (req.h0 is None) != (req.c0 is None):
             raise InvalidArgument("an LSTM state needs both h and c")
-        h0 = None if req.h0 is None else model.validator.state("h0", req.h0, 1)
-        c0 = None if req.c0 is None else model.validator.state("c0", req.c0, 1)
+        h0 = None if req.h0 is None else model.validator.state(H0, req.h0, 1)
+        c0 = None if req.c0 is None else model.validator.state(C0, req.c0, 1)
         return h0, c0
 
     @staticmethod
