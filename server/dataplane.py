@@ -8,12 +8,22 @@ numpy and plain dataclasses; no grpc here.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from modelspec.names import C0, C_N, H0, H_N, OUTPUTS, SLOT_LOGITS, has_cell_state
+from modelspec.names import (
+    C0,
+    C_N,
+    H0,
+    H_N,
+    INTENT_LOGITS,
+    OUTPUTS,
+    SLOT_LOGITS,
+    has_cell_state,
+)
 from server.admission import Admission
 from server.decoding import History, ParseOptions, ParseResult, TokenOut, decode
 from server.errors import FailedPrecondition, InvalidArgument
@@ -22,7 +32,7 @@ from server.sequences import SequenceStore
 from server.validation import Batch
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ParseInput:
     """One utterance (or stream chunk) as text or token ids, with an optional initial state."""
 
@@ -34,7 +44,7 @@ class ParseInput:
     options: ParseOptions = field(default_factory=ParseOptions)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SequenceRef:
     """A v2 request's place in a sequence (Triton's sequence_id/start/end)."""
 
@@ -43,7 +53,7 @@ class SequenceRef:
     end: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InferInput:
     """A v2 request: named tensors, the outputs wanted ([] = all), an optional sequence."""
 
@@ -54,7 +64,7 @@ class InferInput:
     sequence: SequenceRef | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class InferResult:
     """A v2 answer."""
 
@@ -75,10 +85,12 @@ class StreamState:
     last: ParseResult | None = None
 
 
-def _finite(out: Mapping[str, np.ndarray]) -> None:
-    """Never answer a non-finite number (a state at the edge of its range can still overflow)."""
-    if not all(np.isfinite(a).all() for a in out.values()):
-        raise InvalidArgument("the model produced non-finite values for this input and state")
+def _finite(*arrays: np.ndarray | None) -> None:
+    """Never answer a non-finite number (a state at the edge of its range can still overflow):
+    one sum per array answered, non-finite when any value is (or when they overflow)."""
+    for a in arrays:
+        if a is not None and not math.isfinite(float(a.sum())):
+            raise InvalidArgument("the model produced non-finite values for this input and state")
 
 
 class DataPlane:
@@ -163,8 +175,15 @@ class DataPlane:
         h0, c0 = self._state(model, req)
         batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0)
         out = await model.run(batch)
-        _finite(out)
-        return decode(model.name, model.labels, tokens, out, req.options, req.text or "")
+        opts = req.options
+        _finite(
+            out[INTENT_LOGITS],
+            out[SLOT_LOGITS],
+            out[OUTPUTS] if opts.steps else None,
+            out[H_N] if opts.state else None,
+            out.get(C_N) if opts.state else None,
+        )
+        return decode(model.name, model.labels, tokens, out, opts, req.text or "")
 
     # ------------------------------------------------------------------ streams
 
@@ -194,7 +213,8 @@ class DataPlane:
             return self._repeat(stream, chunk.options)
         batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), stream.h, stream.c)
         out = await model.run(batch)
-        _finite(out)
+        steps = out[OUTPUTS] if chunk.options.steps else None
+        _finite(out[INTENT_LOGITS], out[SLOT_LOGITS], out[H_N], out.get(C_N), steps)
         result = decode(model.name, model.labels, tokens, out, chunk.options, text, stream.history)
         stream.h, stream.c = out[H_N], out.get(C_N)
         history = stream.history
@@ -241,9 +261,9 @@ class DataPlane:
         if req.sequence is None:
             model.validator.answer_size(wanted, batch.rows, int(batch.ids.shape[1]))
             out = await model.run(batch, list(req.outputs) or None)
+            _finite(*out.values())
         else:
             out = await self._sequence_step(model, req.sequence, batch, wanted)
-        _finite(out)
         return InferResult(model.name, model.version, out)
 
     async def _sequence_step(
@@ -266,7 +286,7 @@ class DataPlane:
             async with seq.lock:
                 run = Batch(batch.ids, batch.lengths, seq.h, seq.c)
                 out = await model.run(run, None)
-                _finite(out)
+                _finite(*out.values())
                 seq.h, seq.c = out[H_N], out.get(C_N)
                 seq.last_used = store.clock()
         except BaseException:

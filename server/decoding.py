@@ -39,7 +39,7 @@ class SlotOut:
     confidence: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class ParseOptions:
     """What the caller wants back (top_k 0: the server's default)."""
 

@@ -17,19 +17,22 @@ from server.model import ServedModel
 
 PLATFORM = "onnxruntime_onnx"
 
-# v2 datatype -> (numpy dtype, InferTensorContents field)
-DATATYPES: dict[str, tuple[type, str]] = {
-    "BOOL": (np.bool_, "bool_contents"),
-    "INT8": (np.int8, "int_contents"),
-    "INT16": (np.int16, "int_contents"),
-    "INT32": (np.int32, "int_contents"),
-    "INT64": (np.int64, "int64_contents"),
-    "UINT8": (np.uint8, "uint_contents"),
-    "UINT16": (np.uint16, "uint_contents"),
-    "UINT32": (np.uint32, "uint_contents"),
-    "UINT64": (np.uint64, "uint64_contents"),
-    "FP32": (np.float32, "fp32_contents"),
-    "FP64": (np.float64, "fp64_contents"),
+# v2 datatype -> (numpy dtype, InferTensorContents field); raw contents are little-endian.
+DATATYPES: dict[str, tuple[np.dtype, str]] = {
+    name: (np.dtype(kind).newbyteorder("<"), field)
+    for name, kind, field in (
+        ("BOOL", np.bool_, "bool_contents"),
+        ("INT8", np.int8, "int_contents"),
+        ("INT16", np.int16, "int_contents"),
+        ("INT32", np.int32, "int_contents"),
+        ("INT64", np.int64, "int64_contents"),
+        ("UINT8", np.uint8, "uint_contents"),
+        ("UINT16", np.uint16, "uint_contents"),
+        ("UINT32", np.uint32, "uint_contents"),
+        ("UINT64", np.uint64, "uint64_contents"),
+        ("FP32", np.float32, "fp32_contents"),
+        ("FP64", np.float64, "fp64_contents"),
+    )
 }
 CONFIG_TYPES = {"int64": pb.TYPE_INT64, "float32": pb.TYPE_FP32}
 
@@ -45,18 +48,20 @@ def _array(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> 
     count = math.prod(shape)
     dtype, field = DATATYPES[tensor.datatype]
     if raw is not None:
-        want = count * np.dtype(dtype).itemsize
+        want = count * dtype.itemsize
         if len(raw) != want:
             raise InvalidArgument(
                 f"input {tensor.name!r}: {len(raw)} raw bytes for shape {shape} ({want} expected)"
             )
-        arr = np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<"))
+        arr = np.frombuffer(raw, dtype=dtype)
+        if not dtype.isnative:  # a big-endian host: native order for onnxruntime
+            arr = arr.astype(dtype.newbyteorder("="))
     else:
         values = getattr(tensor.contents, field)
         if len(values) != count:
             raise InvalidArgument(f"input {tensor.name!r}: {len(values)} values for shape {shape}")
-        arr = np.asarray(values, dtype=dtype)
-    return arr.reshape(shape).astype(np.dtype(dtype).newbyteorder("="), copy=False)
+        arr = np.asarray(values, dtype=dtype.newbyteorder("="))
+    return arr.reshape(shape)
 
 
 def _sequence(req: pb.ModelInferRequest) -> SequenceRef | None:

@@ -19,7 +19,7 @@ from server.errors import InvalidArgument, ResourceExhausted
 ANSWER_OVERHEAD = 4096  # bytes of an answer that are not tensor values (names, shapes, framing)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Batch:
     """Validated inputs of one onnxruntime call."""
 
@@ -59,6 +59,15 @@ class InputValidator:
         self.max_tokens = max_tokens
         self.max_rows = max_rows
         self.max_message_bytes = max_message_bytes
+        # Per output: (product of its fixed dims, whether it has the batch axis, the time axis).
+        self._sizes = {
+            t.name: (
+                math.prod(d for d in t.shape if isinstance(d, int)),
+                BATCH_AXIS in t.shape,
+                TIME_AXIS in t.shape,
+            )
+            for t in self.spec.outputs
+        }
         self.ranges: dict[str, tuple[float, float]] = {
             n: state_range(cell, nonlinearity, n) for n in (H0, C0) if n in self.inputs
         }
@@ -112,11 +121,10 @@ class InputValidator:
 
     def answer_size(self, names: Sequence[str], batch: int, time: int) -> None:
         """The answer fits --max-message-bytes: refuse before the run, not after it."""
-        axes = {BATCH_AXIS: batch, TIME_AXIS: time}
         size = ANSWER_OVERHEAD
         for name in names:
-            spec = self.outputs[name]
-            size += 4 * math.prod(d if isinstance(d, int) else axes[d] for d in spec.shape)
+            fixed, by_batch, by_time = self._sizes[name]
+            size += 4 * fixed * (batch if by_batch else 1) * (time if by_time else 1)
         if size > self.max_message_bytes:
             raise ResourceExhausted(
                 f"the answer would be about {size} bytes, over the {self.max_message_bytes}-byte "
