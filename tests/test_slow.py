@@ -68,6 +68,15 @@ dims = st.lists(st.integers(-3, 300), min_size=0, max_size=4)
 tensor = st.builds(lambda s, v: pb.Tensor(shape=s, values=v), dims, st.lists(floats, max_size=300))
 
 
+def _chunks(chunks):
+    """Stream requests from text pieces and token-id lists."""
+    for chunk in chunks:
+        if isinstance(chunk, str):
+            yield pb.ParseStreamRequest(text=chunk)
+        else:
+            yield pb.ParseStreamRequest(token_ids=pb.TokenIds(ids=chunk))
+
+
 def fuzz(n: int) -> settings:
     """Hypothesis settings for `n` cases against a live server."""
     return settings(
@@ -166,14 +175,7 @@ def test_fuzz_model_infer(fuzz_server, req):
 def test_fuzz_parse_stream(fuzz_server, chunks):
     ch, _ = fuzz_server
 
-    def requests():
-        for chunk in chunks:
-            if isinstance(chunk, str):
-                yield pb.ParseStreamRequest(text=chunk)
-            else:
-                yield pb.ParseStreamRequest(token_ids=pb.TokenIds(ids=chunk))
-
-    code = _outcome(lambda: list(pb_grpc.ParserStub(ch).ParseStream(requests(), timeout=10)))
+    code = _outcome(lambda: list(pb_grpc.ParserStub(ch).ParseStream(_chunks(chunks), timeout=10)))
     if chunks:  # the default model is bidirectional: a stream with chunks cannot be served
         assert code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.INVALID_ARGUMENT)
 
@@ -334,15 +336,8 @@ def test_fuzz_mixed_streams_keep_every_slot_whole(uni_server, chunks):
     confidences, and every slot's value is its text span or its tokens' words."""
     stub = pb_grpc.ParserStub(uni_server)
 
-    def requests():
-        for chunk in chunks:
-            if isinstance(chunk, str):
-                yield pb.ParseStreamRequest(text=chunk)
-            else:
-                yield pb.ParseStreamRequest(token_ids=pb.TokenIds(ids=chunk))
-
     answers: list = []
-    _outcome(lambda: answers.extend(stub.ParseStream(requests(), timeout=10)))
+    _outcome(lambda: answers.extend(stub.ParseStream(_chunks(chunks), timeout=10)))
     text = "".join(c for c in chunks[: len(answers)] if isinstance(c, str))
     tokens = [t for a in answers for t in a.tokens]
     for a in answers:
