@@ -39,7 +39,7 @@ class _Wrapping(grpc.aio.ServerInterceptor):
     """Caches one wrapped handler per method; subclasses say how to wrap a behavior."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -47,12 +47,14 @@ class _Wrapping(grpc.aio.ServerInterceptor):
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method: str = details.method  # type: ignore[attr-defined]
-        if method in self._handlers:
-            return self._handlers[method]  # type: ignore[return-value]
+        cached = self._handlers.get(method)
+        if cached is not None:
+            return cached
         handler = await continuation(details)
-        wrapped = None if handler is None else self._wrap_handler(method, handler)
-        self._handlers[method] = wrapped
-        return wrapped  # type: ignore[return-value]
+        if handler is None:  # unknown method: gRPC answers UNIMPLEMENTED; nothing is cached
+            return handler
+        wrapped = self._handlers[method] = self._wrap_handler(method, handler)
+        return wrapped
 
     def _wrap_handler(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         kw = {

@@ -45,7 +45,7 @@ def _input(req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None) -> P
     return ParseInput(
         model=req.model,
         text=req.text if which == "text" else None,
-        token_ids=list(req.token_ids.ids) if which == "token_ids" else None,
+        token_ids=req.token_ids.ids if which == "token_ids" else None,  # no copy before the checks
         h0=h0,
         c0=c0,
         options=ParseOptions(top_k=req.top_k, steps=req.return_steps, state=req.return_state),
