@@ -253,3 +253,16 @@ def test_bad_word_lists_are_named(tmp_path, body, problem):
     (tmp_path / "w.yaml").write_text(body)
     with pytest.raises(WordListError, match=problem):
         load_words("w.yaml", tmp_path)
+
+
+def test_english_sentences_stay_the_ones_the_default_model_was_trained_on(splits):
+    # Generation is shared with other languages; the English splits and out-of-scope
+    # sentences must not drift.
+    from export.train import TrainConfig, negatives
+
+    data = {k: [e.to_json() for e in v] for k, v in splits.items()}
+    digest = hashlib.sha256(json.dumps(data, ensure_ascii=False).encode()).hexdigest()
+    assert digest == "aded5c1bb6c2c6044627ca52ec172968c0c2685afe75582ed4a5d2409ffb1ed2"
+    oos = negatives(splits, TrainConfig())
+    digest = hashlib.sha256(json.dumps(oos).encode()).hexdigest()
+    assert digest == "ecaf49c3cd35721b0a00f56ef69665958e00daea2208917632f436eb10efe50c"
