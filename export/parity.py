@@ -30,6 +30,9 @@ from modelspec.names import (
 )
 
 TOLERANCE = 1e-4
+# Over hundreds of steps float32 itself drifts from float64 (torch's own float32 run included):
+# an output passes when it is within TOLERANCE, or within this factor of torch float32's drift.
+FP32_FACTOR = 4.0
 
 
 class ParityError(AssertionError):
@@ -166,20 +169,26 @@ def check_parity(
         want = _torch_run(exact, feeds)
         fp32 = _masked_diffs(names, got, _torch_run(model, feeds), feeds[LENGTHS])
         diffs = _masked_diffs(names, got, want, feeds[LENGTHS])
-        rows.append(_row(case.name, feeds, diffs, tol, max(fp32.values())))
+        rows.append(_row(case.name, feeds, diffs, tol, fp32))
         if len(set(case.lengths)) > 1:
             rows.append(_rows_alone(sess, names, case, feeds, got, tol))
     return rows
 
 
 def _row(
-    name: str, feeds: dict[str, np.ndarray], diffs: dict[str, float], tol: float, fp32: float = 0.0
+    name: str,
+    feeds: dict[str, np.ndarray],
+    diffs: dict[str, float],
+    tol: float,
+    fp32: dict[str, float] | None = None,
 ) -> ParityRow:
     batch, max_len = int(feeds[INPUT_IDS].shape[0]), int(feeds[LENGTHS].max())
-    row = ParityRow(name, batch, max_len, H0 in feeds, diffs, fp32)
+    drift = fp32 or {}
+    row = ParityRow(name, batch, max_len, H0 in feeds, diffs, max(drift.values(), default=0.0))
     for out, d in diffs.items():
-        if not d <= tol:  # also catches NaN
-            raise ParityError(name, out, d, tol)
+        allowed = max(tol, FP32_FACTOR * drift.get(out, 0.0))
+        if not d <= allowed:  # also catches NaN
+            raise ParityError(name, out, d, allowed)
     return row
 
 
@@ -228,12 +237,14 @@ def format_table(rows: list[ParityRow]) -> str:
 
 def summary(rows: list[ParityRow], tol: float = TOLERANCE) -> dict[str, Any]:
     """The figures stored in the model metadata."""
+    drift = max(r.max_diff_torch_fp32 for r in rows)
     return {
-        "tolerance": tol,
+        "tolerance": max(tol, FP32_FACTOR * drift),
+        "tolerance_rule": f"max({tol:g}, {FP32_FACTOR:g} x torch float32's difference)",
         "max_abs_diff": max(r.max_diff for r in rows),
         "max_abs_diff_by_output": {n: max(r.diffs[n] for r in rows) for n in rows[0].diffs},
         "reference": "torch float64",
-        "max_abs_diff_torch_fp32": max(r.max_diff_torch_fp32 for r in rows),
+        "max_abs_diff_torch_fp32": drift,
         "cases": [asdict(r) for r in rows],
         "passed": True,
     }
