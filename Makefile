@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-MODEL ?= models/intent.onnx
+MODEL ?=
+MODEL_REPOSITORY ?= models
 HOST ?= 127.0.0.1
 PORT ?= 50051
 METRICS_PORT ?= 9090
@@ -22,10 +23,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv/ with every dependency (only that)
 
-run: serve  ## set up, then serve the default model on 127.0.0.1:50051
+run: serve  ## set up, then serve the models in models/ (intent, intent-stream, ...) on 127.0.0.1:50051
 
-serve: $(STAMP)
-	$(PY) -m server --model $(MODEL) --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT)
+serve: $(STAMP)  ## MODEL=FILE serves one file instead of the repository
+	$(PY) -m server $(if $(MODEL),--model $(MODEL),--model-repository $(MODEL_REPOSITORY)) --host $(HOST) --port $(PORT) --metrics-port $(METRICS_PORT)
 
 test: $(STAMP)  ## the test suite (fast; slow tests excluded)
 	$(PY) -m pytest -q -m "not slow and not gpu"
@@ -46,11 +47,13 @@ format: $(STAMP)
 data: $(STAMP)
 	$(PY) -m export data
 
-train: $(STAMP)  ## train the default model -> models/intent.pt + report
+train: $(STAMP)  ## train the default model and its streaming twin -> models/intent{,-stream}.pt + reports
 	$(PY) -m export train $(TRAIN_ARGS)
+	$(PY) -m export train --no-bidirectional --out models/intent-stream.pt --report models/intent-stream.report.json $(TRAIN_ARGS)
 
-export: $(STAMP)  ## export -> models/intent.onnx, parity table, metadata (QUANTIZE=1: int8 too)
+export: $(STAMP)  ## export -> models/intent{,-stream}.onnx, parity tables, metadata (QUANTIZE=1: int8 too)
 	$(PY) -m export export $(if $(QUANTIZE),--quantize)
+	$(PY) -m export export --checkpoint models/intent-stream.pt --out models/intent-stream.onnx
 
 parity: $(STAMP)
 	$(PY) -m export parity

@@ -248,7 +248,12 @@ def cmd_parse(args: argparse.Namespace, client: Client) -> int:
         print("error: nothing to parse", file=sys.stderr)
         return 2
     results = client.parse_many(
-        texts, top_k=args.top_k, steps=args.steps, state=args.state, model=args.model
+        texts,
+        top_k=args.top_k,
+        steps=args.steps,
+        state=args.state,
+        model=args.model,
+        version=args.model_version,
     )
     status = 0
     for text, r in zip(texts, results):
@@ -275,7 +280,12 @@ def cmd_stream(args: argparse.Namespace, client: Client) -> int:
     answered = 0
     try:
         for r in client.stream(
-            chunks(), model=args.model, steps=args.steps, state=args.state, top_k=args.top_k
+            chunks(),
+            model=args.model,
+            version=args.model_version,
+            steps=args.steps,
+            state=args.state,
+            top_k=args.top_k,
         ):
             _emit(args, None, r)
             answered += 1
@@ -289,7 +299,7 @@ def cmd_stream(args: argparse.Namespace, client: Client) -> int:
 
 def cmd_info(args: argparse.Namespace, client: Client) -> int:
     """Describe the model."""
-    r = client.info(args.model)
+    r = client.info(args.model, args.model_version)
     if args.json:
         from google.protobuf.json_format import MessageToDict
 
@@ -337,6 +347,9 @@ def build_parser(prog: str = "python -m client") -> Parser:
         help=f"deadline per call, seconds above 0, at most {MAX_TIMEOUT:g}",
     )
     common.add_argument("--model", default="", help="model name (default: the server's)")
+    common.add_argument(
+        "--model-version", default="", help="model version (default: the newest ready one)"
+    )
     common.add_argument("--json", action="store_true", help="one JSON object per line")
     common.add_argument(
         "--tls-ca",

@@ -154,13 +154,16 @@ class Client:
         ids: Sequence[int] | None = None,
         *,
         model: str = "",
+        version: str = "",
         top_k: int = 0,
         steps: bool = False,
         state: bool = False,
         initial_state: pb.State | dict[str, Any] | None = None,
     ) -> pb.ParseRequest:
         """Build a ParseRequest from text or token ids."""
-        req = pb.ParseRequest(model=model, top_k=top_k, return_steps=steps, return_state=state)
+        req = pb.ParseRequest(
+            model=model, version=version, top_k=top_k, return_steps=steps, return_state=state
+        )
         if text is not None:
             req.text = text
         elif ids is not None:
@@ -203,6 +206,7 @@ class Client:
         chunks: Iterable[str | Sequence[int]],
         *,
         model: str = "",
+        version: str = "",
         steps: bool = False,
         state: bool = False,
         top_k: int = 0,
@@ -220,7 +224,11 @@ class Client:
             try:
                 for chunk in chunks:
                     req = pb.ParseStreamRequest(
-                        model=model, return_steps=steps, return_state=state, top_k=top_k
+                        model=model,
+                        version=version,
+                        return_steps=steps,
+                        return_state=state,
+                        top_k=top_k,
                     )
                     if isinstance(chunk, str):
                         req.text = chunk
@@ -237,9 +245,13 @@ class Client:
         if failed:
             raise failed[0]
 
-    def info(self, model: str = "", *, timeout: float | None = None) -> pb.ModelInfoResponse:
+    def info(
+        self, model: str = "", version: str = "", *, timeout: float | None = None
+    ) -> pb.ModelInfoResponse:
         """Describe the served model."""
-        return self._call(self.stub.ModelInfo, pb.ModelInfoRequest(model=model), timeout)
+        return self._call(
+            self.stub.ModelInfo, pb.ModelInfoRequest(model=model, version=version), timeout
+        )
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """grpc.health.v1 status name: SERVING, NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN."""

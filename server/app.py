@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -22,20 +21,23 @@ from grpc_reflection.v1alpha import reflection
 
 from rnnserve.kserve import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
+from server import repository
 from server.admission import Admission
 from server.auth import TokenStore
 from server.dataplane import DataPlane
 from server.errors import ModelLoadError
 from server.interceptors import AdmissionInterceptor, AuthInterceptor, StatusInterceptor
 from server.kserve_servicer import InferenceServicer
+from server.loader import ModelLoader
 from server.metrics import Metrics
-from server.model import ModelRegistry, load_model
+from server.model import ModelRegistry
+from server.sequences import SequenceStore
 from server.settings import Settings
+from server.transport import bind, grpc_options, server_credentials
 from server.typed_servicer import ParserServicer
 
 log = logging.getLogger("rnnserve.server")
 DRAIN_QUIET_S = 0.2
-PENDING_FLOOR = 4096  # calls gRPC's core may hold before the server takes them
 
 SERVICE_NAMES = (
     rnnserve_pb2.DESCRIPTOR.services_by_name["Parser"].full_name,
@@ -51,6 +53,7 @@ class App:
     server: grpc.aio.Server
     port: int
     registry: ModelRegistry
+    loader: ModelLoader
     admission: Admission
     health: HealthServicer
     metrics: Metrics
@@ -66,8 +69,10 @@ class App:
         for model in self.registry:
             if model.batcher is not None:
                 model.batcher.start()
-            if model.sequences is not None:
-                self.tasks.append(loop.create_task(model.sequences.reaper()))
+        self.tasks.append(loop.create_task(self.registry.sequences.reaper()))
+        if self.settings.model_control_mode == "poll":
+            poll = self.loader.poll(self.settings.repository_poll_seconds)
+            self.tasks.append(loop.create_task(poll))
         await self.server.start()
 
     async def warmup(self) -> None:
@@ -100,78 +105,48 @@ class App:
                 await model.batcher.stop()
         for task in self.tasks:
             task.cancel()
+        self.loader.close()
         self.executor.shutdown(wait=True)
 
 
-def _read(path: str, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise ModelLoadError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+def _models(
+    settings: Settings, metrics: Metrics, executor: ThreadPoolExecutor
+) -> tuple[ModelRegistry, ModelLoader]:
+    """The registry, filled from the repository (or the one --model file) by the loader."""
+    if settings.model_repository:
+        root = Path(settings.model_repository)
+        try:
+            names = sorted(repository.scan(root))
+        except repository.RepositoryError as exc:
+            raise ModelLoadError(str(exc)) from None
+        default = settings.default_model or (names[0] if names else "")
 
+        def source() -> dict[str, repository.ModelSource]:
+            return repository.scan(root)
 
-def _server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
-    """TLS (and mutual TLS with --tls-client-ca) credentials, or None for plaintext."""
-    if not settings.tls_cert:
-        return None
-    cert = _read(settings.tls_cert, "TLS certificate")
-    key = _read(settings.tls_key, "TLS key")
-    client_ca = _read(settings.tls_client_ca, "client CA") if settings.tls_client_ca else None
-    return grpc.ssl_server_credentials(
-        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    else:
+        default = settings.default_model or settings.name
+
+        def source() -> dict[str, repository.ModelSource]:
+            return repository.single(settings.model, settings.name)
+
+    limits = settings.limits
+    sequences = SequenceStore(
+        limits.max_sequences, limits.sequence_idle_timeout, on_change=metrics.live_sequences.set
     )
-
-
-def _grpc_options(settings: Settings) -> list[tuple[str, int]]:
-    pending = max(PENDING_FLOOR, 16 * (settings.max_queue + settings.max_streams))
-    opts = [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
-        ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
-        # gRPC's core cancels calls beyond this backlog (1,000 by default) before the server
-        # sees them; let admission see every call and answer RESOURCE_EXHAUSTED itself.
-        ("grpc.server.max_pending_requests", pending),
-        ("grpc.server.max_pending_requests_hard_limit", pending),
-    ]
-    if settings.max_connection_age > 0:  # GOAWAY after this age; calls in flight get the grace
-        opts += [
-            ("grpc.max_connection_age_ms", int(settings.max_connection_age * 1000)),
-            ("grpc.max_connection_age_grace_ms", int(settings.drain_seconds * 1000)),
-        ]
-    return opts
-
-
-def _probe(host: str, port: int, what: str) -> None:
-    """OSError naming the address when `port` cannot be bound (before gRPC's core tries and
-    logs its own lines)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        for family, kind, proto, _, addr in infos:
-            with socket.socket(family, kind, proto) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(addr)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise OSError(f"cannot bind the {what} port {host}:{port} ({reason})") from None
-
-
-def _bind(
-    server: grpc.aio.Server, settings: Settings, credentials: grpc.ServerCredentials | None
-) -> int:
-    """Bind the gRPC port (TLS when configured); OSError naming the address when it is taken."""
-    address = f"{settings.host}:{settings.port}"
-    if settings.port:
-        _probe(settings.host, settings.port, "gRPC")
-    try:
-        if credentials is None:
-            port = server.add_insecure_port(address)
-        else:
-            port = server.add_secure_port(address, credentials)
-    except RuntimeError:  # grpcio raises instead of returning 0 on some failures
-        port = 0
-    if port == 0:
-        raise OSError(f"cannot bind the gRPC port {address}")
-    return port
+    registry = ModelRegistry(default=default, sequences=sequences)
+    loader = ModelLoader(
+        registry,
+        source=source,
+        mode=settings.model_control_mode,
+        runtime=settings.runtime,
+        batching=settings.batching,
+        limits=limits,
+        executor=None if settings.inference_threads == 0 else executor,
+        metrics=metrics,
+    )
+    loader.load_initial()
+    return registry, loader
 
 
 def build_app(settings: Settings) -> App:
@@ -183,32 +158,23 @@ def build_app(settings: Settings) -> App:
             tokens = TokenStore(settings.auth_token_file, on_change=metrics.auth_tokens.set)
         except ValueError as exc:
             raise ModelLoadError(str(exc)) from None
-    credentials = _server_credentials(settings)
+    credentials = server_credentials(settings)
     runtime = settings.runtime
     executor = ThreadPoolExecutor(
         max_workers=max(1, runtime.inference_threads), thread_name_prefix="onnxruntime"
     )
-    model = load_model(
-        settings.model,
-        name=settings.name,
-        runtime=runtime,
-        batching=settings.batching,
-        limits=settings.limits,
-        executor=None if runtime.inference_threads == 0 else executor,
-        metrics=metrics,
-    )
-    registry = ModelRegistry([model])
+    registry, loader = _models(settings, metrics, executor)
     admission = Admission(
         max_queue=settings.max_queue,
         max_streams=settings.max_streams,
         on_streams=metrics.open_streams.set,
     )
-    plane = DataPlane(registry, admission)
+    plane = DataPlane(registry, admission, loader)
     interceptors: list[grpc.aio.ServerInterceptor] = [StatusInterceptor(metrics)]
     if tokens is not None:
         interceptors.append(AuthInterceptor(tokens))
     interceptors.append(AdmissionInterceptor(admission))
-    server = grpc.aio.server(interceptors=interceptors, options=_grpc_options(settings))
+    server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
     rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), server)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         InferenceServicer(plane), server
@@ -223,8 +189,8 @@ def build_app(settings: Settings) -> App:
         ),
         server,
     )
-    port = _bind(server, settings, credentials)
-    app = App(settings, server, port, registry, admission, health, metrics, executor)
+    port = bind(server, settings, credentials)
+    app = App(settings, server, port, registry, loader, admission, health, metrics, executor)
     if settings.metrics_port >= 0:
         try:
             app.metrics_port = metrics.serve(settings.host, settings.metrics_port)
@@ -240,22 +206,22 @@ async def serve(settings: Settings) -> None:
     t0 = time.perf_counter()
     app = build_app(settings)
     await app.start()
-    rt = app.registry.find(settings.name)
+    rt = app.registry.find("")
+    models = sorted({f"{m.name}:{m.version}" for m in app.registry})
     log.info(
         "listening",
         extra={
             "host": settings.host,
             "port": app.port,
             "metrics_port": app.metrics_port,
-            "model": settings.name,
+            "model": rt.name,
+            "models": models,
             "cell": rt.cell,
             "provider": rt.provider,
         },
     )
     await app.warmup()
-    log.info(
-        "serving", extra={"model": settings.name, "startup_s": round(time.perf_counter() - t0, 3)}
-    )
+    log.info("serving", extra={"model": rt.name, "startup_s": round(time.perf_counter() - t0, 3)})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -1,6 +1,7 @@
 """The service logic between the servicers and the models: one call per request.
 
-A servicer turns its message into one of the plain requests below and makes one call:
+A servicer turns its message into one of the plain requests of server/requests.py and makes
+one call:
 `parse`, `feed` (a stream chunk), `infer`, `describe`, `server_ready`/`model_ready`. The call
 looks the model up once and hands the `ServedModel` down: validation, the run, decoding.
 numpy and plain dataclasses; no grpc here.
@@ -9,8 +10,6 @@ numpy and plain dataclasses; no grpc here.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -25,64 +24,19 @@ from modelspec.names import (
     has_cell_state,
 )
 from server.admission import Admission
-from server.decoding import History, ParseOptions, ParseResult, TokenOut, decode
+from server.decoding import ParseOptions, ParseResult, TokenOut, decode
 from server.errors import FailedPrecondition, InvalidArgument
-from server.model import ModelRegistry, ServedModel
-from server.sequences import SequenceStore
+from server.loader import ModelLoader
+from server.model import READY, ModelRegistry, ServedModel
+from server.requests import (
+    InferInput,
+    InferResult,
+    ModelVersion,
+    ParseInput,
+    SequenceRef,
+    StreamState,
+)
 from server.validation import Batch
-
-
-@dataclass(slots=True)
-class ParseInput:
-    """One utterance (or stream chunk) as text or token ids, with an optional initial state."""
-
-    model: str = ""
-    text: str | None = None
-    token_ids: Sequence[int] | None = None
-    h0: np.ndarray | None = None
-    c0: np.ndarray | None = None
-    options: ParseOptions = field(default_factory=ParseOptions)
-
-
-@dataclass(slots=True)
-class SequenceRef:
-    """A v2 request's place in a sequence (Triton's sequence_id/start/end)."""
-
-    key: str
-    start: bool = False
-    end: bool = False
-
-
-@dataclass(slots=True)
-class InferInput:
-    """A v2 request: named tensors, the outputs wanted ([] = all), an optional sequence."""
-
-    model: str
-    version: str = ""
-    feeds: Mapping[str, np.ndarray] = field(default_factory=dict)
-    outputs: Sequence[str] = ()
-    sequence: SequenceRef | None = None
-
-
-@dataclass(slots=True)
-class InferResult:
-    """A v2 answer."""
-
-    model: str
-    version: str
-    outputs: dict[str, np.ndarray]
-
-
-@dataclass
-class StreamState:
-    """The model, recurrent state and history of one ParseStream; lives only in the stream."""
-
-    model: ServedModel | None = None
-    h: np.ndarray | None = None
-    c: np.ndarray | None = None
-    history: History = field(default_factory=History)
-    chunks: int = 0
-    last: ParseResult | None = None
 
 
 def _finite(*arrays: np.ndarray | None) -> None:
@@ -96,9 +50,10 @@ def _finite(*arrays: np.ndarray | None) -> None:
 class DataPlane:
     """Runs plain requests against the registry's models."""
 
-    def __init__(self, registry: ModelRegistry, admission: Admission) -> None:
+    def __init__(self, registry: ModelRegistry, admission: Admission, loader: ModelLoader) -> None:
         self.registry = registry
         self.admission = admission
+        self.loader = loader
 
     # ------------------------------------------------------------------ readiness, metadata
 
@@ -107,13 +62,28 @@ class DataPlane:
         return self.registry.ready and not self.admission.draining
 
     def model_ready(self, name: str, version: str = "") -> bool:
-        """This model exists (NotFound otherwise) and can take new requests."""
-        self.registry.find(name, version)
-        return self.server_ready()
+        """This model (version) is known (NotFound otherwise) and can take new requests."""
+        return self.registry.serves(name, version) and self.server_ready()
 
-    def describe(self, name: str, version: str = "") -> ServedModel:
-        """The model to describe (ModelInfo, ModelMetadata, ModelConfig)."""
-        return self.registry.find(name, version)
+    def describe(self, name: str, version: str = "") -> tuple[ServedModel, list[str]]:
+        """The model version to describe, and every ready version of it."""
+        model = self.registry.find(name, version)
+        return model, self.registry.versions(model.name)
+
+    # ------------------------------------------------------------------ the repository
+
+    def repository_index(self, ready_only: bool) -> list[ModelVersion]:
+        """Every model version the server knows of (only the ready ones when asked)."""
+        out = [ModelVersion(*row) for row in self.registry.index()]
+        return [m for m in out if m.state == READY] if ready_only else out
+
+    async def load_model(self, name: str) -> None:
+        """Load or reload a model from the repository (explicit control mode)."""
+        await self.loader.load(name)
+
+    async def unload_model(self, name: str) -> None:
+        """Stop serving a model (explicit control mode)."""
+        await self.loader.unload(name)
 
     # ------------------------------------------------------------------ typed parse
 
@@ -169,7 +139,7 @@ class DataPlane:
 
     async def parse(self, req: ParseInput) -> ParseResult:
         """Run one utterance and decode intent and slots."""
-        model = self.registry.get(req.model)
+        model = self.registry.get(req.model, req.version)
         tokens, ids = self._encode(model, req, 0)
         self._steps_fit(model, req.options, len(ids))
         h0, c0 = self._state(model, req)
@@ -183,14 +153,16 @@ class DataPlane:
             out[H_N] if opts.state else None,
             out.get(C_N) if opts.state else None,
         )
-        return decode(model.name, model.labels, tokens, out, opts, req.text or "")
+        result = decode(model.name, model.labels, tokens, out, opts, req.text or "")
+        result.version = model.version
+        return result
 
     # ------------------------------------------------------------------ streams
 
     async def feed(self, stream: StreamState, chunk: ParseInput) -> ParseResult:
         """Run one chunk of a ParseStream from the state the chunks before it left."""
-        if stream.model is None:
-            model = self.registry.get(chunk.model)
+        if stream.model is None:  # the stream stays on this version to its end
+            model = self.registry.get(chunk.model, chunk.version)
             if model.bidirectional:
                 raise FailedPrecondition(
                     f"model {model.name!r} is bidirectional: its reverse direction needs the "
@@ -220,7 +192,7 @@ class DataPlane:
         history = stream.history
         history.tokens, history.tags = history.tokens + tokens, history.tags + result.tags
         history.conf, history.text = history.conf + result.tag_conf, text
-        result.chunk_index = stream.chunks
+        result.chunk_index, result.version = stream.chunks, model.version
         stream.chunks += 1
         stream.last = result
         if chunk.options.state:
@@ -245,6 +217,7 @@ class DataPlane:
             total_steps=len(stream.history.tokens),
             chunk_index=stream.chunks,
             no_intent=last.no_intent if last else True,
+            version=stream.model.version,
         )
         if opts.state and stream.h is not None:
             result.h_n, result.c_n = stream.h, stream.c
@@ -255,33 +228,38 @@ class DataPlane:
 
     async def infer(self, req: InferInput) -> InferResult:
         """Validate raw tensors fully, then run them (within a sequence when one is named)."""
+        if req.sequence is not None:
+            return await self._sequence_step(req, req.sequence)
         model = self.registry.get(req.model, req.version)
         batch = model.validator.feeds(req.feeds)
         wanted = model.validator.output_names(req.outputs)
-        if req.sequence is None:
-            model.validator.answer_size(wanted, batch.rows, int(batch.ids.shape[1]))
-            out = await model.run(batch, list(req.outputs) or None)
-            _finite(*out.values())
-        else:
-            out = await self._sequence_step(model, req.sequence, batch, wanted)
+        model.validator.answer_size(wanted, batch.rows, int(batch.ids.shape[1]))
+        out = await model.run(batch, list(req.outputs) or None)
+        _finite(*out.values())
         return InferResult(model.name, model.version, out)
 
-    async def _sequence_step(
-        self, model: ServedModel, ref: SequenceRef, batch: Batch, wanted: list[str]
-    ) -> dict[str, np.ndarray]:
-        store: SequenceStore | None = model.sequences
-        if store is None:
+    async def _sequence_step(self, req: InferInput, ref: SequenceRef) -> InferResult:
+        """One request of a v2 sequence; the sequence stays on the version it started on."""
+        store = self.registry.sequences
+        named = self.registry.get(req.model, req.version)
+        key = (named.name, ref.key)
+        seq = None if ref.start else store.get(key)
+        model: ServedModel = named if seq is None else seq.model
+        if not model.streaming:
             raise FailedPrecondition(
                 f"model {model.name!r} is bidirectional: it cannot carry state across requests"
             )
+        batch = model.validator.feeds(req.feeds)
+        wanted = model.validator.output_names(req.outputs)
         if batch.h0 is not None or batch.c0 is not None:
             raise InvalidArgument("a sequence request carries no h0/c0: the server holds the state")
         if batch.rows != 1:
-            raise InvalidArgument(
-                f"a sequence request has one row, got shape {list(batch.ids.shape)}"
-            )
+            shape = list(batch.ids.shape)
+            raise InvalidArgument(f"a sequence request has one row, got shape {shape}")
         model.validator.answer_size(wanted, 1, int(batch.ids.shape[1]))
-        seq = store.begin(ref.key) if ref.start else store.get(ref.key)
+        if seq is None:  # fully valid: only now does the sequence (re)start
+            seq = store.begin(key)
+            seq.model = model
         try:
             async with seq.lock:
                 run = Batch(batch.ids, batch.lengths, seq.h, seq.c)
@@ -291,8 +269,8 @@ class DataPlane:
                 seq.last_used = store.clock()
         except BaseException:
             if ref.start:  # a sequence whose first request failed does not live on
-                store.end(ref.key)
+                store.end(key)
             raise
         if ref.end:
-            store.end(ref.key)
-        return {k: out[k] for k in wanted}
+            store.end(key)
+        return InferResult(model.name, model.version, {k: out[k] for k in wanted})

@@ -68,6 +68,7 @@ class ParseResult:
     chunk_index: int = 0
     tag_conf: list[float] = field(default_factory=list)  # probability of each step's best tag
     no_intent: bool = False  # best confidence below the model's calibrated threshold
+    version: str = ""  # the model version that answered
 
 
 @dataclass

@@ -25,6 +25,7 @@ log = logging.getLogger("rnnserve.server")
 
 # Methods that answer while the server drains (probes and descriptions); the rest is new work.
 PROBES = ("/ServerLive", "/ServerReady", "/ModelReady", "/ServerMetadata", "/ModelMetadata",
+          "/RepositoryIndex",
           "/ModelConfig")  # fmt: skip
 
 Behavior = Callable[..., Any]

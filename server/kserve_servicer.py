@@ -37,16 +37,32 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def ServerMetadata(self, request, context):  # noqa: N802
         """Name, version, protocol extensions."""
         return pb.ServerMetadataResponse(
-            name=SERVER_NAME, version=SERVER_VERSION, extensions=["model_configuration"]
+            name=SERVER_NAME,
+            version=SERVER_VERSION,
+            extensions=["model_configuration", "model_repository"],
         )
 
     async def ModelMetadata(self, request, context):  # noqa: N802
         """The model's tensors (-1 marks a dynamic dimension)."""
-        return v2_codec.model_metadata(self.plane.describe(request.name, request.version))
+        return v2_codec.model_metadata(*self.plane.describe(request.name, request.version))
 
     async def ModelConfig(self, request, context):  # noqa: N802
         """A Triton-style model configuration."""
-        return v2_codec.model_config(self.plane.describe(request.name, request.version))
+        return v2_codec.model_config(self.plane.describe(request.name, request.version)[0])
+
+    async def RepositoryIndex(self, request, context):  # noqa: N802
+        """Every model version the server knows of, with its state (Triton's extension)."""
+        return v2_codec.repository_index(self.plane.repository_index(request.ready))
+
+    async def RepositoryModelLoad(self, request, context):  # noqa: N802
+        """Load or reload a model (explicit control mode)."""
+        await self.plane.load_model(request.model_name)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context):  # noqa: N802
+        """Stop serving a model (explicit control mode)."""
+        await self.plane.unload_model(request.model_name)
+        return pb.RepositoryModelUnloadResponse()
 
     async def ModelInfer(self, request, context):  # noqa: N802
         """Run the model on raw tensors."""

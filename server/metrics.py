@@ -36,7 +36,10 @@ class Metrics:
             registry=self.registry,
         )
         self.tokens = Counter(
-            "rnnserve_tokens", "tokens run through the model", ["model"], registry=self.registry
+            "rnnserve_tokens",
+            "tokens run through the model",
+            ["model", "version"],
+            registry=self.registry,
         )
         self.batch_rows = Histogram(
             "rnnserve_batch_rows",

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Executor
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ from server.validation import Batch, InputValidator
 
 log = logging.getLogger("rnnserve.runtime")
 
-VERSION = "1"  # one version per model until the repository serves several
+READY = "READY"
+UNAVAILABLE = "UNAVAILABLE"
 
 
 class ServedModel:
@@ -35,6 +37,7 @@ class ServedModel:
         runtime: ModelRuntime,
         *,
         name: str,
+        version: str,
         executor: Executor | None,
         batching: BatchSettings,
         limits: LimitSettings,
@@ -43,7 +46,7 @@ class ServedModel:
     ) -> None:
         self.runtime = runtime
         self.name = name
-        self.version = VERSION
+        self.version = version
         self.meta = runtime.meta
         self.io = runtime.io
         self.tokenizer = runtime.tokenizer
@@ -64,7 +67,7 @@ class ServedModel:
             max_message_bytes=limits.max_message_bytes,
         )
         self._executor = executor
-        self._tokens = metrics.tokens.labels(name)
+        self._tokens = metrics.tokens.labels(name, version)
         self.batcher: Batcher | None = None
         if batching.max_batch_size > 1:
             self.batcher = Batcher(
@@ -74,13 +77,6 @@ class ServedModel:
                 max_rows=batching.max_batch_size,
                 max_delay_s=batching.max_batch_delay_us / 1e6,
                 on_batch=metrics.record_batch,
-            )
-        self.sequences: SequenceStore | None = None
-        if self.streaming:  # a unidirectional model carries its state across v2 requests
-            self.sequences = SequenceStore(
-                limits.max_sequences,
-                limits.sequence_idle_timeout,
-                on_change=metrics.live_sequences.set,
             )
 
     @property
@@ -114,6 +110,7 @@ def load_model(
     path: Path,
     *,
     name: str,
+    version: str = "1",
     runtime: RuntimeSettings,
     batching: BatchSettings,
     limits: LimitSettings,
@@ -129,11 +126,18 @@ def load_model(
     )
     log.info(
         "model loaded",
-        extra={"model": name, "path": str(path), "provider": rt.provider, "cell": rt.cell},
+        extra={
+            "model": name,
+            "version": version,
+            "path": str(path),
+            "provider": rt.provider,
+            "cell": rt.cell,
+        },
     )
     return ServedModel(
         rt,
         name=name,
+        version=version,
         executor=executor,
         batching=batching,
         limits=limits,
@@ -142,27 +146,89 @@ def load_model(
     )
 
 
-class ModelRegistry:
-    """The served models by name; lookups check the version and readiness."""
+@dataclass
+class ModelEntry:
+    """One model name: its ready versions, and the state of every version it has tried."""
 
-    def __init__(self, models: Iterable[ServedModel]) -> None:
-        self.models = {m.name: m for m in models}
-        self.default = next(iter(self.models))
+    name: str
+    versions: dict[str, ServedModel] = field(default_factory=dict)
+    status: dict[str, tuple[str, str]] = field(default_factory=dict)  # version: (state, reason)
+
+    def newest(self) -> ServedModel | None:
+        """The ready version with the highest number."""
+        if not self.versions:
+            return None
+        return self.versions[max(self.versions, key=int)]
+
+
+class ModelRegistry:
+    """The served models by name and version; lookups check readiness. Versions are swapped in
+    and out whole: a request holds the ServedModel it looked up until it ends."""
+
+    def __init__(self, *, default: str, sequences: SequenceStore) -> None:
+        self.entries: dict[str, ModelEntry] = {}
+        self.default = default
+        self.sequences = sequences
         self.ready = False
 
     def __iter__(self) -> Iterator[ServedModel]:
-        return iter(self.models.values())
+        return iter([m for e in self.entries.values() for m in e.versions.values()])
+
+    def entry(self, name: str) -> ModelEntry:
+        """The entry of a name, created on first use."""
+        entry = self.entries.get(name)
+        if entry is None:
+            entry = self.entries[name] = ModelEntry(name)
+        return entry
+
+    def add(self, model: ServedModel) -> None:
+        """Serve a loaded, warmed version (replacing one of the same number)."""
+        entry = self.entry(model.name)
+        entry.versions[model.version] = model
+        entry.status[model.version] = (READY, "")
+
+    def remove(self, name: str, version: str, reason: str) -> None:
+        """Stop routing new requests to a version; calls holding it finish on it."""
+        entry = self.entry(name)
+        entry.versions.pop(version, None)
+        entry.status[version] = (UNAVAILABLE, reason)
+
+    def fail(self, name: str, version: str, reason: str) -> None:
+        """Record a version that could not be loaded (a ready one of that number stays)."""
+        entry = self.entry(name)
+        if version not in entry.versions:
+            entry.status[version] = (UNAVAILABLE, reason)
+        else:
+            entry.status[version] = (READY, f"a newer file failed to load: {reason}")
+
+    def versions(self, name: str) -> list[str]:
+        """Ready versions of a model, oldest first."""
+        entry = self.entries.get(name or self.default)
+        return sorted(entry.versions, key=int) if entry else []
 
     def find(self, name: str, version: str = "") -> ServedModel:
-        """A model by name ('' means the default) and version ('' means the newest); NotFound."""
-        model = self.models.get(name or self.default)
+        """A model by name ('' means the default) and version ('' means the newest ready one);
+        NotFound otherwise."""
+        entry = self.entries.get(name or self.default)
+        if entry is None or not entry.versions:
+            raise NotFound(f"unknown model {name or self.default!r}")
+        if not version:
+            model = entry.newest()
+            assert model is not None
+            return model
+        model = entry.versions.get(version)
         if model is None:
-            raise NotFound(f"unknown model {name!r}")
-        if version not in ("", model.version):
-            raise NotFound(
-                f"model {model.name!r} has no version {version!r} (versions: {model.version})"
-            )
+            ready = ", ".join(sorted(entry.versions, key=int))
+            raise NotFound(f"model {entry.name!r} has no version {version!r} (ready: {ready})")
         return model
+
+    def serves(self, name: str, version: str = "") -> bool:
+        """Whether a model (version) takes requests now; NotFound for one never heard of
+        (an unloaded or failed version is known: it answers False)."""
+        entry = self.entries.get(name or self.default)
+        if entry is None or (version and version not in entry.status):
+            raise NotFound(f"unknown model {name or self.default!r} version {version or '*'}")
+        return bool(entry.versions.get(version) if version else entry.versions)
 
     def get(self, name: str, version: str = "") -> ServedModel:
         """A model ready to take requests; UNAVAILABLE before warm-up."""
@@ -170,3 +236,11 @@ class ModelRegistry:
         if not self.ready:
             raise Unavailable("the model is not ready yet")
         return model
+
+    def index(self) -> list[tuple[str, str, str, str]]:
+        """(name, version, state, reason) of every version the server knows of."""
+        return [
+            (e.name, v, state, reason)
+            for e in sorted(self.entries.values(), key=lambda e: e.name)
+            for v, (state, reason) in sorted(e.status.items(), key=lambda kv: int(kv[0] or -1))
+        ]

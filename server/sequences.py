@@ -9,17 +9,21 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from server.errors import InvalidArgument, ResourceExhausted
+
+SequenceKey = tuple[str, str]  # (model name, sequence id)
 
 
 @dataclass
 class Sequence:
     """One live sequence: its state after the last request, and a lock that orders requests."""
 
-    key: str
+    key: SequenceKey
+    model: Any = None  # the ServedModel version it started on: it ends on that version too
     h: np.ndarray | None = None
     c: np.ndarray | None = None
     last_used: float = 0.0
@@ -27,7 +31,7 @@ class Sequence:
 
 
 class SequenceStore:
-    """Live sequences of one model, capped in number and freed when idle."""
+    """Live sequences of every model, capped in number and freed when idle."""
 
     def __init__(
         self,
@@ -40,7 +44,7 @@ class SequenceStore:
         self.idle_timeout_s = idle_timeout_s
         self.clock = clock
         self.on_change = on_change
-        self.live: dict[str, Sequence] = {}
+        self.live: dict[SequenceKey, Sequence] = {}
 
     def __len__(self) -> int:
         return len(self.live)
@@ -59,7 +63,7 @@ class SequenceStore:
             self._changed()
         return len(idle)
 
-    def begin(self, key: str) -> Sequence:
+    def begin(self, key: SequenceKey) -> Sequence:
         """Start (or restart) a sequence; RESOURCE_EXHAUSTED when the cap is reached."""
         seq = self.live.get(key)
         if seq is not None:
@@ -78,17 +82,18 @@ class SequenceStore:
         self._changed()
         return seq
 
-    def get(self, key: str) -> Sequence:
+    def get(self, key: SequenceKey) -> Sequence:
         """A live sequence; INVALID_ARGUMENT when it never started or has expired."""
         seq = self.live.get(key)
         if seq is None:
             raise InvalidArgument(
-                f"sequence {key} is not live: start it with sequence_start=true (idle sequences "
+                f"sequence {key[1]} of model {key[0]!r} is not live: start it with "
+                f"sequence_start=true (idle sequences "
                 f"expire after {self.idle_timeout_s:g} s)"
             )
         return seq
 
-    def end(self, key: str) -> None:
+    def end(self, key: SequenceKey) -> None:
         """Free a sequence."""
         if self.live.pop(key, None) is not None:
             self._changed()

@@ -15,10 +15,12 @@ LIMITS = {
     "max_connection_age": 2**31 / 1000,
     "drain_seconds": 2**31 / 1000,
     "sequence_idle_timeout": 2**63 / 1e6,
+    "repository_poll_seconds": 86400.0,
     "max_batch_delay_us": 10**7,
     "warmup_runs": 1000,
 }
 DEVICES = ("auto", "cpu", "cuda")
+CONTROL_MODES = ("none", "poll", "explicit")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -28,6 +30,10 @@ class Settings:
 
     model: Path = Path("models/intent.onnx")
     model_name: str = ""  # v2/typed model name; default: the model file's stem
+    model_repository: str = ""  # a folder of models and versions; replaces --model
+    model_control_mode: str = "none"  # none, poll, explicit (Triton's names)
+    repository_poll_seconds: float = 15.0
+    default_model: str = ""  # the model of requests that name none (repository only)
     host: str = "127.0.0.1"
     port: int = 50051  # 0: pick a free port
     device: str = "auto"
@@ -63,6 +69,15 @@ class Settings:
                 raise ValueError(f"{f.name.replace('_', '-')} must be a finite number")
         if self.device not in DEVICES:
             raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.model_control_mode not in CONTROL_MODES:
+            modes = ", ".join(CONTROL_MODES)
+            raise ValueError(
+                f"model-control-mode must be one of {modes}, not {self.model_control_mode!r}"
+            )
+        if self.repository_poll_seconds <= 0:
+            raise ValueError("repository-poll-seconds must be positive")
+        if self.model_name and self.model_repository:
+            raise ValueError("model-name names a single --model; a repository names its models")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
         if not 0 <= self.port <= 65535:
@@ -187,6 +202,12 @@ class LimitSettings:
 _HELP = {
     "model": "ONNX model file exported by `python -m export export`",
     "model_name": "public model name (default: the file's stem)",
+    "model_repository": "folder of models: NAME/VERSION/model.onnx or NAME.onnx (replaces --model)",
+    "model_control_mode": "none (load at start), poll (rescan the repository), explicit "
+    "(RepositoryModelLoad/Unload)",
+    "repository_poll_seconds": "seconds between repository scans in poll mode",
+    "default_model": "model of requests that name none (default: --model's, or the repository's "
+    "first by name)",
     "host": "address to bind",
     "port": "gRPC port (0: any free port)",
     "device": "execution provider: auto (CUDA when available), cpu, cuda",

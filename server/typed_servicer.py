@@ -10,10 +10,11 @@ import numpy as np
 from modelspec.io import TensorSpec
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
-from server.dataplane import DataPlane, ParseInput, StreamState
+from server.dataplane import DataPlane
 from server.decoding import ParseOptions, ParseResult
 from server.errors import InvalidArgument
 from server.model import ServedModel
+from server.requests import ParseInput, StreamState
 
 
 def to_tensor(arr: np.ndarray) -> pb.Tensor:
@@ -44,6 +45,7 @@ def _input(req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None) -> P
     h0, c0 = _state_in(req.initial_state) if isinstance(req, pb.ParseRequest) else (None, None)
     return ParseInput(
         model=req.model,
+        version=req.version,
         text=req.text if which == "text" else None,
         token_ids=req.token_ids.ids if which == "token_ids" else None,  # no copy before the checks
         h0=h0,
@@ -96,8 +98,8 @@ def _tensor_info(t: TensorSpec) -> pb.TensorInfo:
     )
 
 
-def model_info(model: ServedModel) -> pb.ModelInfoResponse:
-    """A ModelInfoResponse describing a served model."""
+def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
+    """A ModelInfoResponse describing a served model version."""
     cfg, meta, spec = model.meta.config, model.meta, model.validator.spec
     return pb.ModelInfoResponse(
         name=model.name,
@@ -122,6 +124,8 @@ def model_info(model: ServedModel) -> pb.ModelInfoResponse:
         ],
         max_tokens=model.limits.max_tokens,
         no_intent_threshold=model.labels.no_intent_threshold,
+        version=model.version,
+        versions=versions,
     )
 
 
@@ -137,6 +141,7 @@ class ParserServicer(pb_grpc.ParserServicer):
         fields = _fill(res)
         return pb.ParseResponse(
             model=res.model,
+            model_version=res.version,
             no_intent_threshold=res.no_intent_threshold,
             **fields,  # type: ignore[arg-type]
         )
@@ -149,6 +154,8 @@ class ParserServicer(pb_grpc.ParserServicer):
         async for req in request_iterator:
             res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk")))
             yield pb.ParseStreamResponse(
+                model=res.model,
+                model_version=res.version,
                 chunk_index=res.chunk_index,
                 total_steps=res.total_steps,
                 **_fill(res),  # type: ignore[arg-type]
@@ -158,4 +165,4 @@ class ParserServicer(pb_grpc.ParserServicer):
         self, request: pb.ModelInfoRequest, context: object
     ) -> pb.ModelInfoResponse:
         """Describe the model."""
-        return model_info(self.plane.describe(request.model))
+        return model_info(*self.plane.describe(request.model, request.version))

@@ -11,9 +11,9 @@ import numpy as np
 
 from modelspec.io import DATATYPE_NAMES, TensorSpec
 from rnnserve.kserve import grpc_predict_v2_pb2 as pb
-from server.dataplane import InferInput, InferResult, SequenceRef
 from server.errors import InvalidArgument
 from server.model import ServedModel
+from server.requests import InferInput, InferResult, ModelVersion, SequenceRef
 
 PLATFORM = "onnxruntime_onnx"
 
@@ -133,12 +133,12 @@ def _tensor_meta(t: TensorSpec) -> pb.ModelMetadataResponse.TensorMetadata:
     )
 
 
-def model_metadata(model: ServedModel) -> pb.ModelMetadataResponse:
-    """The model's tensors (-1 marks a dynamic dimension)."""
+def model_metadata(model: ServedModel, versions: list[str]) -> pb.ModelMetadataResponse:
+    """The model's tensors (-1 marks a dynamic dimension) and its ready versions."""
     spec = model.validator.spec
     return pb.ModelMetadataResponse(
         name=model.name,
-        versions=[model.version],
+        versions=versions,
         platform=PLATFORM,
         inputs=[_tensor_meta(t) for t in spec.inputs],
         outputs=[_tensor_meta(t) for t in spec.outputs],
@@ -173,8 +173,8 @@ def model_config(model: ServedModel) -> pb.ModelConfigResponse:
         instance_group=[pb.ModelInstanceGroup(name=model.name, count=model.instances, kind=kind)],
     )
     batching = model.batching
-    if model.sequences is not None:  # unidirectional: Triton tools drive it as a sequence model
-        idle_us = int(model.sequences.idle_timeout_s * 1e6)
+    if model.streaming:  # unidirectional: Triton tools drive it as a sequence model
+        idle_us = int(model.limits.sequence_idle_timeout * 1e6)
         cfg.sequence_batching.max_sequence_idle_microseconds = idle_us
         cfg.sequence_batching.direct.max_queue_delay_microseconds = batching.max_batch_delay_us
     config = model.meta.config
@@ -192,3 +192,13 @@ def model_config(model: ServedModel) -> pb.ModelConfigResponse:
     for key, value in params.items():
         cfg.parameters[key].string_value = value
     return pb.ModelConfigResponse(config=cfg)
+
+
+def repository_index(entries: list[ModelVersion]) -> pb.RepositoryIndexResponse:
+    """Triton's repository index: every model version with its state and reason."""
+    index = pb.RepositoryIndexResponse.ModelIndex
+    return pb.RepositoryIndexResponse(
+        models=[
+            index(name=e.name, version=e.version, state=e.state, reason=e.reason) for e in entries
+        ]
+    )

@@ -171,11 +171,14 @@ def test_an_answer_over_the_message_limit_is_refused_before_the_run(default_serv
             stub.ModelInfer(_infer("intent", big), timeout=30)
         assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "fewer outputs" in err.value.details()
-        tokens_before = default_server.metric('rnnserve_tokens_total{model="intent"}')
+        tokens_before = default_server.metric('rnnserve_tokens_total{model="intent",version="1"}')
         small = stub.ModelInfer(_infer("intent", big, outputs=["intent_logits"]), timeout=30)
         assert [o.name for o in small.outputs] == ["intent_logits"]
     # the refused call never ran, and the metrics record the status the client got
-    assert default_server.metric('rnnserve_tokens_total{model="intent"}') == tokens_before + 5120
+    assert (
+        default_server.metric('rnnserve_tokens_total{model="intent",version="1"}')
+        == tokens_before + 5120
+    )
     refused = 'rnnserve_requests_total{code="RESOURCE_EXHAUSTED",method="ModelInfer"}'
     assert default_server.metric(refused) >= 1
 

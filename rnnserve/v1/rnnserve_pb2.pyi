@@ -29,7 +29,7 @@ class TokenIds(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ParseRequest(_message.Message):
-    __slots__ = ("model", "text", "token_ids", "initial_state", "return_steps", "return_state", "top_k")
+    __slots__ = ("model", "text", "token_ids", "initial_state", "return_steps", "return_state", "top_k", "version")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -37,6 +37,7 @@ class ParseRequest(_message.Message):
     RETURN_STEPS_FIELD_NUMBER: _ClassVar[int]
     RETURN_STATE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     token_ids: TokenIds
@@ -44,7 +45,8 @@ class ParseRequest(_message.Message):
     return_steps: bool
     return_state: bool
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., initial_state: _Optional[_Union[State, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ...) -> None: ...
+    version: str
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., initial_state: _Optional[_Union[State, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("text", "id", "char_start", "char_end")
@@ -97,7 +99,7 @@ class Steps(_message.Message):
     def __init__(self, outputs: _Optional[_Union[Tensor, _Mapping]] = ..., slot_scores: _Optional[_Union[Tensor, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., tag_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
-    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state", "no_intent", "no_intent_threshold")
+    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state", "no_intent", "no_intent_threshold", "model_version")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +109,7 @@ class ParseResponse(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     NO_INTENT_FIELD_NUMBER: _ClassVar[int]
     NO_INTENT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     model: str
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
     intent: IntentScore
@@ -116,26 +119,29 @@ class ParseResponse(_message.Message):
     state: State
     no_intent: bool
     no_intent_threshold: float
-    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., no_intent_threshold: _Optional[float] = ...) -> None: ...
+    model_version: str
+    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., no_intent_threshold: _Optional[float] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ParseStreamRequest(_message.Message):
-    __slots__ = ("model", "text", "token_ids", "return_steps", "return_state", "top_k")
+    __slots__ = ("model", "text", "token_ids", "return_steps", "return_state", "top_k", "version")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
     RETURN_STEPS_FIELD_NUMBER: _ClassVar[int]
     RETURN_STATE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     token_ids: TokenIds
     return_steps: bool
     return_state: bool
     top_k: int
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ...) -> None: ...
+    version: str
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
 
 class ParseStreamResponse(_message.Message):
-    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state", "no_intent")
+    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state", "no_intent", "model", "model_version")
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +151,8 @@ class ParseStreamResponse(_message.Message):
     STEPS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     NO_INTENT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     chunk_index: int
     total_steps: int
     intent: IntentScore
@@ -154,13 +162,17 @@ class ParseStreamResponse(_message.Message):
     steps: Steps
     state: State
     no_intent: bool
-    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ...) -> None: ...
+    model: str
+    model_version: str
+    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
-    __slots__ = ("model",)
+    __slots__ = ("model", "version")
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     model: str
-    def __init__(self, model: _Optional[str] = ...) -> None: ...
+    version: str
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
     __slots__ = ("name", "datatype", "shape", "optional")
@@ -175,7 +187,7 @@ class TensorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[str]] = ..., optional: _Optional[bool] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens", "no_intent_threshold")
+    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens", "no_intent_threshold", "version", "versions")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CELL_FIELD_NUMBER: _ClassVar[int]
     NONLINEARITY_FIELD_NUMBER: _ClassVar[int]
@@ -195,6 +207,8 @@ class ModelInfoResponse(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     MAX_TOKENS_FIELD_NUMBER: _ClassVar[int]
     NO_INTENT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
     name: str
     cell: str
     nonlinearity: str
@@ -214,4 +228,6 @@ class ModelInfoResponse(_message.Message):
     outputs: _containers.RepeatedCompositeFieldContainer[TensorInfo]
     max_tokens: int
     no_intent_threshold: float
-    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ...) -> None: ...
+    version: str
+    versions: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ..., version: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -1,0 +1,223 @@
+"""Loading models from the repository into the registry, at start and while serving.
+
+A version is loaded and checked (metadata, graph, parity figures) and warmed up off the event
+loop, then swapped in whole; one that fails leaves the version before it serving and is
+reported in the repository index. Modes (Triton's names): `none` loads once at start, `poll`
+rescans every --repository-poll-seconds, `explicit` changes only on RepositoryModelLoad and
+RepositoryModelUnload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import replace
+
+from server.errors import FailedPrecondition, ModelLoadError, NotFound
+from server.metrics import Metrics
+from server.model import ModelRegistry, ServedModel, load_model
+from server.repository import ModelSource, RepositoryError, VersionFile
+from server.settings import BatchSettings, LimitSettings, RuntimeSettings
+
+log = logging.getLogger("rnnserve.repository")
+
+MODES = ("none", "poll", "explicit")
+
+
+class ModelLoader:
+    """Keeps the registry in step with the repository, as the control mode allows."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        *,
+        source: Callable[[], dict[str, ModelSource]],
+        mode: str,
+        runtime: RuntimeSettings,
+        batching: BatchSettings,
+        limits: LimitSettings,
+        executor: Executor | None,
+        metrics: Metrics,
+    ) -> None:
+        self.registry = registry
+        self.source = source
+        self.mode = mode
+        self.runtime = runtime
+        self.batching = batching
+        self.limits = limits
+        self.executor = executor
+        self.metrics = metrics
+        self.stamps: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self.unloaded: set[str] = set()  # explicitly unloaded: polling leaves them out
+        self._lock = asyncio.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
+
+    # ------------------------------------------------------------------ one version
+
+    def _load(self, src: ModelSource, version: str, vf: VersionFile, warm: bool) -> ServedModel:
+        """Load (and warm) one version; ModelLoadError says why it cannot be served."""
+        batching = replace(
+            self.batching,
+            max_batch_size=src.max_batch_size or self.batching.max_batch_size,
+            max_batch_delay_us=(
+                self.batching.max_batch_delay_us
+                if src.max_batch_delay_us is None
+                else src.max_batch_delay_us
+            ),
+        )
+        model = load_model(
+            vf.path,
+            name=src.name,
+            version=version,
+            runtime=self.runtime,
+            batching=batching,
+            limits=self.limits,
+            executor=self.executor,
+            metrics=self.metrics,
+        )
+        if warm:
+            model.runtime.warmup(self.runtime.warmup_runs)
+        return model
+
+    def _wanted(self, names: Iterable[str] | None) -> dict[str, ModelSource]:
+        try:
+            found = self.source()
+        except RepositoryError as exc:
+            log.warning("repository unreadable", extra={"reason": str(exc)})
+            return {}
+        if names is None:
+            return {n: s for n, s in found.items() if n not in self.unloaded}
+        return {
+            n: found.get(n, ModelSource(n, error=f"no model {n!r} in the repository"))
+            for n in names
+        }
+
+    # ------------------------------------------------------------------ at start
+
+    def load_initial(self) -> None:
+        """Load every model the repository holds (not warmed: the app warms up before
+        SERVING). A lone model file that fails is a start-up error; in a repository, a failed
+        model is reported and the rest are served, unless none can be."""
+        wanted = self._wanted(None)
+        problems = []
+        for src in wanted.values():
+            if src.error:
+                self.registry.fail(src.name, "", src.error)
+                problems.append(src.error)
+            for version, vf in src.versions.items():
+                try:
+                    model = self._load(src, version, vf, warm=False)
+                except ModelLoadError as exc:
+                    self.registry.fail(src.name, version, str(exc))
+                    problems.append(str(exc))
+                    continue
+                self.registry.add(model)
+                self.stamps[(src.name, version)] = vf.stamp
+        if not any(True for _ in self.registry):
+            raise ModelLoadError(problems[0] if problems else "the model repository is empty")
+        if not self.registry.versions(self.registry.default):
+            raise ModelLoadError(f"the default model {self.registry.default!r} is not loaded")
+        for problem in problems:
+            log.warning("model not loaded", extra={"reason": problem})
+
+    # ------------------------------------------------------------------ while serving
+
+    async def sync(self, names: Iterable[str] | None = None) -> list[str]:
+        """Bring the named models (all, when None) in step with the repository: load new or
+        changed versions, retire versions no longer selected. Returns the failures."""
+        async with self._lock:
+            wanted = self._wanted(names)
+            loop = asyncio.get_running_loop()
+            failures = []
+            for src in wanted.values():
+                if src.error:
+                    self.registry.fail(src.name, "", src.error)
+                    failures.append(src.error)
+                    continue
+                failed = False
+                for version, vf in src.versions.items():
+                    if self.stamps.get((src.name, version)) == vf.stamp:
+                        continue
+                    try:
+                        model = await loop.run_in_executor(
+                            self._pool, self._load, src, version, vf, True
+                        )
+                    except ModelLoadError as exc:
+                        self.registry.fail(src.name, version, str(exc))
+                        self.stamps[(src.name, version)] = vf.stamp  # retried when it changes
+                        failures.append(str(exc))
+                        failed = True
+                        log.warning(
+                            "model version not loaded",
+                            extra={"model": src.name, "version": version, "reason": str(exc)},
+                        )
+                        continue
+                    if model.batcher is not None:
+                        model.batcher.start()
+                    self.registry.add(model)
+                    self.stamps[(src.name, version)] = vf.stamp
+                    log.info("model version serving", extra={"model": src.name, "version": version})
+                if not failed:  # a failed replacement leaves the versions serving before
+                    self._retire(
+                        src.name, set(src.versions), "no longer in the repository's policy"
+                    )
+            if names is None:  # models gone from the repository
+                for name in list(self.registry.entries):
+                    if name not in wanted:
+                        self._retire(name, set(), "removed from the repository")
+            return failures
+
+    def _retire(self, name: str, keep: set[str], reason: str) -> None:
+        entry = self.registry.entries.get(name)
+        if entry is None:
+            return
+        for version in list(entry.versions):
+            if version not in keep:
+                self.registry.remove(name, version, reason)
+                self.stamps.pop((name, version), None)
+                log.info("model version retired", extra={"model": name, "version": version})
+
+    async def load(self, name: str) -> None:
+        """RepositoryModelLoad: load or reload a model (explicit mode only)."""
+        self._explicit()
+        try:
+            known = name in self.source()
+        except RepositoryError:
+            known = False
+        if not known:
+            raise NotFound(f"no model {name!r} in the repository")
+        self.unloaded.discard(name)
+        failures = await self.sync([name])
+        if failures:
+            serving = ", ".join(self.registry.versions(name)) or "none"
+            raise FailedPrecondition(
+                f"model {name!r} did not load: {failures[0]} (versions serving: {serving})"
+            )
+
+    async def unload(self, name: str) -> None:
+        """RepositoryModelUnload: stop serving every version of a model (explicit mode only)."""
+        self._explicit()
+        async with self._lock:
+            if not self.registry.versions(name):
+                raise NotFound(f"unknown model {name!r}")
+            self.unloaded.add(name)
+            self._retire(name, set(), "unloaded")
+
+    def _explicit(self) -> None:
+        if self.mode != "explicit":
+            raise FailedPrecondition(
+                f"model control mode is {self.mode!r}: loading and unloading need "
+                "--model-control-mode explicit"
+            )
+
+    async def poll(self, period: float) -> None:
+        """Rescan the repository every `period` seconds (run as a task in poll mode)."""
+        while True:
+            await asyncio.sleep(period)
+            await self.sync()
+
+    def close(self) -> None:
+        """Stop the loading thread."""
+        self._pool.shutdown(wait=False)

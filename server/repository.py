@@ -1,0 +1,142 @@
+"""The model repository on disk: which models and versions it holds, and which to serve.
+
+Triton's layout: `DIR/<model>/<version>/model.onnx`, with an optional `DIR/<model>/config.json`
+holding the version policy (`{"latest": {"num_versions": N}}`, `{"all": {}}` or
+`{"specific": {"versions": [..]}}`, Triton's names) and the model's batching
+(`max_batch_size`, `max_batch_delay_us`, as the flags). A file `DIR/<model>.onnx` is a model of
+one version, 1; `--model FILE` is a repository of that one file. Pure functions of the disk:
+no onnxruntime, no grpc.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "model.onnx"
+CONFIG_FILE = "config.json"
+FLAT_VERSION = "1"
+
+
+class RepositoryError(ValueError):
+    """A model's folder or config cannot be read; the message names the file."""
+
+
+@dataclass(frozen=True)
+class VersionFile:
+    """One version's file and the stamp that says whether it changed since it was loaded."""
+
+    path: Path
+    stamp: tuple[int, int, int]  # mtime_ns, size, inode
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A model as the repository holds it: its versions (selected by its policy) and config."""
+
+    name: str
+    versions: dict[str, VersionFile] = field(default_factory=dict)
+    max_batch_size: int | None = None
+    max_batch_delay_us: int | None = None
+    error: str = ""  # why the model cannot be read (then it has no versions)
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = os.stat(path)
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _policy(config: dict[str, Any], versions: list[int], where: Path) -> list[int]:
+    """The versions a policy selects (default: the newest one)."""
+    policy = config.get("version_policy", {"latest": {"num_versions": 1}})
+    if not isinstance(policy, dict) or len(policy) != 1:
+        raise RepositoryError(f"{where}: version_policy must be one of latest, all, specific")
+    ((kind, args),) = policy.items()
+    args = args or {}
+    if kind == "all":
+        return versions
+    if kind == "latest":
+        n = args.get("num_versions", 1)
+        if not isinstance(n, int) or n < 1:
+            raise RepositoryError(f"{where}: latest.num_versions must be a positive integer")
+        return sorted(versions)[-n:]
+    if kind == "specific":
+        wanted = args.get("versions", [])
+        if not isinstance(wanted, list) or not all(isinstance(v, int) for v in wanted):
+            raise RepositoryError(f"{where}: specific.versions must be a list of integers")
+        return [v for v in versions if v in wanted]
+    raise RepositoryError(f"{where}: version_policy must be one of latest, all, specific")
+
+
+def _config(folder: Path) -> dict[str, Any]:
+    path = folder / CONFIG_FILE
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RepositoryError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise RepositoryError(f"{path}: must hold a JSON object")
+    for key in ("max_batch_size", "max_batch_delay_us"):
+        value = data.get(key)
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise RepositoryError(f"{path}: {key} must be a non-negative integer")
+    return data
+
+
+def _folder(folder: Path) -> ModelSource:
+    name = folder.name
+    try:
+        config = _config(folder)
+        numbered = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
+        present = [v for v in numbered if (folder / str(v) / MODEL_FILE).is_file()]
+        chosen = _policy(config, sorted(present), folder / CONFIG_FILE)
+        versions = {
+            str(v): VersionFile(p, _stamp(p))
+            for v in chosen
+            for p in [folder / str(v) / MODEL_FILE]
+        }
+    except RepositoryError as exc:
+        return ModelSource(name, error=str(exc))
+    except OSError as exc:
+        return ModelSource(name, error=f"{folder}: cannot read ({exc.strerror})")
+    if not versions:
+        return ModelSource(name, error=f"{folder}: no version folder holds a {MODEL_FILE}")
+    return ModelSource(
+        name,
+        versions,
+        max_batch_size=config.get("max_batch_size"),
+        max_batch_delay_us=config.get("max_batch_delay_us"),
+    )
+
+
+def single(path: Path, name: str) -> dict[str, ModelSource]:
+    """A repository of one model file (`--model FILE`), version 1."""
+    try:
+        versions = {FLAT_VERSION: VersionFile(path, _stamp(path))}
+    except OSError:
+        return {name: ModelSource(name, error=f"{path}: no such model file")}
+    return {name: ModelSource(name, versions)}
+
+
+def scan(root: Path) -> dict[str, ModelSource]:
+    """Every model under `root`, by name (RepositoryError when `root` is not a folder)."""
+    if not root.is_dir():
+        raise RepositoryError(f"{root}: the model repository is not a folder")
+    out: dict[str, ModelSource] = {}
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            out[entry.name] = _folder(entry)
+        elif entry.suffix == ".onnx" and entry.is_file():
+            name = entry.name[: -len(".onnx")]
+            if name in out or (root / name).is_dir():
+                out[name] = ModelSource(name, error=f"{entry}: {name} is also a folder")
+                continue
+            out[name] = ModelSource(name, {FLAT_VERSION: VersionFile(entry, _stamp(entry))})
+    return out

@@ -1,0 +1,84 @@
+"""The gRPC transport: channel options, TLS credentials, binding the port (one line on failure)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import grpc
+
+from server.errors import ModelLoadError
+from server.settings import Settings
+
+PENDING_FLOOR = 4096  # calls gRPC's core may hold before the server takes them
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot read the {what} ({exc.strerror})") from None
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS (and mutual TLS with --tls-client-ca) credentials, or None for plaintext."""
+    if not settings.tls_cert:
+        return None
+    cert = _read(settings.tls_cert, "TLS certificate")
+    key = _read(settings.tls_key, "TLS key")
+    client_ca = _read(settings.tls_client_ca, "client CA") if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    pending = max(PENDING_FLOOR, 16 * (settings.max_queue + settings.max_streams))
+    opts = [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+        # gRPC's core cancels calls beyond this backlog (1,000 by default) before the server
+        # sees them; let admission see every call and answer RESOURCE_EXHAUSTED itself.
+        ("grpc.server.max_pending_requests", pending),
+        ("grpc.server.max_pending_requests_hard_limit", pending),
+    ]
+    if settings.max_connection_age > 0:  # GOAWAY after this age; calls in flight get the grace
+        opts += [
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age * 1000)),
+            ("grpc.max_connection_age_grace_ms", int(settings.drain_seconds * 1000)),
+        ]
+    return opts
+
+
+def probe_port(host: str, port: int, what: str) -> None:
+    """OSError naming the address when `port` cannot be bound (before gRPC's core tries and
+    logs its own lines)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        for family, kind, proto, _, addr in infos:
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(addr)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise OSError(f"cannot bind the {what} port {host}:{port} ({reason})") from None
+
+
+def bind(
+    server: grpc.aio.Server, settings: Settings, credentials: grpc.ServerCredentials | None
+) -> int:
+    """Bind the gRPC port (TLS when configured); OSError naming the address when it is taken."""
+    address = f"{settings.host}:{settings.port}"
+    if settings.port:
+        probe_port(settings.host, settings.port, "gRPC")
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpcio raises instead of returning 0 on some failures
+        port = 0
+    if port == 0:
+        raise OSError(f"cannot bind the gRPC port {address}")
+    return port
