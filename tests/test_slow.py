@@ -511,3 +511,65 @@ def test_fuzz_flag_values_are_taken_or_refused_in_one_line(flag, value):
     for name in ("drain_seconds", "max_connection_age", "sequence_idle_timeout"):
         assert math.isfinite(getattr(s, name))
     assert 1 <= s.max_message_bytes <= 2**31 - 1
+
+
+def test_a_version_swap_under_load_fails_no_call(tmp_path):
+    """16 callers for 20 s; a new version is dropped into the polled repository halfway: no
+    call fails, and the new version answers within one poll period."""
+    import shutil
+
+    root = tmp_path / "repo"
+    for version, seed in ((1, 1), (2, 2)):
+        small_model_file(tmp_path / f"v{version}.onnx", "gru", seed=seed)
+    (root / "uni" / "1").mkdir(parents=True)
+    shutil.copy(tmp_path / "v1.onnx", root / "uni" / "1" / "model.onnx")
+    poll = 1.0
+    srv = ServerProcess(
+        "--model-repository", str(root), "--model-control-mode", "poll",
+        "--repository-poll-seconds", str(poll),
+    )  # fmt: skip
+    seen: list[tuple[float, str]] = []
+    marks: dict[str, float] = {}
+
+    async def load(seconds: float) -> Counter[str]:
+        codes: Counter[str] = Counter()
+        stop_at = time.monotonic() + seconds
+        async with grpc.aio.insecure_channel(srv.target) as ch:
+            stub = pb_grpc.ParserStub(ch)
+            req = pb.ParseRequest(model="uni", text="turn on the kitchen lights")
+
+            async def worker():
+                while time.monotonic() < stop_at:
+                    try:
+                        r = await stub.Parse(req, timeout=30)
+                        codes["OK"] += 1
+                        seen.append((time.monotonic(), r.model_version))
+                    except grpc.aio.AioRpcError as err:
+                        codes[err.code().name] += 1
+
+            async def swap():
+                await asyncio.sleep(seconds / 2)
+                folder = root / "uni" / "2"
+                folder.mkdir()
+                shutil.copy(tmp_path / "v2.onnx", folder / "model.onnx.part")
+                (folder / "model.onnx.part").rename(folder / "model.onnx")
+                marks["dropped"] = time.monotonic()
+
+            await asyncio.gather(swap(), *(worker() for _ in range(16)))
+        return codes
+
+    try:
+        codes = asyncio.run(load(20.0))
+    finally:
+        assert srv.stop()[0] == 0
+    dropped = marks["dropped"]
+    first_new = min(t for t, v in seen if v == "2")
+    last_old = max(t for t, v in seen if v == "1")
+    print(
+        f"\nswap under load (16 callers, 20 s, poll {poll:g} s): {dict(codes)}; version 2 "
+        f"answered {first_new - dropped:.2f} s after it was dropped in, version 1's last answer "
+        f"{last_old - dropped:.2f} s after"
+    )
+    assert set(codes) == {"OK"}
+    assert first_new - dropped <= poll + 0.5  # a poll period, plus loading and warming up
+    assert all(v == "2" for t, v in seen if t > first_new + 0.5)
