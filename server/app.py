@@ -134,7 +134,11 @@ def _models(
     sequences = SequenceStore(
         limits.max_sequences, limits.sequence_idle_timeout, on_change=metrics.live_sequences.set
     )
-    registry = ModelRegistry(default=default, sequences=sequences)
+    registry = ModelRegistry(
+        default=default,
+        sequences=sequences,
+        on_ready=lambda name, version, up: metrics.model_ready.labels(name, version).set(up),
+    )
     loader = ModelLoader(
         registry,
         source=source,

@@ -64,6 +64,12 @@ class Metrics:
         self.ready = Gauge(
             "rnnserve_ready", "1 when the model is loaded and warm", registry=self.registry
         )
+        self.model_ready = Gauge(
+            "rnnserve_model_ready",
+            "1 while a model version takes requests, 0 once retired or failed",
+            ["model", "version"],
+            registry=self.registry,
+        )
         self.auth_tokens = Gauge(
             "rnnserve_auth_tokens",
             "bearer tokens loaded from the token file (0 with a token file: every guarded call "

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -165,8 +165,15 @@ class ModelRegistry:
     """The served models by name and version; lookups check readiness. Versions are swapped in
     and out whole: a request holds the ServedModel it looked up until it ends."""
 
-    def __init__(self, *, default: str, sequences: SequenceStore) -> None:
+    def __init__(
+        self,
+        *,
+        default: str,
+        sequences: SequenceStore,
+        on_ready: Callable[[str, str, bool], None] | None = None,
+    ) -> None:
         self.entries: dict[str, ModelEntry] = {}
+        self.on_ready = on_ready  # (model, version, serving) on every change
         self.default = default
         self.sequences = sequences
         self.ready = False
@@ -186,12 +193,16 @@ class ModelRegistry:
         entry = self.entry(model.name)
         entry.versions[model.version] = model
         entry.status[model.version] = (READY, "")
+        if self.on_ready is not None:
+            self.on_ready(model.name, model.version, True)
 
     def remove(self, name: str, version: str, reason: str) -> None:
         """Stop routing new requests to a version; calls holding it finish on it."""
         entry = self.entry(name)
         entry.versions.pop(version, None)
         entry.status[version] = (UNAVAILABLE, reason)
+        if self.on_ready is not None:
+            self.on_ready(name, version, False)
 
     def fail(self, name: str, version: str, reason: str) -> None:
         """Record a version that could not be loaded (a ready one of that number stays)."""

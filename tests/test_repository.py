@@ -128,10 +128,13 @@ def test_explicit_load_and_unload(tmp_path, files):
             c.parse(TEXT, model="uni")
         assert err.value.code == "NOT_FOUND"
         assert _index(stub)[("uni", "2")] == ("UNAVAILABLE", "unloaded")
+        assert srv.metric('rnnserve_model_ready{model="uni",version="2"}') == 0
+        assert srv.metric('rnnserve_model_ready{model="bi",version="1"}') == 1
         assert c.parse(TEXT, model="bi").tokens  # the other model serves on
         _place(root, "uni", 3, files["v3"])  # loading picks up what the repository holds now
         stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="uni"), timeout=30)
         assert c.parse(TEXT, model="uni").model_version == "3"
+        assert srv.metric('rnnserve_model_ready{model="uni",version="3"}') == 1
         with pytest.raises(grpc.RpcError) as rpc_err:
             stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="nope"), timeout=10)
         assert rpc_err.value.code() == grpc.StatusCode.NOT_FOUND
