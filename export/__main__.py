@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from export.data import DataError, Example, generate, read_jsonl, summarize, write_jsonl
+from export.languages import DEFAULT_LANGUAGE, LANGUAGES, get_language
 from modelspec.names import CELLS
 
 DEFAULT_ARCH: dict[str, Any] = {
@@ -47,9 +48,14 @@ def _load_splits(args: argparse.Namespace) -> tuple[dict[str, list[Example]], di
             "test": str(args.test_file or ""),
         }
     else:
-        splits = generate(seed=args.seed)
+        splits = generate(seed=args.seed, language=args.language)
         source = {"data": "home-assistant-intents", "seed": args.seed}
-    return splits, source
+    return splits, {**source, "language": args.language}
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    """--data-dir, else the language's own folder under build/data."""
+    return Path(args.data_dir or get_language(args.language).data_dir)
 
 
 def _arch(args: argparse.Namespace) -> dict[str, Any]:
@@ -67,9 +73,10 @@ def _fmt(m: dict[str, Any]) -> str:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Generate the splits and write them as JSONL."""
-    splits = generate(seed=args.seed)
+    splits = generate(seed=args.seed, language=args.language)
+    out_dir = Path(args.out_dir or get_language(args.language).data_dir)
     for name, exs in splits.items():
-        write_jsonl(Path(args.out_dir) / f"{name}.jsonl", exs)
+        write_jsonl(out_dir / f"{name}.jsonl", exs)
     print(json.dumps(summarize(splits), indent=2))
     return 0
 
@@ -79,9 +86,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     from export.quality import format_quality, quality_report
     from export.train import TrainConfig, save_checkpoint, train, train_config_dict
 
+    lang = get_language(args.language)
+    out = Path(args.out or f"{lang.model_stem}.pt")
+    report_path = Path(args.report or f"{lang.model_stem}.report.json")
     splits, source = _load_splits(args)
     for name, exs in splits.items():
-        write_jsonl(Path(args.data_dir) / f"{name}.jsonl", exs)
+        write_jsonl(_data_dir(args) / f"{name}.jsonl", exs)
     cfg = TrainConfig(
         seed=args.seed,
         epochs=args.epochs,
@@ -89,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         out_of_scope=args.out_of_scope,
         min_count=args.min_count,
+        language=args.language,
     )
     arch = _arch(args)
     print(
@@ -98,11 +109,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     result = train(splits, arch, cfg, log=lambda m: print(m, flush=True))
     quality = quality_report(
-        result.model, result.tokenizer, result.labels.intents, splits["val"], splits["test"]
+        result.model,
+        result.tokenizer,
+        result.labels.intents,
+        splits["val"],
+        splits["test"],
+        language=args.language,
+        train=splits["train"],
+        tags=result.labels.tags,
     )
     result.metrics.update(quality)
     extra = {**source, "train_config": train_config_dict(cfg), "splits": summarize(splits)}
-    save_checkpoint(args.out, result, extra)
+    save_checkpoint(out, result, extra)
     test = result.metrics["test"]
     report = {
         "arch": arch,
@@ -111,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "metrics": result.metrics,
         "data": extra,
     }
-    Path(args.report).write_text(json.dumps(report, indent=2) + "\n")
+    report_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"\ntrained in {result.seconds:.0f} s (best epoch {result.best_epoch})")
     print(f"test         {_fmt(test)}")
     for kind, m in test.get("by_kind", {}).items():
@@ -119,17 +137,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     for c in test["worst_confusions"][:5]:
         print(f"  confused: {c['gold']} -> {c['predicted']} x{c['count']}")
     print("\n".join(format_quality(quality)))
-    print(f"checkpoint {args.out}\nreport     {args.report}")
+    print(f"checkpoint {out}\nreport     {report_path}")
     return 0
 
 
-def _test_examples(training: dict[str, Any], data_dir: str) -> list[Example]:
-    path = Path(data_dir) / "test.jsonl"
+def _test_examples(training: dict[str, Any], data_dir: str | None) -> list[Example]:
+    language = str(training.get("language", DEFAULT_LANGUAGE))
+    path = Path(data_dir or get_language(language).data_dir) / "test.jsonl"
     if path.exists():
         return read_jsonl(path)
     if training.get("data") == "jsonl" and training.get("test"):
         return read_jsonl(training["test"])
-    return generate(seed=int(training.get("seed", 13)))["test"]
+    return generate(seed=int(training.get("seed", 13)), language=language)["test"]
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -142,8 +161,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     from modelspec.names import METADATA_KEY
 
     ckpt = load_checkpoint(args.checkpoint)
+    out = Path(args.out or Path(args.checkpoint).with_suffix(".onnx"))
     t0 = time.perf_counter()
     training = {k: ckpt.training.get(k) for k in ("data", "seed", "seconds", "best_epoch")}
+    training["language"] = ckpt.training.get("language", DEFAULT_LANGUAGE)
     keys = ("test", "val", "paraphrases", "out_of_scope", "in_scope_test")
     metrics: dict[str, Any] = {k: ckpt.metrics[k] for k in keys if k in ckpt.metrics}
     done = package(
@@ -151,14 +172,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         ckpt.tokenizer,
         ckpt.labels.intents,
         ckpt.labels.tags,
-        args.out,
+        out,
         metrics,
         training,
         calibration=ckpt.metrics.get("calibration"),
     )
     rows, meta, par = done.rows, done.meta, done.meta.parity
     print(
-        f"exported {args.out} and checked parity on {len(rows)} cases in "
+        f"exported {out} and checked parity on {len(rows)} cases in "
         f"{time.perf_counter() - t0:.1f} s"
     )
     print(format_table(rows))
@@ -166,14 +187,14 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"max abs diff {par['max_abs_diff']:.2e} vs torch float64 (tolerance {par['tolerance']:g});"
         f" vs torch float32 {par['max_abs_diff_torch_fp32']:.2e}"
     )
-    size = Path(args.out).stat().st_size
-    print(f"wrote {args.out} ({size / 1024:.0f} KiB) with metadata key {METADATA_KEY!r}")
+    size = out.stat().st_size
+    print(f"wrote {out} ({size / 1024:.0f} KiB) with metadata key {METADATA_KEY!r}")
     if args.quantize:
         from export.quantize import compare, quantize
 
-        qpath = Path(args.out).with_suffix(".int8.onnx")
-        quantize(args.out, qpath)
-        cmp = compare(args.out, qpath, _test_examples(ckpt.training, args.data_dir), meta)
+        qpath = out.with_suffix(".int8.onnx")
+        quantize(out, qpath)
+        cmp = compare(out, qpath, _test_examples(ckpt.training, args.data_dir), meta)
         qmeta = ModelMetadata(
             **{**meta.__dict__, "metrics": {**meta.metrics, "int8_vs_float": cmp}}
         )
@@ -200,22 +221,30 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_kinds(args: argparse.Namespace) -> int:
-    """Recompute the `kind` of every hand-written paraphrase against the current templates."""
+    """Recompute the `kind` of every hand-written paraphrase against the current templates.
+
+    Where the language's paraphrase file keeps its kinds (English), the file is rewritten;
+    otherwise the marked sentences go to --out (default: the language's data folder), and
+    the evaluation set stays as its writers left it."""
     from collections import Counter
 
-    from export.quality import PARAPHRASES, paraphrase_kind, template_matches
+    from export.quality import eval_path, mark_kinds
 
-    para = read_jsonl(args.file or PARAPHRASES)
-    trained = {e.text.lower() for e in generate(seed=args.seed)["train"]}
-    matches = template_matches([e.text for e in para], [e.intent for e in para])
-    out = [
-        Example(
-            e.text, e.intent, e.slots, e.template, paraphrase_kind(p, x, e.text.lower() in trained)
-        )
-        for e, (p, x) in zip(para, matches)
-    ]
-    write_jsonl(args.file or PARAPHRASES, out)
+    lang = get_language(args.language)
+    source = Path(args.file or eval_path("paraphrases.jsonl", args.language))
+    para = read_jsonl(source)
+    trained = {e.text.lower() for e in generate(seed=args.seed, language=args.language)["train"]}
+    out = mark_kinds(para, trained, args.language)
+    if args.out:
+        target = Path(args.out)
+    elif lang.eval_kinds_in_file:
+        target = source
+    else:
+        target = Path(lang.data_dir) / "paraphrases.kinds.jsonl"
+    write_jsonl(target, out)
     print(json.dumps(dict(Counter(e.kind for e in out))))
+    if target != source:
+        print(f"wrote {target}")
     return 0
 
 
@@ -230,7 +259,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         r = train(
             splits,
             arch,
-            TrainConfig(seed=args.seed, epochs=args.epochs, progress=False),
+            TrainConfig(seed=args.seed, epochs=args.epochs, progress=False, language=args.language),
             log=lambda m: None,
         )
         v, t = r.metrics["val"], r.metrics["test"]
@@ -259,12 +288,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
+    def language_flag(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument(
+            "--language",
+            choices=list(LANGUAGES),
+            default=DEFAULT_LANGUAGE,
+            help="templates, value pools, tokenizer and evaluation sets (default: en)",
+        )
+
     def data_flags(sp: argparse.ArgumentParser) -> None:
+        language_flag(sp)
         sp.add_argument("--seed", type=int, default=13)
         sp.add_argument("--train-file", help="JSONL training data (default: generated)")
         sp.add_argument("--val-file", help="JSONL validation data")
         sp.add_argument("--test-file", help="JSONL test data")
-        sp.add_argument("--data-dir", default="build/data", help="where the splits are written")
+        sp.add_argument(
+            "--data-dir",
+            help="where the splits are written (default: build/data, for zh-CN build/data/zh-CN)",
+        )
 
     def arch_flags(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--cell", choices=list(CELLS))
@@ -276,8 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--dropout", type=float)
 
     d = sub.add_parser("data", help="write the generated splits as JSONL")
+    language_flag(d)
     d.add_argument("--seed", type=int, default=13)
-    d.add_argument("--out-dir", default="build/data")
+    d.add_argument("--out-dir", help="default: build/data, for zh-CN build/data/zh-CN")
     d.set_defaults(func=cmd_data)
 
     t = sub.add_parser("train", help="train a model")
@@ -298,15 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=12,
         help="words seen fewer times in training map to <unk> (1: keep every word)",
     )
-    t.add_argument("--out", default="models/intent.pt")
-    t.add_argument("--report", default="models/intent.report.json")
+    t.add_argument("--out", help="default: models/intent.pt, for zh-CN models/intent-zh.pt")
+    t.add_argument(
+        "--report", help="default: models/intent.report.json, for zh-CN models/intent-zh.*"
+    )
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("export", help="export a checkpoint to ONNX and check parity")
     e.add_argument("--checkpoint", default="models/intent.pt")
-    e.add_argument("--out", default="models/intent.onnx")
+    e.add_argument("--out", help="default: the checkpoint's path ending in .onnx")
     e.add_argument("--quantize", action="store_true", help="also write an int8 variant")
-    e.add_argument("--data-dir", default="build/data")
+    e.add_argument("--data-dir", help="test split for --quantize (default: the language's)")
     e.set_defaults(func=cmd_export)
 
     c = sub.add_parser("parity", help="re-check parity of an exported model")
@@ -315,8 +359,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_parity)
 
     k = sub.add_parser("kinds", help="re-mark paraphrases: template / extra / novel")
+    language_flag(k)
     k.add_argument("--seed", type=int, default=13)
-    k.add_argument("--file", help="paraphrase JSONL (default: export/eval/paraphrases.jsonl)")
+    k.add_argument("--file", help="paraphrase JSONL (default: the language's evaluation set)")
+    k.add_argument(
+        "--out", help="where to write (default: English in place, others build/data/<lang>/)"
+    )
     k.set_defaults(func=cmd_kinds)
 
     s = sub.add_parser("sweep", help="compare cell types on validation")

@@ -13,17 +13,17 @@ import functools
 import itertools
 import json
 import random
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export.pools import ANY_DEVICE, INTENT_NAME_DOMAINS, Pools, make_pools
+from export.languages import DEFAULT_LANGUAGE, Language, get_language
+from export.pools import Pools
 from modelspec.names import OUTSIDE_TAG, SPECIAL_TOKENS
 from modelspec.tokenizer import Tokenizer
-
-LANGUAGE = "en"
 
 
 class DataError(ValueError):
@@ -160,24 +160,47 @@ def bio_tags(ex: Example, tokenizer: Tokenizer) -> tuple[list[str], list[str]]:
 # ---------------------------------------------------------------- sampling from hassil
 
 
+# The characters between which hassil drops whitespace (hassil.util.CJK): Han, kana, hangul.
+_CJK_CHAR = re.compile("[\u4e00-\u9fff\u3400-\u4dbf\u3040-\u30ff\uac00-\ud7af]")
+
+
 @dataclass
 class _Builder:
-    """Builds a sentence piece by piece, collapsing whitespace and recording slot spans."""
+    """Builds a sentence piece by piece, collapsing whitespace and recording slot spans.
+
+    With `cjk`, whitespace next to a CJK character is dropped, as hassil drops it when a
+    language ignores whitespace ("打开 客厅 的灯" matches as "打开客厅的灯"); between other
+    characters ("Apple TV") it stays one space.
+    """
 
     chars: list[str] = field(default_factory=list)
     spans: list[Span] = field(default_factory=list)
+    cjk: bool = False
+    _space: bool = False  # cjk: whitespace seen, not yet written
 
     def add(self, text: str) -> None:
         for ch in text:
             if ch.isspace():
-                if self.chars and self.chars[-1] != " ":
+                if self.cjk:
+                    self._space = bool(self.chars)
+                elif self.chars and self.chars[-1] != " ":
                     self.chars.append(" ")
             else:
+                if self.cjk:
+                    self._flush(ch)
                 self.chars.append(ch)
 
+    def _flush(self, nxt: str) -> None:
+        if self._space and not (_CJK_CHAR.match(self.chars[-1]) or _CJK_CHAR.match(nxt)):
+            self.chars.append(" ")
+        self._space = False
+
     def slot(self, name: str, value: str) -> None:
+        value = value.strip()
+        if self.cjk and value:
+            self._flush(value[0])
         start = len(self.chars)
-        self.add(value.strip())
+        self.add(value)
         self.spans.append(Span(name, start, len(self.chars)))
 
     def text(self) -> tuple[str, tuple[Span, ...]]:
@@ -198,13 +221,15 @@ class TemplateSampler:
     reach every alternative and optional part that fits in n.
     """
 
-    def __init__(self, pools: Pools, rng: random.Random) -> None:
+    def __init__(self, pools: Pools, rng: random.Random, language: str = DEFAULT_LANGUAGE) -> None:
         from hassil.sample import get_rbnf_engine
 
         self.pools = pools
         self.rng = rng
-        self.rbnf = get_rbnf_engine(LANGUAGE)
+        self.language: Language = get_language(language)
+        self.rbnf = get_rbnf_engine(self.language.code)
         self.used: dict[int, Counter[int]] = defaultdict(Counter)
+        self._domains: Sequence[str] = ()
 
     def _pick(self, key: Any, items: Sequence[Any]) -> Any:
         """The least-used item of `items` at this point of the template (random among ties)."""
@@ -215,9 +240,17 @@ class TemplateSampler:
         return items[i]
 
     def sample(
-        self, sentence: Any, rules: dict[str, Any], slot_lists: dict[str, Any], intent: str
+        self,
+        sentence: Any,
+        rules: dict[str, Any],
+        slot_lists: dict[str, Any],
+        intent: str,
+        domains: Sequence[str] = (),
     ) -> tuple[str, tuple[Span, ...]]:
-        b = _Builder()
+        """One sentence of the template and its slot spans; `domains` are those the
+        template's block requires (they choose the name pool where the language uses them)."""
+        self._domains = domains
+        b = _Builder(cjk=self.language.cjk)
         self._walk(sentence.expression, b, rules, slot_lists, intent, in_slot=False)
         return b.text()
 
@@ -270,10 +303,11 @@ class TemplateSampler:
             raise DataError(f"unexpected template expression {type(exp).__name__}")
 
     def _number(self, n: float) -> str:
-        if self.rng.random() < 0.85:
+        if self.rng.random() < self.language.number_as_digits:
             return str(int(n)) if float(n).is_integer() else str(n)
         words = self.rbnf.format_number(n).text_by_ruleset
-        return self.rng.choice(sorted(set(words.values())))
+        keep = self.language.number_rulesets
+        return self.rng.choice(sorted({w for r, w in words.items() if not keep or r in keep}))
 
     def _list_value(
         self, ref: Any, rules: dict[str, Any], lists: dict[str, Any], intent: str
@@ -290,14 +324,14 @@ class TemplateSampler:
         if name == "floor":
             return self.rng.choice(p.floors)
         if name == "name":
-            domains = INTENT_NAME_DOMAINS.get(intent, ANY_DEVICE)
+            domains = self.language.name_domains(intent, self._domains)
             return self.rng.choice(p.names[self.rng.choice(domains)])
         if name in p.wildcards:
             return self.rng.choice(p.wildcards[name])
         slot_list = lists.get(name)
         if isinstance(slot_list, TextSlotList):
             value = self._pick(slot_list, slot_list.values)
-            sub = _Builder()
+            sub = _Builder(cjk=self.language.cjk)
             self._walk(value.text_in, sub, rules, lists, intent, in_slot=True)
             return sub.text()[0]
         if isinstance(slot_list, RangeSlotList):
@@ -308,20 +342,16 @@ class TemplateSampler:
         raise DataError(f"unknown slot list {{{name}}}")
 
 
-SKIP_PREFIXES = ["please", "can you", "could you", "would you", "hey", "ok"]
-SKIP_SUFFIXES = ["please", "for me", "thanks"]
-
-
 def _decorate(
-    text: str, spans: tuple[Span, ...], rng: random.Random
+    text: str, spans: tuple[Span, ...], rng: random.Random, lang: Language
 ) -> tuple[str, tuple[Span, ...]]:
-    """Sometimes add the politeness words the grammar skips ("please", "can you")."""
+    """Sometimes add the politeness words the grammar skips ("please", "can you", "麻烦你")."""
     r = rng.random()
     if r < 0.08:
-        pre = rng.choice(SKIP_PREFIXES) + " "
+        pre = rng.choice(lang.skip_prefixes) + lang.joiner
         return pre + text, tuple(Span(s.slot, s.start + len(pre), s.end + len(pre)) for s in spans)
     if r < 0.12:
-        return text + " " + rng.choice(SKIP_SUFFIXES), spans
+        return text + lang.joiner + rng.choice(lang.skip_suffixes), spans
     return text, spans
 
 
@@ -334,43 +364,51 @@ class Template:
     sentence: Any
     rules: dict[str, Any]
     lists: dict[str, Any]
+    domains: tuple[str, ...] = ()  # the domains the template's block requires
 
 
 @dataclass(frozen=True)
 class PackageIntents:
-    """home-assistant-intents' English intents: the package's JSON form and hassil's parse of
-    it. Shared by every caller of `package_intents`, so neither is modified."""
+    """home-assistant-intents' intents of one language: the package's JSON form and hassil's
+    parse of it (with the language's settings, such as ignoring whitespace). Shared by every
+    caller of `package_intents`, so neither is modified."""
 
     raw: dict[str, Any]
     parsed: Any  # hassil.Intents
 
 
-@functools.lru_cache(maxsize=1)
-def package_intents() -> PackageIntents:
-    """The package's English intents, loaded and parsed once per process."""
+@functools.cache
+def package_intents(language: str = DEFAULT_LANGUAGE) -> PackageIntents:
+    """The package's intents of a language, loaded and parsed once per process."""
     import home_assistant_intents
     from hassil import Intents
 
-    raw = home_assistant_intents.get_intents(LANGUAGE)
+    raw = home_assistant_intents.get_intents(language)
     if raw is None:
-        raise DataError(f"home-assistant-intents has no language {LANGUAGE!r}")
+        raise DataError(f"home-assistant-intents has no language {language!r}")
     return PackageIntents(raw, Intents.from_dict(raw))
 
 
-def load_templates() -> list[Template]:
-    """Every English sentence template of home-assistant-intents, with a stable id."""
-    intents = package_intents().parsed
+def _block_domains(data: Any) -> tuple[str, ...]:
+    domain = (data.requires_context or {}).get("domain") or ()
+    return (domain,) if isinstance(domain, str) else tuple(domain)
+
+
+def load_templates(language: str = DEFAULT_LANGUAGE) -> list[Template]:
+    """Every sentence template of home-assistant-intents for a language, with a stable id."""
+    intents = package_intents(language).parsed
     out = []
     for name in sorted(intents.intents):
         for di, data in enumerate(intents.intents[name].data):
             rules = {**intents.expansion_rules, **data.expansion_rules}
             lists = {**intents.slot_lists, **data.slot_lists}
+            domains = _block_domains(data)
             for si, sent in enumerate(_in_source_order(data)):
-                out.append(Template(f"{name}/{di}/{si}", name, sent, rules, lists))
+                out.append(Template(f"{name}/{di}/{si}", name, sent, rules, lists, domains))
     return out
 
 
-EXTRA_TEMPLATES = Path(__file__).resolve().parent / "extra" / "templates.yaml"
+EXTRA_TEMPLATES = get_language(DEFAULT_LANGUAGE).extra_templates
 
 
 def extra_template_texts(path: str | Path = EXTRA_TEMPLATES) -> dict[str, list[str]]:
@@ -384,16 +422,20 @@ def extra_template_texts(path: str | Path = EXTRA_TEMPLATES) -> dict[str, list[s
     return {str(k): [str(t) for t in v or []] for k, v in (doc.get("intents") or {}).items()}
 
 
-def load_extra_templates(path: str | Path = EXTRA_TEMPLATES) -> list[Template]:
-    """Hand-written templates that extend the package's phrasings (`export/extra/`), in
-    hassil syntax, with the English expansion rules and each intent's own slot lists.
-    They are training-only: their author never saw the evaluation sets in `export/eval/`."""
+def load_extra_templates(
+    path: str | Path | None = None, language: str = DEFAULT_LANGUAGE
+) -> list[Template]:
+    """Hand-written templates that extend the package's phrasings (`export/extra/`, for
+    Chinese `export/extra/zh-CN/`), in hassil syntax, with the language's expansion rules and
+    each intent's own slot lists. They are training-only: their authors never saw the
+    evaluation sets in `export/eval/`."""
     from hassil.parse_expression import parse_sentence
 
+    path = path or get_language(language).extra_templates
     texts = extra_template_texts(path)
     if not texts:
         return []
-    intents = package_intents().parsed
+    intents = package_intents(language).parsed
     known_slots = _template_slot_names(intents)
     out = []
     for name, sentences in sorted(texts.items()):
@@ -458,17 +500,25 @@ def _in_source_order(data: Any) -> list[Any]:
 
 
 def _sample_template(
-    t: Template, pools: Pools, rng: random.Random, n: int, kind: str
+    t: Template,
+    pools: Pools,
+    rng: random.Random,
+    n: int,
+    kind: str,
+    language: str = DEFAULT_LANGUAGE,
 ) -> list[Example]:
-    sampler = TemplateSampler(pools, rng)
-    probe = Tokenizer(list(SPECIAL_TOKENS))
+    sampler = TemplateSampler(pools, rng, language)
+    lang = sampler.language
+    probe = Tokenizer(list(SPECIAL_TOKENS), lang.tokenizer_rules)
     out: dict[str, Example] = {}
     for _ in range(n * 3):
         if len(out) >= n:
             break
-        text, spans = sampler.sample(t.sentence, t.rules, t.lists, t.intent)
-        text, spans = _decorate(text, spans, rng)
+        text, spans = sampler.sample(t.sentence, t.rules, t.lists, t.intent, t.domains)
+        text, spans = _decorate(text, spans, rng, lang)
         if not text or text in out:
+            continue
+        if lang.odd is not None and lang.odd(text, spans):
             continue
         ex = Example(text, t.intent, spans, t.id, kind)
         try:
@@ -488,6 +538,7 @@ def generate(
     extra: bool = True,
     extra_scale: float = 0.5,
     more_train_areas: int = 150,
+    language: str = DEFAULT_LANGUAGE,
 ) -> dict[str, list[Example]]:
     """Sample train/val/test utterances from the templates, deterministically from `seed`.
 
@@ -497,10 +548,12 @@ def generate(
     values, sentences not in train), `template` (held-out templates) and `values` (training
     templates with test-only values); validation mirrors them. With `extra`, the hand-written
     templates of `export/extra/templates.yaml` add training sentences (train only).
+    `language` picks the templates, value pools and extra templates (default English).
     """
+    lang = get_language(language)
     rng = random.Random(seed)
-    pools = make_pools(seed, more_train_areas)
-    templates = load_templates()
+    pools = lang.make_pools(seed, more_train_areas)
+    templates = load_templates(language)
     by_intent: dict[str, list[Template]] = defaultdict(list)
     for t in templates:
         by_intent[t.intent].append(t)
@@ -523,20 +576,23 @@ def generate(
         k_train = max(1, round(k * train_scale))
         for t in ts:
             r = role[t.id]
+            sample = functools.partial(_sample_template, t, language=language)
             if r == "train":
-                splits["train"] += _sample_template(t, pools["train"], train_rng, k_train, "train")
-                splits["val"] += _sample_template(t, pools["train"], rng, max(1, k // 8), "random")
-                splits["test"] += _sample_template(t, pools["train"], rng, max(1, k // 6), "random")
-                splits["val"] += _sample_template(t, pools["val"], rng, max(1, k // 8), "values")
-                splits["test"] += _sample_template(t, pools["test"], rng, max(1, k // 6), "values")
+                splits["train"] += sample(pools["train"], train_rng, k_train, "train")
+                splits["val"] += sample(pools["train"], rng, max(1, k // 8), "random")
+                splits["test"] += sample(pools["train"], rng, max(1, k // 6), "random")
+                splits["val"] += sample(pools["val"], rng, max(1, k // 8), "values")
+                splits["test"] += sample(pools["test"], rng, max(1, k // 6), "values")
             else:
-                splits[r] += _sample_template(t, pools["train"], rng, max(2, k // 3), "template")
+                splits[r] += sample(pools["train"], rng, max(2, k // 3), "template")
     # Hand-written extra templates (export/extra/) add phrasings to training only.
-    for t in load_extra_templates() if extra else []:
+    for t in load_extra_templates(language=language) if extra else []:
         n_package = max(1, len(by_intent.get(t.intent, [])))
         k = max(min_per_template, min(max_per_template, -(-per_intent // n_package)))
         k_extra = max(1, round(k * train_scale * extra_scale))
-        splits["train"] += _sample_template(t, pools["train"], train_rng, k_extra, "train")
+        splits["train"] += _sample_template(
+            t, pools["train"], train_rng, k_extra, "train", language
+        )
 
     # A text that two intents produce ("all fans off") has no single right label: drop it.
     labels: dict[str, set[str]] = defaultdict(set)

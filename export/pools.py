@@ -48,11 +48,11 @@ def load_words(name: str, directory: Path = WORDS_DIR) -> dict[str, list[str]]:
     return out
 
 
-def _lists(name: str, *keys: str) -> list[list[str]]:
+def _lists(name: str, *keys: str, directory: Path = WORDS_DIR) -> list[list[str]]:
     """The lists `keys` of one word-list file, in that order; the file holds no others."""
-    words = load_words(name)
+    words = load_words(name, directory)
     if set(words) != set(keys):
-        raise WordListError(f"{WORDS_DIR / name}: expected the lists {', '.join(keys)}")
+        raise WordListError(f"{directory / name}: expected the lists {', '.join(keys)}")
     return [words[k] for k in keys]
 
 

@@ -1,8 +1,9 @@
 """Evaluations beyond the test split: hand-written paraphrases, out-of-scope, calibration.
 
-The paraphrase and out-of-scope sets in `export/eval/` are written by hand and never used
-for training. The confidence threshold is the maximum softmax intent probability; it is
-calibrated on the in-scope validation split so that at most `target_frr` of it is rejected.
+The paraphrase and out-of-scope sets in `export/eval/` (Chinese: `export/eval/zh-CN/`) are
+written by hand and never used for training. The confidence threshold is the maximum softmax
+intent probability; it is calibrated on the in-scope validation split so that at most
+`target_frr` of it is rejected.
 """
 
 from __future__ import annotations
@@ -16,50 +17,79 @@ import numpy as np
 import torch
 
 from export.data import Example, read_jsonl
+from export.languages import DEFAULT_LANGUAGE, get_language
+from export.metrics import entity_f1
 from export.model import IntentSlotRNN
 from export.train import forward_by_name
 from modelspec.batch import pad_rows
-from modelspec.names import INTENT_LOGITS, PAD_ID
+from modelspec.names import INTENT_LOGITS, PAD_ID, SPECIAL_TOKENS
 from modelspec.tokenizer import Tokenizer
 
-EVAL_DIR = Path(__file__).resolve().parent / "eval"
+EVAL_DIR = get_language(DEFAULT_LANGUAGE).eval_dir
 PARAPHRASES = EVAL_DIR / "paraphrases.jsonl"
 OUT_OF_SCOPE = EVAL_DIR / "out_of_scope.txt"
 CALIBRATION_METHOD = "max softmax intent probability; rejects <= target_frr of validation"
 TARGET_FRR = 0.02
 
 
-def load_paraphrases(path: str | Path = PARAPHRASES) -> list[Example]:
+def eval_path(name: str, language: str = DEFAULT_LANGUAGE) -> Path:
+    """A file of the language's hand-written evaluation sets (`paraphrases.jsonl`,
+    `out_of_scope.txt`)."""
+    return get_language(language).eval_dir / name
+
+
+def load_paraphrases(
+    path: str | Path | None = None, language: str = DEFAULT_LANGUAGE
+) -> list[Example]:
     """The hand-written paraphrase set (intent labels only). `kind`: `template` where a
     package template matches, `extra` where only an extra training template (or the training
     data) does, `novel` where nothing the model trained on produces it (`paraphrase_kind`)."""
-    return read_jsonl(path)
+    return read_jsonl(path or eval_path("paraphrases.jsonl", language))
 
 
 MAX_NAME_WORDS = 4  # a device, area or floor name longer than this is not a name
 
 
 def template_matches(
-    texts: Sequence[str], intents: Sequence[str], extra_path: str | Path | None = None
+    texts: Sequence[str],
+    intents: Sequence[str],
+    extra_path: str | Path | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> list[tuple[bool, bool]]:
     """Per text: (a package template of its intent matches, an extra template of its intent
-    matches), by hassil.recognize_all in any context (domain and area requirements dropped),
-    with any name, area or floor of up to MAX_NAME_WORDS words (wildcards). Conservative: a
-    sentence counts as "no template produces it" only when neither kind of template can."""
+    matches), by hassil.recognize_all with the language's settings in any context (domain and
+    area requirements dropped), with any name, area or floor (wildcards) of up to
+    MAX_NAME_WORDS words (languages written without spaces: the language's
+    `max_name_tokens` tokens). Conservative: a sentence counts as "no template produces it"
+    only when neither kind of template can."""
     from hassil import Intents, recognize_all
 
-    from export.data import EXTRA_TEMPLATES, LANGUAGE, extra_template_texts, package_intents
+    from export.data import extra_template_texts, package_intents
 
-    raw = package_intents().raw
+    lang = get_language(language)
+    raw = package_intents(language).raw
     lists = dict(raw.get("lists", {}))
     for name in NAME_LISTS:
         lists[name] = {"wildcard": True}
     common = {
-        "language": LANGUAGE,
+        "language": language,
         "lists": lists,
         "expansion_rules": raw.get("expansion_rules", {}),
         "skip_words": raw.get("skip_words", []),
     }
+    if "settings" in raw:
+        common["settings"] = raw["settings"]
+    if lang.cjk:
+        probe = Tokenizer(list(SPECIAL_TOKENS), lang.tokenizer_rules)
+        limit = lang.max_name_tokens
+
+        def short(name: str) -> bool:
+            return len(probe.tokenize(name)) <= limit
+    else:
+
+        def short(name: str) -> bool:
+            return len(name.split()) <= MAX_NAME_WORDS
+
     any_context = {
         name: {
             **intent,
@@ -72,7 +102,7 @@ def template_matches(
     }
     package = Intents.from_dict({**common, "intents": any_context})
     extra_intents: dict[str, Any] = {}
-    for name, sentences in extra_template_texts(extra_path or EXTRA_TEMPLATES).items():
+    for name, sentences in extra_template_texts(extra_path or lang.extra_templates).items():
         block: dict[str, Any] = {"sentences": sentences}
         for data in raw["intents"].get(name, {}).get("data", []):
             for key in ("lists", "expansion_rules"):
@@ -83,9 +113,7 @@ def template_matches(
     def produces(grammar: Any, text: str, intent: str) -> bool:
         for result in recognize_all(text, grammar):
             names = [e.text for k, e in result.entities.items() if k in NAME_LISTS]
-            if result.intent.name == intent and all(
-                len(str(n).split()) <= MAX_NAME_WORDS for n in names
-            ):
+            if result.intent.name == intent and all(short(str(n)) for n in names):
                 return True
         return False
 
@@ -108,9 +136,26 @@ def paraphrase_kind(package_match: bool, extra_match: bool, in_training: bool) -
     return "novel"
 
 
-def load_out_of_scope(path: str | Path = OUT_OF_SCOPE) -> list[str]:
+def mark_kinds(
+    para: Sequence[Example], trained: set[str], language: str = DEFAULT_LANGUAGE
+) -> list[Example]:
+    """The paraphrases with their `kind` computed against the language's templates and the
+    lower-cased training texts `trained`."""
+    matches = template_matches([e.text for e in para], [e.intent for e in para], language=language)
+    return [
+        Example(
+            e.text, e.intent, e.slots, e.template, paraphrase_kind(p, x, e.text.lower() in trained)
+        )
+        for e, (p, x) in zip(para, matches)
+    ]
+
+
+def load_out_of_scope(
+    path: str | Path | None = None, language: str = DEFAULT_LANGUAGE
+) -> list[str]:
     """The hand-written out-of-scope utterances (one a line, `#` comments)."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    text = Path(path or eval_path("out_of_scope.txt", language)).read_text(encoding="utf-8")
+    lines = text.splitlines()
     return [s.strip() for s in lines if s.strip() and not s.startswith("#")]
 
 
@@ -143,6 +188,40 @@ def calibrate(confidences: np.ndarray, target_frr: float = TARGET_FRR) -> float:
     return float(c[k])
 
 
+def paraphrase_slot_f1(
+    model: IntentSlotRNN, tok: Tokenizer, tags: Sequence[str], para: Sequence[Example]
+) -> dict[str, Any]:
+    """Entity F1 of the slots the model knows on the paraphrases that mark slots (spans
+    that cut a token are left out and counted)."""
+    from export.train import Labels, encode, predict
+
+    labels = Labels(list({e.intent for e in para}), list(tags))
+    known = set(labels.slot_names)
+    rows, skipped = [], 0
+    for e in para:
+        ex = Example(e.text, e.intent, tuple(sp for sp in e.slots if sp.slot in known))
+        try:
+            encode([ex], tok, labels, "paraphrases")
+        except ValueError:
+            skipped += 1
+            continue
+        rows.append(ex)
+    if not rows:
+        return {"n": 0, "slot_f1": 0.0, "skipped": skipped}
+    enc = encode(rows, tok, labels, "paraphrases")
+    _, pred = predict(model, enc, labels.tags)
+    f1 = entity_f1(
+        [[labels.tags[t] for t in r] for r in enc.tags], [[labels.tags[t] for t in r] for r in pred]
+    )
+    return {
+        "n": len(rows),
+        "slot_f1": f1["f1"],
+        "slot_precision": f1["precision"],
+        "slot_recall": f1["recall"],
+        "skipped": skipped,
+    }
+
+
 def quality_report(
     model: IntentSlotRNN,
     tok: Tokenizer,
@@ -150,11 +229,26 @@ def quality_report(
     val: Sequence[Example],
     test: Sequence[Example],
     target_frr: float = TARGET_FRR,
+    language: str = DEFAULT_LANGUAGE,
+    train: Sequence[Example] = (),
+    tags: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Paraphrase accuracy, calibration on val, false rejects on test, out-of-scope rejects."""
+    """Paraphrase accuracy, calibration on val, false rejects on test, out-of-scope rejects.
+
+    A language whose paraphrase file does not keep its kinds has them marked here against its
+    templates and the training sentences `train`; with the model's BIO `tags`, the
+    paraphrases' slots are scored too. Missing evaluation files count as empty sets."""
     known = set(intents)
-    para = [e for e in load_paraphrases() if e.intent in known]  # all, for the default data
-    oos = load_out_of_scope()
+    lang = get_language(language)
+    para_path, oos_path = (
+        eval_path(n, language) for n in ("paraphrases.jsonl", "out_of_scope.txt")
+    )
+    para = (
+        [e for e in load_paraphrases(para_path) if e.intent in known] if para_path.exists() else []
+    )
+    if para and not lang.eval_kinds_in_file:
+        para = mark_kinds(para, {e.text.lower() for e in train}, language)
+    oos = load_out_of_scope(oos_path) if oos_path.exists() else []
     pv = intent_probs(model, tok, [e.text for e in val])
     threshold = calibrate(pv.max(1), target_frr)
     pt = intent_probs(model, tok, [e.text for e in test])
@@ -167,7 +261,7 @@ def quality_report(
     novel = np.asarray([e.kind == "novel" for e in para], dtype=bool)
     misses = Counter((e.intent, p) for p, e, ok in zip(pred, para, correct) if not ok)
     oos_conf = po.max(1)
-    return {
+    report: dict[str, Any] = {
         "calibration": {
             "threshold": threshold,
             "method": CALIBRATION_METHOD,
@@ -195,14 +289,19 @@ def quality_report(
         },
         "out_of_scope": {
             "n": len(oos),
-            "reject_rate": float(np.mean(oos_conf < threshold)),
-            "median_confidence": float(np.median(oos_conf)),
+            "reject_rate": float(np.mean(oos_conf < threshold)) if oos else 0.0,
+            "median_confidence": float(np.median(oos_conf)) if oos else 0.0,
         },
         "in_scope_test": {
             "n": len(test),
             "false_reject_rate": float(np.mean(pt.max(1) < threshold)) if len(test) else 0.0,
         },
     }
+    if tags and any(e.slots for e in para):
+        report["paraphrases"]["slots"] = paraphrase_slot_f1(
+            model, tok, tags, [e for e in para if e.slots]
+        )
+    return report
 
 
 def format_quality(q: dict[str, Any]) -> list[str]:
@@ -221,6 +320,9 @@ def format_quality(q: dict[str, Any]) -> list[str]:
         f"  paraphrases, {k:8s} intent acc {v['intent_accuracy']:.4f} (n={v['n']})"
         for k, v in p.get("by_kind", {}).items()
     ]
+    if "slots" in p:
+        sl = p["slots"]
+        lines.append(f"  paraphrases, slot F1 {sl['slot_f1']:.4f} (n={sl['n']})")
     lines += [
         f"  paraphrase miss: {m['gold']} -> {m['predicted']} x{m['count']}" for m in p["misses"]
     ]

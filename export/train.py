@@ -16,6 +16,7 @@ from torch import nn
 from tqdm import tqdm
 
 from export.data import DataError, Example, bio_tags, check_labels
+from export.languages import DEFAULT_LANGUAGE, get_language
 from export.metrics import evaluate
 from export.model import IntentSlotRNN, ModelConfig
 from modelspec.batch import pad_rows
@@ -58,6 +59,7 @@ class TrainConfig:
     oos_weight: float = 0.5
     threads: int = 1
     progress: bool = True
+    language: str = DEFAULT_LANGUAGE  # tokenizer rules and out-of-scope sentences
 
 
 @dataclass
@@ -205,11 +207,10 @@ def negatives(splits: dict[str, list[Example]], cfg: TrainConfig) -> list[str]:
     """The generated out-of-scope training sentences (none equal to an in-scope text)."""
     if cfg.out_of_scope <= 0:
         return []
-    from export.pools import make_pools, out_of_scope_sentences
-
-    pools = make_pools(cfg.seed)["train"]
+    lang = get_language(cfg.language)
+    pools = lang.make_pools(cfg.seed, 0)["train"]
     known = {e.text.lower() for exs in splits.values() for e in exs}
-    texts = out_of_scope_sentences(pools, random.Random(cfg.seed + 7), cfg.out_of_scope)
+    texts = lang.out_of_scope(pools, random.Random(cfg.seed + 7), cfg.out_of_scope)
     return [t for t in texts if t.lower() not in known]
 
 
@@ -295,7 +296,8 @@ def prepare(splits: dict[str, list[Example]], cfg: TrainConfig) -> TrainingData:
     examples), then encode every split; DataError on a label or text the training data lacks."""
     oos = negatives(splits, cfg)
     vocab_texts = [_vocab_text(e, cfg.vocab_skip_slots) for e in splits["train"]]
-    tok = Tokenizer.build(vocab_texts + oos, min_count=cfg.min_count, rules=TokenizerRules())
+    rules = get_language(cfg.language).tokenizer_rules
+    tok = Tokenizer.build(vocab_texts + oos, min_count=cfg.min_count, rules=rules)
     labels = Labels.from_examples(splits["train"])
     enc = {name: encode(exs, tok, labels, name) for name, exs in splits.items()}
     if not cfg.extra_slot_loss:  # extra templates teach phrasing (intent) only
