@@ -11,6 +11,10 @@ PORT ?= 50051
 METRICS_PORT ?= 9090
 QUANTIZE ?=
 TRAIN_ARGS ?=
+# Language of the model `make data/train/export/parity/sweep` work on: en (default) or zh-CN
+# (not LANG: that is the locale). zh-CN trains and exports models/intent-zh.* only.
+MODEL_LANG ?= en
+MODEL_STEM := models/intent-$(firstword $(subst -, ,$(MODEL_LANG)))
 
 .PHONY: install run serve test test-slow lint format train export parity sweep data proto proto-check bench clean
 
@@ -45,21 +49,33 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 data: $(STAMP)
-	$(PY) -m export data
+	$(PY) -m export data --language $(MODEL_LANG)
 
 train: $(STAMP)  ## train the default model and its streaming twin -> models/intent{,-stream}.pt + reports
+ifeq ($(MODEL_LANG),en)
 	$(PY) -m export train $(TRAIN_ARGS)
 	$(PY) -m export train --no-bidirectional --out models/intent-stream.pt --report models/intent-stream.report.json $(TRAIN_ARGS)
+else
+	$(PY) -m export train --language $(MODEL_LANG) --out $(MODEL_STEM).pt --report $(MODEL_STEM).report.json $(TRAIN_ARGS)
+endif
 
 export: $(STAMP)  ## export -> models/intent{,-stream}.onnx, parity tables, metadata (QUANTIZE=1: int8 too)
+ifeq ($(MODEL_LANG),en)
 	$(PY) -m export export $(if $(QUANTIZE),--quantize)
 	$(PY) -m export export --checkpoint models/intent-stream.pt --out models/intent-stream.onnx
+else
+	$(PY) -m export export --checkpoint $(MODEL_STEM).pt --out $(MODEL_STEM).onnx $(if $(QUANTIZE),--quantize)
+endif
 
 parity: $(STAMP)
+ifeq ($(MODEL_LANG),en)
 	$(PY) -m export parity
+else
+	$(PY) -m export parity --checkpoint $(MODEL_STEM).pt --onnx $(MODEL_STEM).onnx
+endif
 
 sweep: $(STAMP)  ## compare every cell type on validation
-	$(PY) -m export sweep
+	$(PY) -m export sweep --language $(MODEL_LANG)
 
 PROTOS := proto/rnnserve/v1/rnnserve.proto proto/rnnserve/kserve/grpc_predict_v2.proto
 

@@ -8,6 +8,7 @@ intent probability; it is calibrated on the in-scope validation split so that at
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from export.data import Example, read_jsonl
+from export.data import DataError, Example, parse_example
 from export.languages import DEFAULT_LANGUAGE, get_language
 from export.metrics import entity_f1
 from export.model import IntentSlotRNN
@@ -41,10 +42,41 @@ def eval_path(name: str, language: str = DEFAULT_LANGUAGE) -> Path:
 def load_paraphrases(
     path: str | Path | None = None, language: str = DEFAULT_LANGUAGE
 ) -> list[Example]:
-    """The hand-written paraphrase set (intent labels only). `kind`: `template` where a
-    package template matches, `extra` where only an extra training template (or the training
-    data) does, `novel` where nothing the model trained on produces it (`paraphrase_kind`)."""
-    return read_jsonl(path or eval_path("paraphrases.jsonl", language))
+    """The hand-written paraphrase set. `kind`: `template` where a package template matches,
+    `extra` where only an extra training template (or the training data) does, `novel` where
+    nothing the model trained on produces it (`paraphrase_kind`). A slot may be written as its
+    value (`{"slot": "area", "value": "客厅"}`) instead of offsets: it is found in the text,
+    left to right, and left out where the text does not contain it."""
+    path = Path(path or eval_path("paraphrases.jsonl", language))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        obj = json.loads(line)
+        if isinstance(obj, dict) and isinstance(obj.get("slots"), list):
+            obj = {**obj, "slots": _value_spans(str(obj.get("text", "")), obj["slots"])}
+        out.append(parse_example(obj, f"{path}:{n}"))
+    if not out:
+        raise DataError(f"{path}: no examples")
+    return out
+
+
+def _value_spans(text: str, slots: list[Any]) -> list[Any]:
+    """Slots with offsets: those given as a value get the offsets of its next occurrence."""
+    out, pos = [], 0
+    for sl in slots:
+        if isinstance(sl, dict) and "value" in sl and "start" not in sl:
+            value = str(sl["value"])
+            at = text.find(value, pos)
+            if at < 0:
+                at = text.find(value)
+            if not value or at < 0:
+                continue
+            sl = {"slot": sl.get("slot"), "start": at, "end": at + len(value)}
+            pos = at + len(value)
+        out.append(sl)
+    return out
 
 
 MAX_NAME_WORDS = 4  # a device, area or floor name longer than this is not a name
