@@ -123,6 +123,7 @@ def load_model(
         device=runtime.device,
         intra_op_threads=runtime.intra_op_threads,
         allow_missing_parity=runtime.allow_missing_parity,
+        cuda_tf32=runtime.cuda_tf32,
     )
     log.info(
         "model loaded",

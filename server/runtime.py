@@ -24,18 +24,20 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 
-def choose_providers(device: str) -> list[str]:
-    """Execution providers for --device; raises ModelLoadError when cuda is asked but absent."""
+Provider = str | tuple[str, dict[str, str]]
+
+
+def choose_providers(device: str, cuda_tf32: bool = False) -> list[Provider]:
+    """Execution providers (with their options) for --device; raises ModelLoadError when cuda is
+    asked but absent. CUDA runs exact float32 unless `cuda_tf32` (its own default is TF32)."""
     available = ort.get_available_providers()
-    if device == "cuda":
-        if CUDA not in available:
-            raise ModelLoadError(
-                "--device cuda: onnxruntime offers no CUDAExecutionProvider here "
-                f"(available: {', '.join(available)}); install onnxruntime-gpu or use --device cpu"
-            )
-        return [CUDA, CPU]
-    if device == "auto" and CUDA in available:
-        return [CUDA, CPU]
+    if device == "cuda" and CUDA not in available:
+        raise ModelLoadError(
+            "--device cuda: onnxruntime offers no CUDAExecutionProvider here "
+            f"(available: {', '.join(available)}); install onnxruntime-gpu or use --device cpu"
+        )
+    if device == "cuda" or (device == "auto" and CUDA in available):
+        return [(CUDA, {"use_tf32": "1" if cuda_tf32 else "0"}), CPU]
     return [CPU]
 
 
@@ -49,6 +51,7 @@ class ModelRuntime:
         device: str = "auto",
         intra_op_threads: int = 1,
         allow_missing_parity: bool = False,
+        cuda_tf32: bool = False,
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
@@ -60,7 +63,7 @@ class ModelRuntime:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             self.session = ort.InferenceSession(
-                str(self.path), so, providers=choose_providers(device)
+                str(self.path), so, providers=choose_providers(device, cuda_tf32)
             )
         except Exception as exc:  # onnxruntime raises several unrelated types here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -68,6 +71,10 @@ class ModelRuntime:
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != CUDA:
             raise ModelLoadError(f"{self.path}: --device cuda, but onnxruntime fell back to CPU")
+        # TF32 as the session really runs it (None off CUDA): what ModelInfo/ModelConfig report.
+        cuda_options = self.session.get_provider_options().get(CUDA)
+        asked = "1" if cuda_tf32 else "0"
+        self.tf32 = None if cuda_options is None else cuda_options.get("use_tf32", asked) == "1"
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
             raise ModelLoadError(

@@ -126,6 +126,7 @@ def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
         no_intent_threshold=model.labels.no_intent_threshold,
         version=model.version,
         versions=versions,
+        cuda_tf32=bool(model.runtime.tf32),
     )
 
 

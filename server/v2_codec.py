@@ -186,6 +186,8 @@ def model_config(model: ServedModel) -> pb.ModelConfigResponse:
         "execution_provider": model.provider,
         "max_batch_rows": str(model.limits.max_batch_rows),
     }
+    if model.runtime.tf32 is not None:  # a CUDA session: TF32 matmuls or exact float32
+        params["cuda_tf32"] = str(model.runtime.tf32).lower()
     if batching.max_batch_size > 1:
         params["dynamic_batching.max_batch_size"] = str(batching.max_batch_size)
         params["dynamic_batching.max_queue_delay_microseconds"] = str(batching.max_batch_delay_us)
