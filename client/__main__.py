@@ -60,6 +60,14 @@ def top_k_arg(text: str) -> int:
     return int(digits)
 
 
+def connections_arg(text: str) -> int:
+    """--connections: a whole number >= 1."""
+    digits = text.strip()
+    if not (digits.isascii() and digits.isdigit() and 1 <= int(digits) <= 1024):
+        raise argparse.ArgumentTypeError(f"must be a whole number from 1 to 1024, not {text!r}")
+    return int(digits)
+
+
 def target_arg(text: str) -> str:
     """--target: HOST:PORT, not empty."""
     if not text.strip():
@@ -346,6 +354,13 @@ def build_parser(prog: str = "python -m client") -> Parser:
         default=DEFAULT_TIMEOUT,
         help=f"deadline per call, seconds above 0, at most {MAX_TIMEOUT:g}",
     )
+    common.add_argument(
+        "--connections",
+        type=connections_arg,
+        default=1,
+        help="connections to the server, calls spread over them in turn (reaches every "
+        "worker process of a server run with --workers)",
+    )
     common.add_argument("--model", default="", help="model name (default: the server's)")
     common.add_argument(
         "--model-version", default="", help="model version (default: the newest ready one)"
@@ -426,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
             tls_cert=args.tls_cert,
             tls_key=args.tls_key,
             token=token,
+            connections=args.connections,
         )
         with client:
             return COMMANDS[args.command](args, client)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator, Sequence
@@ -87,7 +88,12 @@ def _read(path: str | None) -> bytes | None:
 
 
 class Client:
-    """Context manager around one channel; every call carries a deadline (`timeout` seconds).
+    """Context manager around its channels; every call carries a deadline (`timeout` seconds).
+
+    `connections` > 1 opens that many channels, each with its own connection, and sends each
+    call (a stream: all its messages) on the next one in turn, so one client reaches every
+    worker process of a server started with --workers (the kernel assigns each connection
+    to a worker, so use a few connections per worker).
 
     TLS when any of `tls_ca` / `tls_cert` / `tls_key` is given (`tls_ca` verifies the server;
     `tls_cert` + `tls_key` are this client's certificate for mutual TLS, one needs the other).
@@ -106,28 +112,46 @@ class Client:
         tls_key: str | None = None,
         token: str | None = None,
         retries: bool = True,
+        connections: int = 1,
     ) -> None:
         if bool(tls_cert) != bool(tls_key):
             raise ValueError("tls_cert and tls_key go together: mutual TLS needs both")
+        if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
+            raise ValueError(
+                f"connections must be a whole number of at least 1, not {connections!r}"
+            )
         self.target = target
         self.timeout = check_timeout(timeout)
         opts = list(options)
         if retries:
             opts += [("grpc.enable_retries", 1), ("grpc.service_config", json.dumps(RETRY_POLICY))]
+        if connections > 1:  # channels in one process share connections unless told not to
+            opts.append(("grpc.use_local_subchannel_pool", 1))
+        creds = None
         if tls_ca or tls_cert or tls_key:
             creds = grpc.ssl_channel_credentials(
                 root_certificates=_read(tls_ca),
                 private_key=_read(tls_key),
                 certificate_chain=_read(tls_cert),
             )
-            self.channel = grpc.secure_channel(target, creds, options=opts)
-        else:
-            self.channel = grpc.insecure_channel(target, options=opts)
+        self.channels = [
+            grpc.insecure_channel(target, options=opts)
+            if creds is None
+            else grpc.secure_channel(target, creds, options=opts)
+            for _ in range(connections)
+        ]
+        self.channel = self.channels[0]
         self.metadata: tuple[tuple[str, str], ...] = (
             (("authorization", f"Bearer {token}"),) if token else ()
         )
-        self.stub = pb_grpc.ParserStub(self.channel)
-        self.health_stub = health_pb2_grpc.HealthStub(self.channel)
+        self.stubs = [pb_grpc.ParserStub(ch) for ch in self.channels]
+        self.health_stubs = [health_pb2_grpc.HealthStub(ch) for ch in self.channels]
+        self.stub, self.health_stub = self.stubs[0], self.health_stubs[0]
+        self._turn = itertools.cycle(range(connections))  # next() is atomic: thread safe
+
+    def _next(self) -> int:
+        """The channel for the next call (round robin)."""
+        return next(self._turn)
 
     def __enter__(self) -> Client:
         return self
@@ -136,8 +160,9 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        """Close the channel."""
-        self.channel.close()
+        """Close the channels."""
+        for channel in self.channels:
+            channel.close()
 
     def _deadline(self, timeout: float | None) -> float:
         return self.timeout if timeout is None else check_timeout(timeout)
@@ -175,20 +200,20 @@ class Client:
 
     def parse(self, text: str, *, timeout: float | None = None, **kw: Any) -> pb.ParseResponse:
         """Parse one utterance."""
-        return self._call(self.stub.Parse, self.request(text=text, **kw), timeout)
+        return self._call(self.stubs[self._next()].Parse, self.request(text=text, **kw), timeout)
 
     def parse_tokens(
         self, ids: Sequence[int], *, timeout: float | None = None, **kw: Any
     ) -> pb.ParseResponse:
         """Parse token ids (the model's vocabulary ids)."""
-        return self._call(self.stub.Parse, self.request(ids=ids, **kw), timeout)
+        return self._call(self.stubs[self._next()].Parse, self.request(ids=ids, **kw), timeout)
 
     def parse_many(
         self, texts: Sequence[str], *, timeout: float | None = None, **kw: Any
     ) -> list[pb.ParseResponse | RnnServeError]:
         """Send all texts at once; answers (or errors) in input order."""
         futures = [
-            self.stub.Parse.future(
+            self.stubs[self._next()].Parse.future(
                 self.request(text=t, **kw), timeout=self._deadline(timeout), metadata=self.metadata
             )
             for t in texts
@@ -239,7 +264,8 @@ class Client:
                 failed.append(exc)
 
         try:
-            yield from self.stub.ParseStream(requests(), timeout=deadline, metadata=self.metadata)
+            stub = self.stubs[self._next()]
+            yield from stub.ParseStream(requests(), timeout=deadline, metadata=self.metadata)
         except grpc.RpcError as err:
             raise RnnServeError.from_rpc(err) from None
         if failed:
@@ -250,12 +276,16 @@ class Client:
     ) -> pb.ModelInfoResponse:
         """Describe the served model."""
         return self._call(
-            self.stub.ModelInfo, pb.ModelInfoRequest(model=model, version=version), timeout
+            self.stubs[self._next()].ModelInfo,
+            pb.ModelInfoRequest(model=model, version=version),
+            timeout,
         )
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """grpc.health.v1 status name: SERVING, NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN."""
         resp = self._call(
-            self.health_stub.Check, health_pb2.HealthCheckRequest(service=service), timeout
+            self.health_stubs[self._next()].Check,
+            health_pb2.HealthCheckRequest(service=service),
+            timeout,
         )
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))
