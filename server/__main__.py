@@ -21,6 +21,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure(settings.log_level)
+    if settings.workers > 1:  # no grpc in this process: it supervises worker processes
+        from server.workers import supervise
+
+        try:
+            return supervise(settings)
+        except OSError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     from server.app import serve  # after logging is set up
 
     try:

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -35,6 +37,9 @@ from server.sequences import SequenceStore
 from server.settings import Settings
 from server.transport import bind, grpc_options, server_credentials
 from server.typed_servicer import ParserServicer
+
+if TYPE_CHECKING:
+    from server.workers import WorkerLink
 
 log = logging.getLogger("rnnserve.server")
 DRAIN_QUIET_S = 0.2
@@ -62,9 +67,10 @@ class App:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     async def start(self) -> None:
-        """Start accepting calls (health says NOT_SERVING until warm-up)."""
-        for name in ("", *SERVICE_NAMES):
-            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        """Start accepting calls (health says NOT_SERVING until warm-up, unless warm already)."""
+        if not self.registry.ready:
+            for name in ("", *SERVICE_NAMES):
+                await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         loop = asyncio.get_running_loop()
         for model in self.registry:
             if model.batcher is not None:
@@ -75,13 +81,12 @@ class App:
             self.tasks.append(loop.create_task(poll))
         await self.server.start()
 
-    async def warmup(self) -> None:
-        """Run the model a few times, then report SERVING."""
+    async def warmup(self, runs: int | None = None) -> None:
+        """Run the model a few times (`runs`, default --warmup-runs), then report SERVING."""
         loop = asyncio.get_running_loop()
+        runs = self.settings.warmup_runs if runs is None else runs
         for model in self.registry:
-            await loop.run_in_executor(
-                self.executor, model.runtime.warmup, self.settings.warmup_runs
-            )
+            await loop.run_in_executor(self.executor, model.runtime.warmup, runs)
         self.registry.ready = True
         self.metrics.ready.set(1)
         for name in ("", *SERVICE_NAMES):
@@ -132,7 +137,10 @@ def _models(
 
     limits = settings.limits
     sequences = SequenceStore(
-        limits.max_sequences, limits.sequence_idle_timeout, on_change=metrics.live_sequences.set
+        limits.max_sequences,
+        limits.sequence_idle_timeout,
+        on_change=metrics.live_sequences.set,
+        workers=settings.workers,
     )
     registry = ModelRegistry(
         default=default,
@@ -153,8 +161,10 @@ def _models(
     return registry, loader
 
 
-def build_app(settings: Settings) -> App:
-    """Load the model (ModelLoadError on a bad file) and bind the server; call inside a loop."""
+def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
+    """Load the model (ModelLoadError on a bad file) and bind the server; call inside a loop.
+
+    A worker process (`worker`) names itself in every answer's `rnnserve-worker` trailer."""
     metrics = Metrics()
     tokens = None  # the cheap checks first: files named in flags, before the model loads
     if settings.auth_token_file:
@@ -168,13 +178,17 @@ def build_app(settings: Settings) -> App:
         max_workers=max(1, runtime.inference_threads), thread_name_prefix="onnxruntime"
     )
     registry, loader = _models(settings, metrics, executor)
+    if worker is not None:  # warm before the socket joins the port: no connection waits on it
+        for model in registry:
+            model.runtime.warmup(settings.warmup_runs)
     admission = Admission(
         max_queue=settings.max_queue,
         max_streams=settings.max_streams,
         on_streams=metrics.open_streams.set,
     )
     plane = DataPlane(registry, admission, loader)
-    interceptors: list[grpc.aio.ServerInterceptor] = [StatusInterceptor(metrics)]
+    tag = None if worker is None else str(os.getpid())
+    interceptors: list[grpc.aio.ServerInterceptor] = [StatusInterceptor(metrics, tag)]
     if tokens is not None:
         interceptors.append(AuthInterceptor(tokens))
     interceptors.append(AdmissionInterceptor(admission))
@@ -205,32 +219,69 @@ def build_app(settings: Settings) -> App:
     return app
 
 
-async def serve(settings: Settings) -> None:
-    """Run until SIGTERM or SIGINT, then drain within settings.drain_seconds."""
-    t0 = time.perf_counter()
-    app = build_app(settings)
-    await app.start()
+def _describe(app: App) -> dict[str, object]:
     rt = app.registry.find("")
-    models = sorted({f"{m.name}:{m.version}" for m in app.registry})
-    log.info(
-        "listening",
-        extra={
-            "host": settings.host,
-            "port": app.port,
-            "metrics_port": app.metrics_port,
-            "model": rt.name,
-            "models": models,
-            "cell": rt.cell,
-            "provider": rt.provider,
-        },
-    )
-    await app.warmup()
-    log.info("serving", extra={"model": rt.name, "startup_s": round(time.perf_counter() - t0, 3)})
-    stop = asyncio.Event()
+    return {
+        "model": rt.name,
+        "models": sorted({f"{m.name}:{m.version}" for m in app.registry}),
+        "cell": rt.cell,
+        "provider": rt.provider,
+    }
+
+
+def _stop_on(stop: asyncio.Event, worker: WorkerLink | None) -> None:
+    """SIGTERM or SIGINT sets `stop`; so does a worker's parent going away."""
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if worker is not None:
+        fd = worker.parent_fd
+
+        def parent_gone() -> None:  # the parent never writes: readable means end of file
+            loop.remove_reader(fd)
+            stop.set()
+
+        loop.add_reader(fd, parent_gone)
+
+
+async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then drain within settings.drain_seconds.
+
+    A worker process (`worker`) reports to its parent instead of logging 'listening' and
+    'serving'; it is warm before it binds, so the kernel hands it no connection before it can
+    answer (server/workers.py)."""
+    t0 = time.perf_counter()
+    stop = asyncio.Event()
+    if worker is not None:
+        _stop_on(stop, worker)  # from the start: SIGTERM during loading drains at once
+    app = build_app(settings, worker)
+    if worker is None:
+        await app.start()
+        log.info(
+            "listening",
+            extra={
+                "host": settings.host,
+                "port": app.port,
+                "metrics_port": app.metrics_port,
+                **_describe(app),
+            },
+        )
+        await app.warmup()
+        log.info(
+            "serving",
+            extra={"model": app.registry.find("").name, "startup_s": _since(t0)},
+        )
+        _stop_on(stop, None)
+    else:
+        worker.send("listening", **_describe(app))
+        await app.warmup(runs=0)  # warmed in build_app
+        await app.start()
+        worker.send("serving", startup_s=_since(t0))
     await stop.wait()
     log.info("draining", extra={"grace_s": settings.drain_seconds})
     await app.drain(settings.drain_seconds)
     log.info("stopped")
+
+
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 3)

@@ -29,6 +29,7 @@ PROBES = ("/ServerLive", "/ServerReady", "/ModelReady", "/ServerMetadata", "/Mod
           "/ModelConfig")  # fmt: skip
 
 Behavior = Callable[..., Any]
+WORKER_TRAILER = "rnnserve-worker"  # the answering worker process's pid (--workers > 1)
 
 
 def guarded(method: str) -> bool:
@@ -114,9 +115,11 @@ class StatusInterceptor(_Wrapping):
     """Maps errors to status codes (ServeError: its code and message; anything else: INTERNAL
     with a fixed message, details to the log) and records every call's status and latency."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, worker: str | None = None) -> None:
         super().__init__()
         self.metrics = metrics
+        # With worker processes every answer names its worker in a trailer (WORKER_TRAILER).
+        self.trailer = None if worker is None else ((WORKER_TRAILER, worker),)
         self._counters: dict[tuple[str, str], Any] = {}
         self._latency: dict[str, Any] = {}
 
@@ -153,10 +156,13 @@ class StatusInterceptor(_Wrapping):
 
     def wrap(self, method: str, behavior: Behavior, streaming: bool) -> Behavior:
         short = method.rsplit("/", 1)[-1]
+        trailer = self.trailer
         if inspect.isasyncgenfunction(behavior):
 
             async def gen(request: Any, context: Any) -> AsyncIterator[Any]:
                 start = time.perf_counter()
+                if trailer is not None:
+                    context.set_trailing_metadata(trailer)
                 try:
                     async for response in behavior(request, context):
                         yield response
@@ -172,6 +178,8 @@ class StatusInterceptor(_Wrapping):
 
         async def coro(request: Any, context: Any) -> Any:
             start = time.perf_counter()
+            if trailer is not None:
+                context.set_trailing_metadata(trailer)
             try:
                 response = await behavior(request, context)
             except BaseException as exc:

@@ -27,10 +27,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str)
 
 
-def configure(level: str) -> None:
-    """Send rnnserve's logs to stderr as JSON lines at `level`."""
+class _Fields(logging.Filter):
+    """Adds fixed fields (a worker's index) to every record."""
+
+    def __init__(self, fields: dict[str, object]) -> None:
+        super().__init__()
+        self.fields = fields
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.update(self.fields)
+        return True
+
+
+def configure(level: str, fields: dict[str, object] | None = None) -> None:
+    """Send rnnserve's logs to stderr as JSON lines at `level`, each with `fields` added."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    if fields:
+        handler.addFilter(_Fields(fields))
     root = logging.getLogger("rnnserve")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

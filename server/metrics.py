@@ -1,6 +1,13 @@
-"""Prometheus metrics of the server (its own registry, so tests can build many servers)."""
+"""Prometheus metrics of the server (its own registry, so tests can build many servers).
+
+With worker processes each worker records into PROMETHEUS_MULTIPROC_DIR (set by the parent
+before any worker starts) and the parent serves the sum over workers (`serve_workers`); each
+gauge says how its workers' values combine.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -10,6 +17,9 @@ from prometheus_client import (
     disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
 
 # The `_created` timestamp series of every counter and histogram are noise to a scraper.
 disable_created_metrics()
@@ -54,27 +64,36 @@ class Metrics:
             registry=self.registry,
         )
         self.live_sequences = Gauge(
-            "rnnserve_live_sequences", "v2 sequences holding state", registry=self.registry
+            "rnnserve_live_sequences",
+            "v2 sequences holding state",
+            registry=self.registry,
+            multiprocess_mode="livesum",
         )
         self.open_streams = Gauge(
             "rnnserve_open_streams",
             "open ParseStream/ModelStreamInfer streams",
             registry=self.registry,
+            multiprocess_mode="livesum",
         )
-        self.ready = Gauge(
-            "rnnserve_ready", "1 when the model is loaded and warm", registry=self.registry
+        self.ready = Gauge(  # with workers: 1 only while every live worker is ready
+            "rnnserve_ready",
+            "1 when the model is loaded and warm",
+            registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.model_ready = Gauge(
             "rnnserve_model_ready",
             "1 while a model version takes requests, 0 once retired or failed",
             ["model", "version"],
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
         self.auth_tokens = Gauge(
             "rnnserve_auth_tokens",
             "bearer tokens loaded from the token file (0 with a token file: every guarded call "
             "is denied)",
             registry=self.registry,
+            multiprocess_mode="livemin",
         )
 
     def record_batch(self, rows: int, requests: int) -> None:
@@ -86,3 +105,32 @@ class Metrics:
         """Start the /metrics HTTP endpoint; returns the bound port."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return int(server.server_port)
+
+
+class _Restarts(Collector):
+    """rnnserve_worker_restarts_total, read from the supervisor when scraped."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self.count = count
+
+    def collect(self) -> Iterator[Metric]:
+        """One counter sample."""
+        family = CounterMetricFamily(
+            "rnnserve_worker_restarts", "worker processes restarted after they died"
+        )
+        family.add_metric([], self.count())
+        yield family
+
+
+def serve_workers(host: str, port: int, directory: str, restarts: Callable[[], int]) -> int:
+    """The parent's /metrics: every worker's metrics combined, and the restart count."""
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=directory)
+    registry.register(_Restarts(restarts))
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return int(server.server_port)
+
+
+def worker_gone(pid: int, directory: str) -> None:
+    """Drop a dead worker's live gauges (its counters and histograms keep counting)."""
+    mark_process_dead(pid, directory)

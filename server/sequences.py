@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from server.errors import InvalidArgument, ResourceExhausted
+from server.errors import FailedPrecondition, InvalidArgument, ResourceExhausted
 
 SequenceKey = tuple[str, str]  # (model name, sequence id)
 
@@ -39,8 +39,10 @@ class SequenceStore:
         idle_timeout_s: float,
         clock: Callable[[], float] = time.monotonic,
         on_change: Callable[[int], None] | None = None,
+        workers: int = 1,
     ) -> None:
         self.max_sequences = max_sequences
+        self.workers = workers  # worker processes on the port: another may hold the sequence
         self.idle_timeout_s = idle_timeout_s
         self.clock = clock
         self.on_change = on_change
@@ -83,13 +85,21 @@ class SequenceStore:
         return seq
 
     def get(self, key: SequenceKey) -> Sequence:
-        """A live sequence; INVALID_ARGUMENT when it never started or has expired."""
+        """A live sequence; INVALID_ARGUMENT when it never started or has expired (with several
+        worker processes, FAILED_PRECONDITION: it may live on another one)."""
         seq = self.live.get(key)
         if seq is None:
+            expiry = f"idle sequences expire after {self.idle_timeout_s:g} s"
+            if self.workers > 1:
+                raise FailedPrecondition(
+                    f"sequence {key[1]} of model {key[0]!r} is not live on this worker process: "
+                    f"it may live on another of the server's {self.workers} workers (send every "
+                    f"request of a sequence on one channel), or it never started "
+                    f"(sequence_start=true), or it expired ({expiry})"
+                )
             raise InvalidArgument(
                 f"sequence {key[1]} of model {key[0]!r} is not live: start it with "
-                f"sequence_start=true (idle sequences "
-                f"expire after {self.idle_timeout_s:g} s)"
+                f"sequence_start=true ({expiry})"
             )
         return seq
 

@@ -18,6 +18,7 @@ LIMITS = {
     "repository_poll_seconds": 86400.0,
     "max_batch_delay_us": 10**7,
     "warmup_runs": 1000,
+    "workers": 256,
 }
 DEVICES = ("auto", "cpu", "cuda")
 CONTROL_MODES = ("none", "poll", "explicit")
@@ -61,6 +62,7 @@ class Settings:
     tls_client_ca: str = ""  # CA bundle: clients must present a certificate it signed (mTLS)
     auth_token_file: str = ""  # bearer tokens, one per line; re-read when the file changes
     max_connection_age: float = 0.0  # seconds; then GOAWAY so clients re-resolve (0: never)
+    workers: int = 1  # serving processes on one port (SO_REUSEPORT); 1: this process serves
     cuda_tf32: bool = False  # TF32 matmuls on CUDA (faster, ~1e-3 off); default: exact float32
 
     def __post_init__(self) -> None:
@@ -77,6 +79,11 @@ class Settings:
             )
         if self.repository_poll_seconds <= 0:
             raise ValueError("repository-poll-seconds must be positive")
+        if self.workers > 1 and self.model_control_mode == "explicit":
+            raise ValueError(
+                "model-control-mode explicit needs one process: with workers a load or unload "
+                "request would reach only the worker that answers it"
+            )
         if self.model_name and self.model_repository:
             raise ValueError("model-name names a single --model; a repository names its models")
         if self.log_level not in LOG_LEVELS:
@@ -97,6 +104,7 @@ class Settings:
             "max_sequences",
             "max_queue",
             "max_streams",
+            "workers",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
@@ -239,6 +247,8 @@ _HELP = {
     "auth_token_file": "bearer tokens, one per line, re-read when changed",
     "max_connection_age": "seconds before a connection is asked to reconnect (0: never), so "
     "client-side load balancing spreads over new replicas",
+    "workers": "serving processes sharing the port (SO_REUSEPORT), each with its own sessions; "
+    "1: one process",
     "cuda_tf32": "let the CUDA provider use TF32 matmuls (faster at large batches, ~1e-3 off "
     "float32; default: off, exact)",
 }

@@ -33,11 +33,14 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:
+    """The server's channel arguments: message limits, port sharing, backlog, connection age."""
     pending = max(PENDING_FLOOR, 16 * (settings.max_queue + settings.max_streams))
     opts = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        # Worker processes share the port; one process alone must own it (a second server on
+        # the same port would otherwise silently take half the connections).
+        ("grpc.so_reuseport", 1 if settings.workers > 1 else 0),
         # gRPC's core cancels calls beyond this backlog (1,000 by default) before the server
         # sees them; let admission see every call and answer RESOURCE_EXHAUSTED itself.
         ("grpc.server.max_pending_requests", pending),
@@ -70,7 +73,7 @@ def bind(
 ) -> int:
     """Bind the gRPC port (TLS when configured); OSError naming the address when it is taken."""
     address = f"{settings.host}:{settings.port}"
-    if settings.port:
+    if settings.port and settings.workers == 1:  # workers: the parent has probed and holds it
         probe_port(settings.host, settings.port, "gRPC")
     try:
         if credentials is None:
