@@ -287,8 +287,13 @@ def test_deployment_probes_security_and_drain():
     deployment = res["Deployment", "rnnserve"]
     pod = deployment["spec"]["template"]["spec"]
     container = _container()
-    env = {e["name"]: e["value"] for e in container["env"]}
-    assert set(env) <= SETTINGS_ENV, f"not server settings: {set(env) - SETTINGS_ENV}"
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    derived = {e["name"]: e["valueFrom"] for e in container["env"] if "valueFrom" in e}
+    names = set(env) | set(derived)
+    assert names <= SETTINGS_ENV, f"not server settings: {names - SETTINGS_ENV}"
+    # One worker per CPU of the limit, each with one onnxruntime call in flight.
+    workers = derived["RNNSERVE_WORKERS"]["resourceFieldRef"]
+    assert workers["resource"] == "limits.cpu" and workers["containerName"] == container["name"]
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {
         "grpc": int(env["RNNSERVE_PORT"]),
@@ -309,7 +314,7 @@ def test_deployment_probes_security_and_drain():
     assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= container["resources"][kind].keys()
-    assert int(env["RNNSERVE_INFERENCE_THREADS"]) <= int(container["resources"]["limits"]["cpu"])
+    assert int(env["RNNSERVE_INFERENCE_THREADS"]) == 1  # x workers = the CPU limit
 
     # SIGKILL must never cut the drain short: preStop sleep + drain < grace period.
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
