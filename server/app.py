@@ -39,7 +39,7 @@ from server.transport import bind, grpc_options, server_credentials
 from server.typed_servicer import ParserServicer
 
 if TYPE_CHECKING:
-    from server.workers import WorkerLink
+    from server.worker import WorkerLink
 
 log = logging.getLogger("rnnserve.server")
 DRAIN_QUIET_S = 0.2

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import grpc
 
 from server.errors import ModelLoadError
+from server.ports import probe_port
 from server.settings import Settings
 
 PENDING_FLOOR = 4096  # calls gRPC's core may hold before the server takes them
@@ -52,20 +52,6 @@ def grpc_options(settings: Settings) -> list[tuple[str, int]]:
             ("grpc.max_connection_age_grace_ms", int(settings.drain_seconds * 1000)),
         ]
     return opts
-
-
-def probe_port(host: str, port: int, what: str) -> None:
-    """OSError naming the address when `port` cannot be bound (before gRPC's core tries and
-    logs its own lines)."""
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-        for family, kind, proto, _, addr in infos:
-            with socket.socket(family, kind, proto) as sock:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind(addr)
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise OSError(f"cannot bind the {what} port {host}:{port} ({reason})") from None
 
 
 def bind(

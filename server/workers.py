@@ -5,17 +5,12 @@ with SO_REUSEPORT, never listening, held open for its whole life so replacements
 starts each worker as a fresh interpreter (`subprocess`, never fork), serves every worker's
 metrics combined, restarts a worker that dies, and on SIGTERM/SIGINT forwards SIGTERM so that
 each worker drains. Each worker is the one-process server (`server.app.serve`) with
-`grpc.so_reuseport` on: its own event loop, onnxruntime sessions, batcher and health service.
-
-A worker reports to the parent over a pipe, one JSON object a line: `listening` (bound, with
-the model's description), `serving` (warm and accepting), `failed` (a start-up error, one line
-for the operator). It watches its stdin, a pipe from the parent: end of file (the parent has
-gone) drains it like SIGTERM.
+`grpc.so_reuseport` on: its own event loop, sessions, batcher and health service
+(server/worker.py: the worker's side, and the pipe it reports on).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -29,91 +24,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from server.errors import ModelLoadError
-from server.logs import configure
 from server.metrics import serve_workers, worker_gone
+from server.ports import reserve_port
 from server.settings import Settings
+from server.worker import PACKAGE_ROOT, WORKER_COMMAND
 
 log = logging.getLogger("rnnserve.server")
 
 STOP_MARGIN_S = 5.0  # beyond --drain-seconds before a worker that has not exited is killed
 RESTART_BACKOFF_S = (0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)  # by deaths in a row before serving
-# The worker imports the same `server` package as its parent (argv[3] holds its folder).
-_WORKER = (
-    "import sys; sys.path.insert(0, sys.argv[3]) if sys.argv[3] not in sys.path else None; "
-    "from server.workers import worker_main; sys.exit(worker_main())"
-)
-_PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-
-
-# ---------------------------------------------------------------- the worker's side
-
-
-@dataclass
-class WorkerLink:
-    """A worker's link to its parent: its index, the status pipe, the parent-watch fd."""
-
-    index: int
-    status: IO[str]
-    parent_fd: int = 0  # stdin: end of file once the parent is gone
-
-    def send(self, event: str, **fields: Any) -> None:
-        """One status line to the parent (ignored once the parent is gone)."""
-        with contextlib.suppress(OSError, ValueError):
-            self.status.write(json.dumps({"event": event, **fields}) + "\n")
-            self.status.flush()
-
-
-def worker_main() -> int:
-    """A worker process: settings (pickled) on stdin, its index and status fd as arguments."""
-    index, status_fd = int(sys.argv[1]), int(sys.argv[2])
-    settings: Settings = pickle.load(sys.stdin.buffer)
-    configure(settings.log_level, {"worker": index})
-    link = WorkerLink(index, os.fdopen(status_fd, "w"))
-    from server.app import serve  # after logging is set up
-
-    try:
-        asyncio.run(serve(settings, worker=link))
-    except (ModelLoadError, OSError) as exc:
-        link.send("failed", error=str(exc))
-        return 1
-    except KeyboardInterrupt:
-        return 0
-    return 0
-
-
-# ---------------------------------------------------------------- the parent's side
-
-
-@contextlib.contextmanager
-def reserve_port(host: str, port: int) -> Iterator[int]:
-    """Bind (not listen) `host:port` with SO_REUSEPORT on every address of `host`; port 0
-    picks a free one. OSError naming the address when it is taken by a socket without
-    SO_REUSEPORT."""
-    socks: list[socket.socket] = []
-    try:
-        try:
-            infos = socket.getaddrinfo(
-                host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-            for family, kind, proto, _, addr in infos:
-                sock = socket.socket(family, kind, proto)
-                socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                sock.bind((addr[0], port, *addr[2:]))
-                port = sock.getsockname()[1]  # the first address picks; the rest follow
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            raise OSError(f"cannot bind the gRPC port {host}:{port} ({reason})") from None
-        yield port
-    finally:
-        for sock in socks:
-            sock.close()
 
 
 @dataclass
@@ -150,13 +72,12 @@ class Supervisor:
         self.t0 = time.perf_counter()
         self.env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": metrics_dir}
 
-    # ------------------------------------------------------------ workers
-
     def _spawn(self, slot: _Slot) -> None:
         read_fd, write_fd = os.pipe()
         try:
+            command = [sys.executable, "-c", WORKER_COMMAND, str(slot.index), str(write_fd)]
             proc = subprocess.Popen(
-                [sys.executable, "-c", _WORKER, str(slot.index), str(write_fd), _PACKAGE_ROOT],
+                [*command, PACKAGE_ROOT],
                 stdin=subprocess.PIPE,
                 env=self.env,
                 pass_fds=(write_fd,),
