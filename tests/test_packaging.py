@@ -85,3 +85,12 @@ def test_installed_scripts_run_outside_the_checkout(tmp_path):
     assert server_help.stdout.startswith("usage: ") and "--model" in server_help.stdout
     bad = run("rnnserve", "health", "--timeout=0")
     assert bad.returncode == 2 and bad.stderr.startswith("error: argument --timeout: ")
+
+
+def test_server_modules_stay_small_and_name_no_tensor():
+    """One job per module: none over 300 lines; tensor names come from modelspec only."""
+    tensors = ('"input_ids"', '"lengths"', '"h0"', '"c0"', '"h_n"', '"c_n"', '"slot_logits"')
+    for path in sorted((ROOT / "server").glob("*.py")):
+        text = path.read_text()
+        assert len(text.splitlines()) <= 300, path.name
+        assert not [t for t in tensors if t in text], path.name
