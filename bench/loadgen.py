@@ -94,38 +94,61 @@ async def run_point(
     ids: Sequence[Sequence[int]],
     model: str = "intent",
     warmup: float = 0.3,
+    connections: int = 1,
 ) -> Point:
-    """Run `concurrency` callers in a closed loop for `duration` seconds."""
-    async with grpc.aio.insecure_channel(target) as channel:
-        call = make_calls(kind, channel, texts, ids, model)
-        counter = itertools.count()
-        lat: list[float] = []
-        errors = 0
-        stop_at = 0.0
-        record = False
+    """Run `concurrency` callers in a closed loop for `duration` seconds, spread over
+    `connections` channels (each its own TCP connection: worker processes get one each)."""
+    channels = [
+        grpc.aio.insecure_channel(target, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(connections)
+    ]
+    try:
+        return await _closed_loop(channels, kind, concurrency, duration, texts, ids, model, warmup)
+    finally:
+        for channel in channels:
+            await channel.close()
 
-        async def worker() -> None:
-            nonlocal errors
-            while True:
-                t = time.perf_counter()
-                if t >= stop_at:
-                    return
-                try:
-                    await call(next(counter))
-                except grpc.aio.AioRpcError:
-                    errors += 1
-                    continue
-                if record:
-                    lat.append(time.perf_counter() - t)
 
-        stop_at = time.perf_counter() + warmup
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        record = True
-        cpu0, t0 = _cpu(), time.perf_counter()
-        stop_at = t0 + duration
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - t0
-        cpu = _cpu() - cpu0
+async def _closed_loop(
+    channels: list[grpc.aio.Channel],
+    kind: str,
+    concurrency: int,
+    duration: float,
+    texts: Sequence[str],
+    ids: Sequence[Sequence[int]],
+    model: str,
+    warmup: float,
+) -> Point:
+    calls = [make_calls(kind, ch, texts, ids, model) for ch in channels]
+    counter = itertools.count()
+    lat: list[float] = []
+    errors = 0
+    stop_at = 0.0
+    record = False
+
+    async def worker(k: int) -> None:
+        nonlocal errors
+        call = calls[k % len(calls)]
+        while True:
+            t = time.perf_counter()
+            if t >= stop_at:
+                return
+            try:
+                await call(next(counter))
+            except grpc.aio.AioRpcError:
+                errors += 1
+                continue
+            if record:
+                lat.append(time.perf_counter() - t)
+
+    stop_at = time.perf_counter() + warmup
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    record = True
+    cpu0, t0 = _cpu(), time.perf_counter()
+    stop_at = t0 + duration
+    await asyncio.gather(*(worker(k) for k in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    cpu = _cpu() - cpu0
     arr = np.asarray(lat) * 1e6
     return Point(kind, concurrency, elapsed, len(lat), errors, arr, cpu)
 

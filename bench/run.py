@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -93,13 +94,28 @@ class Server:
     def target(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def pids(self) -> list[int]:
+        """The server process and its worker processes (with --workers)."""
+        kids = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        children = [int(p) for p in kids.read_text().split()] if kids.exists() else []
+        return [self.proc.pid, *children]
+
     def cpu_s(self) -> float:
-        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def peak_rss_mb(self) -> float:
-        m = re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{self.proc.pid}/status").read_text())
-        return int(m.group(1)) / 1024 if m else float("nan")
+        total = 0.0
+        for pid in self.pids():
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                m = re.search(r"VmHWM:\s+(\d+) kB", status)
+                total += int(m.group(1)) / 1024 if m else 0.0
+        return total
 
     def batch_stats(self) -> tuple[float, float, float, float]:
         """(rows sum, rows count, requests sum, requests count) from /metrics."""
@@ -124,6 +140,34 @@ class Server:
 
 
 # ---------------------------------------------------------------- floors
+
+
+def sync_server_floor(model: Path, ids: list[list[int]], duration: float) -> list[dict]:
+    """ModelInfer against the smallest synchronous grpcio server (bench/sync_floor.py)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "sync_floor.py"), str(model)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        target = f"127.0.0.1:{int(proc.stdout.readline())}"
+        out = []
+        for conc in CONCURRENCY:
+            point = asyncio.run(run_point(target, "infer", conc, duration, [], ids))
+            out.append(point.summary())
+            s = out[-1]
+            print(
+                f"  sync floor    infer  c={conc:3d} {s['throughput']:8.0f}/s  "
+                f"p50 {s['p50_us']:7.0f} µs  p99 {s['p99_us']:7.0f} µs",
+                flush=True,
+            )
+        return out
+    finally:
+        proc.terminate()
+        proc.wait(30)
 
 
 def onnxruntime_floor(model: Path, texts: list[str], sizes: tuple[int, ...]) -> list[dict]:
@@ -193,6 +237,7 @@ def measure_server(
     texts: list[str],
     ids: list[list[int]],
     duration: float,
+    connections: int = 1,
 ) -> dict[str, Any]:
     srv = Server(model, *args)
     result: dict[str, Any] = {
@@ -205,7 +250,9 @@ def measure_server(
         for kind in kinds:
             for conc in CONCURRENCY:
                 b0, cpu0 = srv.batch_stats(), srv.cpu_s()
-                point = asyncio.run(run_point(srv.target, kind, conc, duration, texts, ids))
+                point = asyncio.run(
+                    run_point(srv.target, kind, conc, duration, texts, ids, connections=connections)
+                )
                 b1, cpu1 = srv.batch_stats(), srv.cpu_s()
                 s = point.summary()
                 s["server_cpu"] = (cpu1 - cpu0) / point.seconds
@@ -311,6 +358,18 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
             empty = _point(results, "batching on", "empty", conc)["throughput"]
             out[f"{kind}_c{conc}_on_over_off"] = on / off
             out[f"{kind}_c{conc}_on_over_empty_rpc"] = on / empty
+            two = _point(results, "2 workers", kind, conc)["throughput"]
+            out[f"{kind}_c{conc}_2workers_over_1"] = two / on
+    sync = {p["concurrency"]: p for p in results["floors"]["sync_server"]}
+    out["infer_c1_p50_over_sync_server"] = (
+        _point(results, "batching on", "infer", 1)["p50_us"] / sync[1]["p50_us"]
+    )
+    for conc in (16, 64):
+        best = max(
+            _point(results, label, "infer", conc)["throughput"]
+            for label in ("batching on", "2 workers")
+        )
+        out[f"infer_c{conc}_best_over_sync_server"] = best / sync[conc]["throughput"]
     return out
 
 
@@ -342,6 +401,14 @@ def summary_md(results: dict[str, Any]) -> str:
             for f in fl["onnxruntime"]
         ),
     ]
+    if fl.get("sync_server"):
+        lines.append(
+            "Minimal synchronous grpcio server (ModelInfer, onnxruntime inline): "
+            + ", ".join(
+                f"c={p['concurrency']} {p['throughput']:.0f}/s p50 {p['p50_us']:.0f} µs"
+                for p in fl["sync_server"]
+            )
+        )
     if fl.get("torch"):
         lines.append(f"torch eager batch 1 (1 thread): p50 {fl['torch']['p50_us']:.0f} µs")
     for s in results.get("streams", []):
@@ -402,6 +469,7 @@ def main() -> None:
             flush=True,
         )
     print(f"  torch eager batch 1: {results['floors']['torch']}", flush=True)
+    results["floors"]["sync_server"] = sync_server_floor(model, ids, args.duration)
     results["servers"] = [
         measure_server(
             model,
@@ -420,6 +488,16 @@ def main() -> None:
             texts,
             ids,
             args.duration,
+        ),
+        measure_server(
+            model,
+            "2 workers",
+            ["--max-batch-size", "32", "--workers", "2"],
+            ("parse", "infer"),
+            texts,
+            ids,
+            args.duration,
+            connections=4,
         ),
     ]
     with tempfile.TemporaryDirectory() as tmp:
