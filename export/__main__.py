@@ -228,11 +228,11 @@ def cmd_kinds(args: argparse.Namespace) -> int:
     the evaluation set stays as its writers left it."""
     from collections import Counter
 
-    from export.quality import eval_path, mark_kinds
+    from export.quality import eval_path, load_paraphrases, mark_kinds
 
     lang = get_language(args.language)
     source = Path(args.file or eval_path("paraphrases.jsonl", args.language))
-    para = read_jsonl(source)
+    para = load_paraphrases(source)
     trained = {e.text.lower() for e in generate(seed=args.seed, language=args.language)["train"]}
     out = mark_kinds(para, trained, args.language)
     if args.out:

@@ -38,7 +38,7 @@ def slim_metrics(m: dict[str, Any]) -> dict[str, Any]:
     out = {k: m[k] for k in keep if k in m}
     if "by_kind" in m:
         out["by_kind"] = {k: {kk: v[kk] for kk in keep if kk in v} for k, v in m["by_kind"].items()}
-    for k in ("worst_confusions", "misses"):
+    for k in ("worst_confusions", "misses", "slots"):
         if k in m:
             out[k] = m[k]
     return out
