@@ -215,7 +215,12 @@ async def _load(
 
 
 def test_overload_rejects_fast_and_loses_nothing_admitted():
-    srv = ServerProcess("--model", str(DEFAULT_ONNX), "--max-queue", "16", "--max-streams", "4")
+    # Batches held open 20 ms: admitted calls pile up in the server (an idle, fast server would
+    # answer 200 callers from gRPC's own backlog without ever holding 16 at once).
+    srv = ServerProcess(
+        "--model", str(DEFAULT_ONNX), "--max-queue", "16", "--max-streams", "4",
+        "--max-batch-delay-us", "20000",
+    )  # fmt: skip
     try:
         codes, lat = asyncio.run(_load(srv.target, 200, 4.0))
     finally:
