@@ -389,6 +389,28 @@ def package_intents(language: str = DEFAULT_LANGUAGE) -> PackageIntents:
     return PackageIntents(raw, Intents.from_dict(raw))
 
 
+def without_context(raw: dict[str, Any]) -> dict[str, Any]:
+    """The package's JSON form with every block's context requirements dropped, so that its
+    templates match without a home (no areas, no device domains)."""
+    return {
+        **raw,
+        "intents": {
+            name: {
+                **intent,
+                "data": [
+                    {
+                        k: v
+                        for k, v in d.items()
+                        if k not in ("requires_context", "excludes_context")
+                    }
+                    for d in intent.get("data", [])
+                ],
+            }
+            for name, intent in raw.get("intents", {}).items()
+        },
+    }
+
+
 def _block_domains(data: Any) -> tuple[str, ...]:
     domain = (data.requires_context or {}).get("domain") or ()
     return (domain,) if isinstance(domain, str) else tuple(domain)
@@ -594,6 +616,10 @@ def generate(
             t, pools["train"], train_rng, k_extra, "train", language
         )
 
+    if lang.first_match_labels:
+        templates_by_id = {t.id: t for t in templates}
+        splits = _first_match_labels(splits, templates_by_id, lang)
+
     # A text that two intents produce ("all fans off") has no single right label: drop it.
     labels: dict[str, set[str]] = defaultdict(set)
     for exs in splits.values():
@@ -615,6 +641,86 @@ def generate(
         random.Random(seed + len(name)).shuffle(keep)
         out[name] = keep
     return out
+
+
+def _shape(ex: Example) -> str:
+    """The text with each slot value replaced by its slot name: "停止{name}计时器"."""
+    out, pos = [], 0
+    for sp in sorted(ex.slots, key=lambda sp: sp.start):
+        out += [ex.text[pos : sp.start], "{" + sp.slot + "}"]
+        pos = sp.end
+    return "".join([*out, ex.text[pos:]])
+
+
+def _first_match_labels(
+    splits: dict[str, list[Example]], templates: dict[str, Template], lang: Language
+) -> dict[str, list[Example]]:
+    """Intents whose package templates (those that need no device domain) produce the same
+    words around the same slots share sentences (zh-CN: "停止{name}计时器" is both
+    HassCancelTimer and HassPauseTimer). Each sentence of such templates takes, of those
+    intents, the one hassil recognises first (the one Home Assistant runs). Templates bound
+    to a domain ("打开{name}" of a lock unlocks it) and the extra templates keep their labels."""
+    from hassil import Intents, recognize_all
+    from hassil.intents import SlotList, TextSlotList
+
+    def free(ex: Example) -> bool:  # a package template that needs no device domain
+        t = templates.get(ex.template)
+        return t is not None and not t.domains
+
+    intents_of: dict[str, set[str]] = defaultdict(set)
+    for exs in splits.values():
+        for ex in exs:
+            if free(ex):
+                intents_of[_shape(ex)].add(ex.intent)
+    groups: list[set[str]] = []
+    for shared in (v for v in intents_of.values() if len(v) > 1):
+        joined = [g for g in groups if g & shared]
+        groups = [g for g in groups if not g & shared] + [set(shared).union(*joined)]
+    if not groups:
+        return splits
+    raw = package_intents(lang.code).raw
+
+    def grammar(group: set[str]) -> Any:
+        blocks = {
+            name: {
+                **intent,
+                "data": [
+                    d for d in intent["data"] if "domain" not in (d.get("requires_context") or {})
+                ],
+            }
+            for name, intent in raw["intents"].items()
+            if name in group
+        }
+        return Intents.from_dict(without_context({**raw, "intents": blocks}))
+
+    grammars = {intent: (group, grammar(group)) for group in groups for intent in group}
+    affixes = sorted((*lang.skip_prefixes, *lang.skip_suffixes), key=len, reverse=True)
+
+    def relabel(ex: Example) -> Example:
+        group, g = grammars[ex.intent]
+        text = ex.text
+        for a in affixes:  # the politeness words generation added
+            if text.startswith(a + lang.joiner):
+                text = text[len(a + lang.joiner) :]
+            elif text.endswith(lang.joiner + a):
+                text = text[: -len(lang.joiner + a)]
+        values: dict[str, list[str]] = defaultdict(list)
+        for sp in ex.slots:
+            values[sp.slot].append(ex.text[sp.start : sp.end])
+        lists: dict[str, SlotList] = {
+            n: TextSlotList.from_strings(values.get(n) or ["-"]) for n in ("name", "area", "floor")
+        }
+        for result in recognize_all(text, g, slot_lists=lists):
+            if result.intent.name in group:
+                if result.intent.name == ex.intent:
+                    return ex
+                return Example(ex.text, result.intent.name, ex.slots, ex.template, ex.kind)
+        return ex
+
+    return {
+        name: [relabel(ex) if ex.intent in grammars and free(ex) else ex for ex in exs]
+        for name, exs in splits.items()
+    }
 
 
 def summarize(splits: dict[str, list[Example]]) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class Language:
     # The paraphrase file keeps each sentence's kind (`python -m export kinds` writes it);
     # otherwise kinds are marked at evaluation (the file belongs to the set's writers).
     eval_kinds_in_file: bool = True
+    # Sentences two intents' templates produce with the same words around the same slots
+    # take the intent hassil recognises first (English data keeps the package's labels).
+    first_match_labels: bool = False
 
 
 def _english() -> Language:
@@ -99,6 +102,7 @@ def _chinese() -> Language:
         odd=pools_zh.odd_sentence,
         max_name_tokens=8,
         eval_kinds_in_file=False,
+        first_match_labels=True,
     )
 
 

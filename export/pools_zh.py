@@ -67,6 +67,7 @@ ANY_DEVICE = (
 
 # Which pools fill {name} for a template whose block requires no domain (the extra templates).
 INTENT_NAME_DOMAINS: dict[str, tuple[str, ...]] = {
+    "HassGetState": (*ANY_DEVICE, "binary_sensor", "person"),
     "HassLightSet": ("light",),
     "HassFanSetSpeed": ("fan",),
     "HassClimateGetTemperature": ("climate", "sensor"),

@@ -96,7 +96,7 @@ def template_matches(
     only when neither kind of template can."""
     from hassil import Intents, recognize_all
 
-    from export.data import extra_template_texts, package_intents
+    from export.data import extra_template_texts, package_intents, without_context
 
     lang = get_language(language)
     raw = package_intents(language).raw
@@ -122,17 +122,7 @@ def template_matches(
         def short(name: str) -> bool:
             return len(name.split()) <= MAX_NAME_WORDS
 
-    any_context = {
-        name: {
-            **intent,
-            "data": [
-                {k: v for k, v in d.items() if k not in ("requires_context", "excludes_context")}
-                for d in intent.get("data", [])
-            ],
-        }
-        for name, intent in raw.get("intents", {}).items()
-    }
-    package = Intents.from_dict({**common, "intents": any_context})
+    package = Intents.from_dict({**common, "intents": without_context(raw)["intents"]})
     extra_intents: dict[str, Any] = {}
     for name, sentences in extra_template_texts(extra_path or lang.extra_templates).items():
         block: dict[str, Any] = {"sentences": sentences}
