@@ -1,0 +1,138 @@
+"""Chinese (zh-CN): generated data with exact spans, the model file's contract, over the wire."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import onnx
+import pytest
+
+from client import Client
+from export.data import Example, Span, TemplateSampler, bio_tags, generate, load_templates
+from export.languages import get_language
+from export.pools_zh import odd_sentence
+from modelspec.meta import ModelMetadata
+from modelspec.names import SPECIAL_TOKENS
+from modelspec.tokenizer import CJK_PATTERN, Tokenizer
+
+from .conftest import ROOT
+from .serving import RunningServer, settings_for
+
+ZH_ONNX = ROOT / "models" / "intent-zh.onnx"
+ZH = get_language("zh-CN")
+TOK = Tokenizer(list(SPECIAL_TOKENS), ZH.tokenizer_rules)
+
+
+@pytest.fixture(scope="module")
+def zh_splits():
+    """The generated zh-CN splits (seed 13)."""
+    return generate(seed=13, language="zh-CN")
+
+
+def test_sentences_parse_back_to_their_intent_and_exact_slot_spans():
+    from hassil import Intents, recognize_all
+    from hassil.intents import TextSlotList
+
+    from export.data import package_intents, without_context
+
+    raw = package_intents("zh-CN").raw
+    assert raw["settings"]["ignore_whitespace"] is True
+    grammar = Intents.from_dict(without_context(raw))
+    assert grammar.settings.ignore_whitespace
+    rng = random.Random(5)
+    sampler = TemplateSampler(ZH.make_pools(13, 0)["train"], rng, "zh-CN")
+    sentences = []
+    for t in rng.sample(load_templates("zh-CN"), 70):
+        text, spans = sampler.sample(t.sentence, t.rules, t.lists, t.intent, t.domains)
+        if not odd_sentence(text, spans):
+            sentences.append((t.intent, text, spans))
+    assert len(sentences) >= 55
+    values = {
+        k: sorted(
+            {text[s.start : s.end] for _, text, spans in sentences for s in spans if s.slot == k}
+        )
+        or ["无"]
+        for k in ("name", "area", "floor")
+    }
+    lists = {k: TextSlotList.from_strings(v) for k, v in values.items()}
+    for intent, text, spans in sentences:
+        assert text == "".join(text.split())  # hassil matches Chinese without whitespace
+        want = sorted((s.slot, text[s.start : s.end]) for s in spans)
+        found = []
+        for result in recognize_all(text, grammar, slot_lists=lists):
+            got = sorted((k, e.text.strip()) for k, e in result.entities.items() if k in dict(want))
+            found.append((result.intent.name, got))
+            if (result.intent.name, got) == (intent, want):
+                break
+        else:
+            pytest.fail(f"{text!r}: hassil reads {found}, generated {intent} {want}")
+        tokens, tags = bio_tags(Example(text, intent, spans), TOK)
+        assert len([t for t in tags if t.startswith("B-")]) == len(spans), (tokens, tags)
+
+
+def test_splits_train_every_intent_and_hold_out_templates_and_names(zh_splits):
+    train, test = zh_splits["train"], zh_splits["test"]
+    templates = load_templates("zh-CN")
+    assert len({t.intent for t in templates}) == 40
+    assert {e.intent for e in train} == {t.intent for t in templates}
+    assert any(e.intent == "HassGetCurrentTime" and "几点" in e.text for e in train)
+    trained = {e.template for e in train}
+    held = [e for e in test if e.kind == "template"]
+    assert len(held) > 100 and not {e.template for e in held} & trained
+
+    def values(exs, slot):
+        return {e.text[s.start : s.end] for e in exs for s in e.slots if s.slot == slot}
+
+    names = [e for e in test if e.kind == "values"]
+    for slot in ("name", "area", "floor"):
+        assert values(names, slot) and not values(names, slot) & values(train, slot)
+    assert not {e.text for e in test} & {e.text for e in train}
+    # "停止…计时器" is both HassCancelTimer and HassPauseTimer in the package: hassil (and so
+    # Home Assistant) takes HassCancelTimer, and so does the data.
+    pairs = ("HassCancelTimer", "HassPauseTimer")
+    timers = [e for s in zh_splits.values() for e in s if e.intent in pairs and "停止" in e.text]
+    assert timers and {e.intent for e in timers} == {"HassCancelTimer"}
+    paused = [e for e in train if e.template.startswith("HassPauseTimer/")]
+    assert {e.intent for e in paused} == set(pairs)  # "暂停…" stays HassPauseTimer
+    others = [e for e in train if e.intent not in pairs]
+    assert all(e.template.removeprefix("extra:").split("/")[0] == e.intent for e in others)
+    for ex in train[:2000] + test[:1000]:
+        assert not any(ch.isspace() for ch in ex.text)
+        bio_tags(ex, TOK)  # spans on token boundaries
+
+
+def test_odd_template_outputs_are_recognised():
+    assert odd_sentence("打开一楼楼的灯", (Span("floor", 2, 4),))
+    assert odd_sentence("打开吸顶灯的灯", (Span("name", 2, 5),))
+    assert odd_sentence("把灯调到百分之50%", ())
+    assert not odd_sentence("打开客厅的灯", (Span("area", 2, 4),))
+    assert not odd_sentence("把一楼的灯关掉", (Span("floor", 1, 3),))
+
+
+def _meta() -> ModelMetadata:
+    return ModelMetadata.from_json(onnx.load(str(ZH_ONNX)).metadata_props[0].value)
+
+
+def test_model_file_carries_cjk_rules_parity_and_calibration():
+    meta = _meta()
+    assert meta.tokenizer["pattern"] == CJK_PATTERN and meta.tokenizer["version"] == 2
+    assert meta.training["language"] == "zh-CN"
+    assert meta.parity["passed"] and meta.parity["max_abs_diff"] < meta.parity["tolerance"]
+    assert 0.0 < meta.calibration["threshold"] < 1.0
+    assert len(meta.intents) == 40 and meta.config["cell"] == "gru"
+    tokens = [t.text for t in meta.make_tokenizer().tokenize("把客厅空调调到26度")]
+    assert tokens == ["把", "客", "厅", "空", "调", "调", "到", "26", "度"]
+
+
+def test_a_real_server_parses_chinese():
+    with (
+        RunningServer(settings_for(Path(ZH_ONNX))) as srv,
+        Client(srv.target, timeout=10) as client,
+    ):
+        time = client.parse("现在几点了？")
+        light = client.parse("打开客厅的灯")
+    assert time.intent.name == "HassGetCurrentTime" and not time.no_intent
+    assert light.intent.name == "HassTurnOn" and not light.no_intent
+    (area,) = [s for s in light.slots if s.name == "area"]
+    assert (area.value, area.char_start, area.char_end) == ("客厅", 2, 4)
