@@ -252,7 +252,10 @@ class TemplateSampler:
         self._domains = domains
         b = _Builder(cjk=self.language.cjk)
         self._walk(sentence.expression, b, rules, slot_lists, intent, in_slot=False)
-        return b.text()
+        text, spans = b.text()
+        if self.language.trailing_particles:
+            spans = tuple(_trim(text, sp, self.language.trailing_particles) for sp in spans)
+        return text, spans
 
     def _walk(
         self,
@@ -340,6 +343,16 @@ class TemplateSampler:
         if isinstance(slot_list, WildcardSlotList):
             raise DataError(f"no value pool for wildcard list {{{name}}}")
         raise DataError(f"unknown slot list {{{name}}}")
+
+
+def _trim(text: str, span: Span, particles: Sequence[str]) -> Span:
+    """The span without the particles it ends with ("开着的" -> "开着"), never empty."""
+    end = span.end
+    while (p := next((p for p in particles if text.endswith(p, span.start, end)), None)) and (
+        end - len(p) > span.start
+    ):
+        end -= len(p)
+    return Span(span.slot, span.start, end)
 
 
 def _decorate(

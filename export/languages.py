@@ -56,6 +56,9 @@ class Language:
     # Sentences two intents' templates produce with the same words around the same slots
     # take the intent hassil recognises first (English data keeps the package's labels).
     first_match_labels: bool = False
+    # Particles a slot span never ends with: the package's lists hold "开着[的]" and the
+    # templates add "[的]" after them, so "开着的" would be tagged two ways.
+    trailing_particles: tuple[str, ...] = ()
 
 
 def _english() -> Language:
@@ -103,6 +106,7 @@ def _chinese() -> Language:
         max_name_tokens=8,
         eval_kinds_in_file=False,
         first_match_labels=True,
+        trailing_particles=("的",),
     )
 
 
