@@ -257,7 +257,7 @@ def test_tritonclient_repository_calls_work_unchanged(tmp_path, files):
     assert got["without_token"] == "StatusCode.UNAUTHENTICATED"
 
 
-def test_parse_stream_works_on_the_default_repository():
+def test_the_default_repository_streams_and_speaks_both_languages():
     settings = settings_for(DEFAULT_ONNX, model_repository=str(ROOT / "models"))
     with RunningServer(settings) as srv, Client(srv.target, timeout=10) as c:
         assert c.parse("what time is it").model == "intent"  # the default: first by name
@@ -265,3 +265,11 @@ def test_parse_stream_works_on_the_default_repository():
         assert [a.model for a in answers] == ["intent-stream"] * 2
         assert answers[-1].intent.name == "HassTurnOn" and answers[-1].total_steps == 5
         assert c.parse("turn on the kitchen lights").intent.name == "HassTurnOn"
+        # both languages at once, each answering its own sentences
+        zh = c.parse("把客厅的灯打开", model="intent-zh")
+        assert zh.intent.name == "HassTurnOn"
+        assert [(s.name, s.value, s.char_start, s.char_end) for s in zh.slots] == [
+            ("area", "客厅", 1, 3)
+        ]
+        assert c.parse("现在几点了？", model="intent-zh").intent.name == "HassGetCurrentTime"
+        assert c.parse("what time is it").intent.name == "HassGetCurrentTime"
