@@ -6,6 +6,7 @@ Each prints its figures (pytest -s shows them); none asserts on time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import signal
@@ -315,6 +316,16 @@ def uni_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def state_servers(uni_models):
+    """A running server per small unidirectional model, by (cell, nonlinearity)."""
+    with contextlib.ExitStack() as stack:
+        yield {
+            key: stack.enter_context(RunningServer(settings_for(path)))
+            for key, path in uni_models.items()
+        }
+
+
+@pytest.fixture(scope="module")
 def uni_server(uni_models):
     with (
         RunningServer(settings_for(uni_models[("gru", "tanh")], max_tokens=64)) as srv,
@@ -363,13 +374,9 @@ def test_fuzz_mixed_streams_keep_every_slot_whole(uni_server, chunks):
     h=st.floats(-3.3999999521443642e38, 3.3999999521443642e38, width=32),
     c=st.floats(-3.3999999521443642e38, 3.3999999521443642e38, width=32),
 )
-def test_fuzz_extreme_finite_states_never_answer_nan(uni_models, which, h, c):
+def test_fuzz_extreme_finite_states_never_answer_nan(state_servers, which, h, c):
     """Finite states anywhere in float32's range: refused, or answered with finite numbers."""
-    path = uni_models[which]
-    global _state_servers
-    srv = _state_servers.get(which)
-    if srv is None:
-        srv = _state_servers[which] = RunningServer(settings_for(path)).__enter__()
+    srv = state_servers[which]
     state = pb.State(h=pb.Tensor(shape=[1, 1, 12], values=[h] * 12))
     if which[0] == "lstm":
         state.c.CopyFrom(pb.Tensor(shape=[1, 1, 12], values=[c] * 12))
@@ -382,17 +389,6 @@ def test_fuzz_extreme_finite_states_never_answer_nan(uni_models, which, h, c):
         assert all(math.isfinite(i.confidence) for i in a.top_intents)
         assert all(math.isfinite(v) for v in a.state.h.values)
         assert not a.no_intent or a.intent.name == ""
-
-
-_state_servers: dict = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _close_state_servers():
-    yield
-    for srv in _state_servers.values():
-        srv.__exit__(None, None, None)
-    _state_servers.clear()
 
 
 HUGE_TEXTS = ["a " * 2_097_000, "é" * 2_000_000, "中" * 1_300_000]  # each under 4 MB
