@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from rnnserve.kserve import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
@@ -28,7 +28,13 @@ from server.admission import Admission
 from server.auth import TokenStore
 from server.dataplane import DataPlane
 from server.errors import ModelLoadError
-from server.interceptors import AdmissionInterceptor, AuthInterceptor, StatusInterceptor
+from server.interceptors import (
+    AdmissionInterceptor,
+    AuthInterceptor,
+    Layer,
+    Registrar,
+    StatusInterceptor,
+)
 from server.kserve_servicer import InferenceServicer
 from server.loader import ModelLoader
 from server.metrics import Metrics
@@ -188,24 +194,25 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
     )
     plane = DataPlane(registry, admission, loader)
     tag = None if worker is None else str(os.getpid())
-    interceptors: list[grpc.aio.ServerInterceptor] = [StatusInterceptor(metrics, tag)]
+    layers: list[Layer] = [StatusInterceptor(metrics, tag)]
     if tokens is not None:
-        interceptors.append(AuthInterceptor(tokens))
-    interceptors.append(AdmissionInterceptor(admission))
-    server = grpc.aio.server(interceptors=interceptors, options=grpc_options(settings))
-    rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), server)
+        layers.append(AuthInterceptor(tokens))
+    layers.append(AdmissionInterceptor(admission))
+    server = grpc.aio.server(options=grpc_options(settings))
+    services = Registrar(server, layers)  # handlers wrapped once here, not on every call
+    rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), services)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(plane), server
+        InferenceServicer(plane), services
     )
     health = HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
+    health_pb2_grpc.add_HealthServicer_to_server(health, services)
+    reflected = (
+        *SERVICE_NAMES,
+        health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+        reflection.SERVICE_NAME,
+    )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(
+        reflection.aio.ReflectionServicer(reflected), services
     )
     port = bind(server, settings, credentials)
     app = App(settings, server, port, registry, loader, admission, health, metrics, executor)

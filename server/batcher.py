@@ -5,15 +5,21 @@ batcher takes what is queued (up to `max_rows` rows, optionally waiting `max_del
 pads the rows to the longest one, runs them once with per-row `lengths` and a per-row state,
 and hands each request its own rows back. Because the exported graph packs rows by `lengths`,
 each answer equals the answer of that request run alone. numpy only; no grpc here.
+
+A small request that finds the model quiet — nothing running, nothing queued, and the recent
+runs carrying one request each — runs at once on the event loop: at low load there is nobody
+to batch with, and the two thread hand-offs would cost more than the run itself
+(docs/performance.md, "solo runs").
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -28,6 +34,10 @@ log = logging.getLogger("rnnserve.batcher")
 
 PER_STEP = (OUTPUTS, SLOT_LOGITS)
 STATES = (H_N, C_N)
+# A solo run blocks the event loop: only requests this small (rows x steps) run that way.
+SOLO_MAX_CELLS = 256
+# Requests per run, averaged over recent runs, below which the load counts as one at a time.
+SOLO_BELOW = 1.5
 
 
 @dataclass
@@ -113,11 +123,13 @@ class Batcher:
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.on_batch = on_batch
-        self.free = max(1, workers) if executor is not None else 1
+        self.free = self.workers = max(1, workers) if executor is not None else 1
         self.pending: deque[_Item] = deque()
+        self._per_run = 1.0  # requests per run, moving average
         self.pending_rows = 0
         self._timer: asyncio.TimerHandle | None = None
-        self._inflight: set[asyncio.Future[Any]] = set()
+        self._inflight: set[Future[Any]] = set()
+        self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
@@ -127,12 +139,21 @@ class Batcher:
     async def stop(self) -> None:
         """Wait for running batches to finish."""
         if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+            self._stopped = asyncio.Event()
+            await self._stopped.wait()
 
     async def submit(
         self, ids: np.ndarray, lengths: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None
     ) -> dict[str, np.ndarray]:
-        """Queue validated rows and wait for their outputs."""
+        """Queue validated rows and wait for their outputs (or run them at once when idle)."""
+        if (
+            self._per_run < SOLO_BELOW
+            and self.free == self.workers
+            and not self.pending
+            and self.max_delay_s == 0
+            and ids.size <= SOLO_MAX_CELLS
+        ):
+            return self._solo(ids, lengths, h0, c0)
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
         item = _Item(ids, lengths, h0, c0, fut)
@@ -148,6 +169,20 @@ class Batcher:
             else:
                 self._dispatch()
         return await fut
+
+    def _solo(
+        self,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        h0: np.ndarray | None,
+        c0: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """Run one request on the event loop, no queue and no thread."""
+        out = self.rt.run(ids, lengths, h0, c0)
+        self._per_run += 0.2 * (1 - self._per_run)
+        if self.on_batch is not None:
+            self.on_batch(int(ids.shape[0]), 1)
+        return out
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -182,17 +217,27 @@ class Batcher:
                     self._deliver(batch, None, exc)
                 continue
             self.free -= 1
-            fut = loop.run_in_executor(self.executor, run_batch, self.rt, batch)
-            self._inflight.add(fut)
-            fut.add_done_callback(partial(self._finished, batch))
+            done = self.executor.submit(run_batch, self.rt, batch)
+            self._inflight.add(done)
+            # One hop back: the worker thread schedules the delivery on the loop itself
+            # (cheaper than run_in_executor's chained asyncio future).
+            done.add_done_callback(partial(self._schedule, loop, batch))
 
-    def _finished(self, batch: list[_Item], fut: asyncio.Future[Any]) -> None:
-        self._inflight.discard(fut)
+    def _schedule(
+        self, loop: asyncio.AbstractEventLoop, batch: list[_Item], done: Future[Any]
+    ) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop closed: nobody waits any more
+            loop.call_soon_threadsafe(self._finished, batch, done)
+
+    def _finished(self, batch: list[_Item], done: Future[Any]) -> None:
+        self._inflight.discard(done)
         self.free += 1
-        exc = fut.exception()
-        self._deliver(batch, None if exc else fut.result(), exc)
+        exc = done.exception()
+        self._deliver(batch, None if exc else done.result(), exc)
         if self.pending and self._timer is None:
             self._dispatch()
+        if not self._inflight and self._stopped is not None:
+            self._stopped.set()
 
     def _deliver(
         self,
@@ -206,6 +251,7 @@ class Batcher:
                 if not it.future.done():
                     it.future.set_exception(exc or RuntimeError("batch failed"))
             return
+        self._per_run += 0.2 * (len(batch) - self._per_run)
         if self.on_batch is not None:
             self.on_batch(sum(it.rows for it in batch), len(batch))
         for it, res in zip(batch, results):

@@ -2,7 +2,10 @@
 
 Each wraps every kind of handler: unary and streaming, and server-streaming handlers written
 either as async generators or as coroutines that write with `context.write` (the health
-service's Watch is one). Wrapped handlers are built once per method and cached.
+service's Watch is one). `Registrar` applies them once, when a service is registered, so a
+call runs no per-call interceptor chain (grpc.aio awaits every interceptor's
+`intercept_service` on every call); as `grpc.aio.ServerInterceptor`s they wrap the same way,
+cached per method.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ def guarded(method: str) -> bool:
     return not method.startswith(OPEN_PREFIXES)
 
 
-class _Wrapping(grpc.aio.ServerInterceptor):
+class Layer(grpc.aio.ServerInterceptor):
     """Caches one wrapped handler per method; subclasses say how to wrap a behavior."""
 
     def __init__(self) -> None:
@@ -111,7 +114,7 @@ class _Wrapping(grpc.aio.ServerInterceptor):
         return coro
 
 
-class StatusInterceptor(_Wrapping):
+class StatusInterceptor(Layer):
     """Maps errors to status codes (ServeError: its code and message; anything else: INTERNAL
     with a fixed message, details to the log) and records every call's status and latency."""
 
@@ -191,7 +194,7 @@ class StatusInterceptor(_Wrapping):
         return coro
 
 
-class AuthInterceptor(_Wrapping):
+class AuthInterceptor(Layer):
     """Guarded methods need an accepted bearer token (UNAUTHENTICATED / PERMISSION_DENIED)."""
 
     def __init__(self, tokens: TokenStore) -> None:
@@ -205,7 +208,7 @@ class AuthInterceptor(_Wrapping):
         return self.around(behavior, self._check, None) if guarded(method) else None
 
 
-class AdmissionInterceptor(_Wrapping):
+class AdmissionInterceptor(Layer):
     """Guarded calls pass the admission's limits and the deadline check before any work."""
 
     def __init__(self, admission: Admission) -> None:
@@ -238,3 +241,48 @@ class AdmissionInterceptor(_Wrapping):
                 raise
 
         return self.around(behavior, before, leave)
+
+
+class Registrar:
+    """Stands in for the server when services are added: every method handler is wrapped by
+    `layers` (outermost first) once, then registered on `server`."""
+
+    def __init__(self, server: grpc.aio.Server, layers: list[Layer]) -> None:
+        self.server = server
+        self.layers = layers
+
+    def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        """`handler` of `method` (/package.Service/Method) inside every layer."""
+        for layer in reversed(self.layers):
+            handler = layer._wrap_handler(method, handler)
+        return handler
+
+    def add_registered_method_handlers(
+        self, service: str, handlers: dict[str, grpc.RpcMethodHandler]
+    ) -> None:
+        """What generated `add_*Servicer_to_server` calls for its methods."""
+        wrapped = {name: self.wrap(f"/{service}/{name}", h) for name, h in handlers.items()}
+        self.server.add_registered_method_handlers(service, wrapped)
+
+    def add_generic_rpc_handlers(self, handlers: tuple[grpc.GenericRpcHandler, ...]) -> None:
+        """What generated code calls for the same methods by name (the fallback lookup)."""
+        self.server.add_generic_rpc_handlers(tuple(_WrappedGeneric(self, h) for h in handlers))
+
+
+class _WrappedGeneric(grpc.GenericRpcHandler):
+    """A generic handler whose answers come wrapped, built once per method."""
+
+    def __init__(self, registrar: Registrar, inner: grpc.GenericRpcHandler) -> None:
+        self.registrar = registrar
+        self.inner = inner
+        self._cache: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = details.method  # type: ignore[attr-defined]
+        cached = self._cache.get(method)
+        if cached is None:
+            handler = self.inner.service(details)
+            if handler is None:
+                return None
+            cached = self._cache[method] = self.registrar.wrap(method, handler)
+        return cached
