@@ -1,5 +1,6 @@
 """A floor for `make bench`, not a product path: the smallest synchronous grpcio server that
 answers KServe v2 ModelInfer with onnxruntime inline (no batching, no limits, no metrics).
+It also answers the three describe calls Triton's perf_analyzer makes before a run.
 
 python bench/sync_floor.py MODEL.onnx  -> prints the bound port on stdout, serves until killed
 """
@@ -31,6 +32,25 @@ class Floor(pb_grpc.GRPCInferenceServiceServicer):
 
     def ServerLive(self, request, context):  # noqa: N802
         return pb.ServerLiveResponse(live=True)
+
+    def ServerMetadata(self, request, context):  # noqa: N802
+        return pb.ServerMetadataResponse(name="sync-floor", version="0")
+
+    def ModelMetadata(self, request, context):  # noqa: N802
+        resp = pb.ModelMetadataResponse(name=request.name, versions=["1"], platform="onnxruntime")
+        resp.inputs.add(name="input_ids", datatype="INT64", shape=[-1, -1])
+        for o in self.session.get_outputs():
+            resp.outputs.add(name=o.name, datatype="FP32", shape=[-1] * len(o.shape))
+        return resp
+
+    def ModelConfig(self, request, context):  # noqa: N802
+        resp = pb.ModelConfigResponse()
+        cfg = resp.config
+        cfg.name, cfg.platform, cfg.max_batch_size = request.name, "onnxruntime_onnx", 0
+        cfg.input.add(name="input_ids", data_type=pb.TYPE_INT64, dims=[-1, -1])
+        for o in self.session.get_outputs():
+            cfg.output.add(name=o.name, data_type=pb.TYPE_FP32, dims=[-1] * len(o.shape))
+        return resp
 
     def ModelInfer(self, request, context):  # noqa: N802
         t = request.inputs[0]
