@@ -70,6 +70,13 @@ def make_calls(
         pstub = pb_grpc.ParserStub(channel)
         reqs = [pb.ParseRequest(text=t) for t in texts]
         return lambda i: pstub.Parse(reqs[i % len(reqs)], timeout=30)
+    if kind.startswith("parse_ctx"):  # "parse_ctx500": Parse with a 500-entity home context
+        from bench.home import home
+
+        cstub = pb_grpc.ParserStub(channel)
+        ctx = home(int(kind.removeprefix("parse_ctx")))
+        creqs = [pb.ParseRequest(text=t, context=ctx) for t in texts]
+        return lambda i: cstub.Parse(creqs[i % len(creqs)], timeout=30)
     if kind == "infer":
         istub = v2_grpc.GRPCInferenceServiceStub(channel)
         ireqs = []

@@ -28,6 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import perf_analyzer  # noqa: E402
 from bench.loadgen import run_point, run_stream_point  # noqa: E402
 from modelspec.batch import pad_rows  # noqa: E402
 from modelspec.meta import ModelMetadata  # noqa: E402
@@ -168,6 +169,54 @@ def sync_server_floor(model: Path, ids: list[list[int]], duration: float) -> lis
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def perf_analyzer_points(model: Path, ids: list[list[int]], duration: float) -> dict | None:
+    """ModelInfer driven by Triton's perf_analyzer (bench/perf_analyzer.py), against the
+    synchronous floor and the server (batching on, then 2 workers); None when it is absent."""
+    binary = perf_analyzer.find()
+    if binary is None:
+        print("perf_analyzer: not installed, skipped (bench/perf_analyzer.py)", flush=True)
+        return None
+    out: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = perf_analyzer.input_file(ids, Path(tmp))
+        floor = subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "sync_floor.py"), str(model)],
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert floor.stdout is not None
+            target = f"127.0.0.1:{int(floor.stdout.readline())}"
+            out["sync floor"] = [
+                perf_analyzer.run(binary, target, model.stem, c, data, duration) for c in (1, 16)
+            ]
+        finally:
+            floor.terminate()
+            floor.wait(30)
+        for label, args in (
+            ("batching on", ["--max-batch-size", "32"]),
+            ("2 workers", ["--max-batch-size", "32", "--workers", "2"]),
+        ):
+            srv = Server(model, *args)
+            try:
+                out[label] = [
+                    perf_analyzer.run(binary, srv.target, model.stem, c, data, duration)
+                    for c in (1, 16)
+                ]
+            finally:
+                srv.stop()
+    for label, points in out.items():
+        for p in points:
+            print(
+                f"  perf_analyzer {label:11s} c={p['concurrency']:3d} {p['throughput']:8.0f}/s  "
+                f"p50 {p['p50_us']:7.0f} µs  p99 {p['p99_us']:7.0f} µs",
+                flush=True,
+            )
+    return out
 
 
 def onnxruntime_floor(model: Path, texts: list[str], sizes: tuple[int, ...]) -> list[dict]:
@@ -370,6 +419,27 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
             for label in ("batching on", "2 workers")
         )
         out[f"infer_c{conc}_best_over_sync_server"] = best / sync[conc]["throughput"]
+    if any(r["label"] == "home context" for r in results["servers"]):
+        plain = _point(results, "home context", "parse", 1)["p50_us"]
+        ctx = _point(results, "home context", "parse_ctx500", 1)["p50_us"]
+        out["parse_ctx500_c1_p50_extra_us"] = ctx - plain
+        out["parse_ctx500_c1_p50_over_parse"] = ctx / plain
+        for conc in (16, 64):
+            a = _point(results, "home context", "parse_ctx500", conc)["throughput"]
+            out[f"parse_ctx500_c{conc}_over_parse"] = (
+                a / _point(results, "home context", "parse", conc)["throughput"]
+            )
+    pa = results.get("perf_analyzer")
+    if pa:
+        floor1, floor16 = pa["sync floor"]
+        out["pa_infer_c1_p50_over_sync_server"] = pa["batching on"][0]["p50_us"] / floor1["p50_us"]
+        for label in ("batching on", "2 workers"):
+            key = "1worker" if label == "batching on" else "2workers"
+            out[f"pa_infer_c16_{key}_over_sync_server"] = (
+                pa[label][1]["throughput"] / floor16["throughput"]
+            )
+    if results.get("context_match"):
+        out["context_match_500_in_process_us"] = results["context_match"]["p50_us"]
     return out
 
 
@@ -409,6 +479,14 @@ def summary_md(results: dict[str, Any]) -> str:
                 for p in fl["sync_server"]
             )
         )
+    for label, points in (results.get("perf_analyzer") or {}).items():
+        lines.append(
+            f"perf_analyzer, ModelInfer, {label}: "
+            + ", ".join(
+                f"c={p['concurrency']} {p['throughput']:.0f}/s p50 {p['p50_us']:.0f} µs"
+                for p in points
+            )
+        )
     if fl.get("torch"):
         lines.append(f"torch eager batch 1 (1 thread): p50 {fl['torch']['p50_us']:.0f} µs")
     for s in results.get("streams", []):
@@ -428,6 +506,8 @@ def summary_md(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    from bench.home import match_cost_us
+
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default=str(ROOT / "models" / "intent.onnx"))
     ap.add_argument("--checkpoint", default=str(ROOT / "models" / "intent.pt"))
@@ -470,6 +550,8 @@ def main() -> None:
         )
     print(f"  torch eager batch 1: {results['floors']['torch']}", flush=True)
     results["floors"]["sync_server"] = sync_server_floor(model, ids, args.duration)
+    results["context_match"] = match_cost_us(str(model), texts, 500)
+    print(f"  context of 500 entities, in process: {results['context_match']}", flush=True)
     results["servers"] = [
         measure_server(
             model,
@@ -485,6 +567,15 @@ def main() -> None:
             "batching on",
             ["--max-batch-size", "32"],
             ("empty", "parse", "infer"),
+            texts,
+            ids,
+            args.duration,
+        ),
+        measure_server(
+            model,
+            "home context",
+            ["--max-batch-size", "32"],
+            ("parse", "parse_ctx500"),
             texts,
             ids,
             args.duration,
@@ -535,6 +626,7 @@ def main() -> None:
             srv.stop()
     for s in results["streams"]:
         print(f"  stream c={s['concurrency']}: {s['chunks_per_s']:.0f} chunks/s", flush=True)
+    results["perf_analyzer"] = perf_analyzer_points(model, ids, args.duration)
     results["ratios"] = ratios(results)
     results["plots"] = plot(results, out_dir)
     (out_dir / "latest.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -19,6 +19,7 @@ from client.api import (
     RnnServeError,
     check_timeout,
 )
+from client.context import ContextError, read_context
 from rnnserve.v1 import rnnserve_pb2 as pb
 
 UINT32_MAX = 2**32 - 1  # top_k on the wire
@@ -186,9 +187,13 @@ def result_dict(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) 
             "char_start": s.char_start,
             "char_end": s.char_end,
             "confidence": round(s.confidence, 6),
+            **({"canonical": s.canonical} if s.canonical else {}),
+            **({"entry_id": s.entry_id, "entry_name": s.entry_name} if s.entry_id else {}),
         }
         for s in r.slots
     ]
+    if r.implied_slots:
+        out["implied_slots"] = {i.name: i.value for i in r.implied_slots}
     out["tokens"] = [t.text for t in r.tokens]
     if r.HasField("steps"):
         out["steps"] = {
@@ -213,9 +218,14 @@ def human(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) -> str
     else:
         lines = [f"{head}{r.intent.name} ({r.intent.confidence:.3f})"]
     for s in r.slots:
+        canon = f" = {s.canonical!r}" if s.canonical and s.canonical != s.value else ""
+        entry = f" [{s.entry_id}]" if s.entry_id else ""
         lines.append(
-            f"  {s.name}: {s.value!r} (tokens {s.token_start}-{s.token_end}, {s.confidence:.3f})"
+            f"  {s.name}: {s.value!r}{canon}{entry} (tokens {s.token_start}-{s.token_end}, "
+            f"{s.confidence:.3f})"
         )
+    for i in r.implied_slots:
+        lines.append(f"  {i.name} (implied): {i.value!r}")
     if r.HasField("steps"):
         lines.append(f"  tags: {' '.join(r.steps.tags)}")
         lines.append(f"  outputs: shape {list(r.steps.outputs.shape)}")
@@ -242,6 +252,16 @@ def _emit(args: argparse.Namespace, text: str | None, r: Any) -> None:
         print(human(text, r), flush=True)
 
 
+def _context(args: argparse.Namespace) -> pb.HomeContext | None:
+    """The --context file as a message (read once per command)."""
+    if not args.context:
+        return None
+    try:
+        return read_context(args.context)
+    except (OSError, ContextError) as exc:
+        raise InputError(f"--context: {exc}") from None
+
+
 def cmd_parse(args: argparse.Namespace, client: Client) -> int:
     """Parse texts (or stdin lines with `-`), concurrently; print in input order."""
     texts: list[str] = []
@@ -262,6 +282,7 @@ def cmd_parse(args: argparse.Namespace, client: Client) -> int:
         state=args.state,
         model=args.model,
         version=args.model_version,
+        context=_context(args),
     )
     status = 0
     for text, r in zip(texts, results):
@@ -294,6 +315,7 @@ def cmd_stream(args: argparse.Namespace, client: Client) -> int:
             steps=args.steps,
             state=args.state,
             top_k=args.top_k,
+            context=_context(args),
         ):
             _emit(args, None, r)
             answered += 1
@@ -406,6 +428,19 @@ def build_parser(prog: str = "python -m client") -> Parser:
         sp.add_argument(
             "--top-k", type=top_k_arg, default=0, help="intents to list (0: the server's default)"
         )
+        sp.add_argument(
+            "--context",
+            metavar="FILE",
+            help="the home's floors, areas and entities (YAML or JSON; Home Assistant's "
+            "intent test fixtures work as they are)",
+        )
+    gen = sub.add_parser(
+        "generate", parents=[common], help="output sequences (g2p: pronunciations of words)"
+    )
+    gen.add_argument("texts", nargs="+", help="words or names, or - for one per stdin line")
+    gen.add_argument("--beam-size", type=int, default=0, help="beam search width (0: greedy)")
+    gen.add_argument("--max-steps", type=int, default=0, help="decoder steps at most (0: model's)")
+    gen.add_argument("--num-results", type=int, default=0, help="beam search: the best N (0: 1)")
     sub.add_parser("info", parents=[common], help="describe the model")
     health = sub.add_parser("health", parents=[common], help="grpc.health.v1 check")
     health.add_argument("--service", default="", help="service name ('' = whole server)")

@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from client.context import context_message
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
@@ -184,8 +185,10 @@ class Client:
         steps: bool = False,
         state: bool = False,
         initial_state: pb.State | dict[str, Any] | None = None,
+        context: Mapping[str, Any] | pb.HomeContext | None = None,
     ) -> pb.ParseRequest:
-        """Build a ParseRequest from text or token ids."""
+        """Build a ParseRequest from text or token ids; `context` is the caller's home in Home
+        Assistant's shape ({"floors": [...], "areas": [...], "entities": [...]})."""
         req = pb.ParseRequest(
             model=model, version=version, top_k=top_k, return_steps=steps, return_state=state
         )
@@ -196,6 +199,8 @@ class Client:
         init = state_message(initial_state)
         if init is not None:
             req.initial_state.CopyFrom(init)
+        if context is not None:
+            req.context.CopyFrom(context_message(context))
         return req
 
     def parse(self, text: str, *, timeout: float | None = None, **kw: Any) -> pb.ParseResponse:
@@ -236,6 +241,7 @@ class Client:
         state: bool = False,
         top_k: int = 0,
         timeout: float | None = None,
+        context: Mapping[str, Any] | pb.HomeContext | None = None,
     ) -> Iterator[pb.ParseStreamResponse]:
         """Send an utterance in chunks (text pieces or token-id lists); one answer per chunk.
 
@@ -244,8 +250,10 @@ class Client:
         """
         deadline = self._deadline(timeout)
         failed: list[Exception] = []
+        home = context_message(context) if context is not None else None
 
         def requests() -> Iterator[pb.ParseStreamRequest]:
+            nonlocal home
             try:
                 for chunk in chunks:
                     req = pb.ParseStreamRequest(
@@ -259,6 +267,9 @@ class Client:
                         req.text = chunk
                     else:
                         req.token_ids.ids[:] = list(chunk)
+                    if home is not None:  # the server reads it from the first message
+                        req.context.CopyFrom(home)
+                        home = None
                     yield req
             except Exception as exc:  # gRPC would report it only as UNKNOWN
                 failed.append(exc)

@@ -11,6 +11,7 @@ from typing import Any
 
 from export.data import DataError, Example, generate, read_jsonl, summarize, write_jsonl
 from export.languages import DEFAULT_LANGUAGE, LANGUAGES, get_language
+from modelspec.context import CONTEXT_DIM
 from modelspec.names import CELLS
 
 DEFAULT_ARCH: dict[str, Any] = {
@@ -83,7 +84,13 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one model, write the checkpoint and the report."""
-    from export.quality import format_quality, quality_report
+    from export.quality import (
+        NAMES_KIND,
+        NAMES_TARGET_FRR,
+        TARGET_FRR,
+        format_quality,
+        quality_report,
+    )
     from export.train import TrainConfig, save_checkpoint, train, train_config_dict
 
     lang = get_language(args.language)
@@ -98,10 +105,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
         out_of_scope=args.out_of_scope,
+        oos_weight=args.oos_weight
+        if args.oos_weight is not None
+        else (1.0 if args.language == DEFAULT_LANGUAGE else 0.5),
         min_count=args.min_count,
         language=args.language,
+        **{k: getattr(args, k) for k in ("patience", "slot_span_dropout") if getattr(args, k)},
     )
     arch = _arch(args)
+    use_context = args.context if args.context is not None else args.language == DEFAULT_LANGUAGE
+    arch["context_dim"] = CONTEXT_DIM if use_context else 0
     print(
         f"training {arch} on {len(splits['train'])} examples "
         f"(val {len(splits['val'])}, test {len(splits['test'])})",
@@ -117,6 +130,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         language=args.language,
         train=splits["train"],
         tags=result.labels.tags,
+        target_frr=NAMES_TARGET_FRR if use_context else TARGET_FRR,
+        calibrate_kind=NAMES_KIND if use_context else "",
     )
     result.metrics.update(quality)
     extra = {**source, "train_config": train_config_dict(cfg), "splits": summarize(splits)}
@@ -141,14 +156,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _test_examples(training: dict[str, Any], data_dir: str | None) -> list[Example]:
+def _split_examples(
+    training: dict[str, Any], data_dir: str | None, split: str = "test"
+) -> list[Example]:
     language = str(training.get("language", DEFAULT_LANGUAGE))
-    path = Path(data_dir or get_language(language).data_dir) / "test.jsonl"
+    path = Path(data_dir or get_language(language).data_dir) / f"{split}.jsonl"
     if path.exists():
         return read_jsonl(path)
-    if training.get("data") == "jsonl" and training.get("test"):
-        return read_jsonl(training["test"])
-    return generate(seed=int(training.get("seed", 13)), language=language)["test"]
+    if training.get("data") == "jsonl" and training.get(split):
+        return read_jsonl(training[split])
+    return generate(seed=int(training.get("seed", 13)), language=language)[split]
+
+
+def _test_examples(training: dict[str, Any], data_dir: str | None) -> list[Example]:
+    return _split_examples(training, data_dir, "test")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -157,15 +178,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from export.package import package
     from export.parity import format_table
     from export.train import load_checkpoint
+    from export.values import build_values
     from modelspec.meta import ModelMetadata
     from modelspec.names import METADATA_KEY
 
     ckpt = load_checkpoint(args.checkpoint)
+    language = str(ckpt.training.get("language", DEFAULT_LANGUAGE))
+    train = _split_examples(ckpt.training, args.data_dir, "train")
+    values = build_values(train, ckpt.tokenizer, language)
     out = Path(args.out or Path(args.checkpoint).with_suffix(".onnx"))
     t0 = time.perf_counter()
     training = {k: ckpt.training.get(k) for k in ("data", "seed", "seconds", "best_epoch")}
     training["language"] = ckpt.training.get("language", DEFAULT_LANGUAGE)
-    keys = ("test", "val", "paraphrases", "out_of_scope", "in_scope_test")
+    keys: tuple[str, ...] = ("test", "val", "test_context", "val_context", "paraphrases")
+    keys += ("out_of_scope", "in_scope_test")
     metrics: dict[str, Any] = {k: ckpt.metrics[k] for k in keys if k in ckpt.metrics}
     done = package(
         ckpt.model,
@@ -176,6 +202,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         metrics,
         training,
         calibration=ckpt.metrics.get("calibration"),
+        values=values.to_dict(),
     )
     rows, meta, par = done.rows, done.meta, done.meta.parity
     print(
@@ -245,6 +272,42 @@ def cmd_kinds(args: argparse.Namespace) -> int:
     print(json.dumps(dict(Counter(e.kind for e in out))))
     if target != source:
         print(f"wrote {target}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Evaluate exported models as the server runs them, with and without a context."""
+    from export.context_eval import (
+        Runner,
+        evaluate,
+        gold_values,
+        out_of_scope_rejection,
+        split_pools,
+    )
+    from export.quality import eval_path, load_out_of_scope
+
+    pools = split_pools(args.seed, args.language)
+    data_dir = Path(args.data_dir or get_language(args.language).data_dir)
+    report: dict[str, Any] = {}
+    for split in args.splits:
+        exs = read_jsonl(data_dir / f"{split}.jsonl")
+        golds = gold_values(exs, args.language)
+        for path in args.onnx:
+            runner = Runner(path)
+            row = report.setdefault(str(path), {})
+            row[split] = evaluate(runner, exs, golds, None, args.seed)
+            if runner.takes_context:
+                row[f"{split}_context"] = evaluate(runner, exs, golds, pools[split], args.seed)
+            oos = eval_path("out_of_scope.txt", args.language)
+            if oos.exists():
+                row["out_of_scope_reject_rate"] = out_of_scope_rejection(
+                    runner, load_out_of_scope(oos)
+                )
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(text + "\n")
     return 0
 
 
@@ -325,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a model")
     data_flags(t)
     arch_flags(t)
+    t.add_argument(
+        "--context",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="take the caller's home as an optional input (default: on for en, off otherwise)",
+    )
     t.add_argument("--epochs", type=int, default=30)
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--no-progress", action="store_true")
@@ -333,6 +402,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=4000,
         help="generated out-of-scope sentences to train on (0: none)",
+    )
+    t.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    t.add_argument(
+        "--slot-span-dropout",
+        type=float,
+        help="probability that a whole slot value turns into <unk> (default 0.35)",
+    )
+    t.add_argument(
+        "--oos-weight",
+        type=float,
+        help="weight of the out-of-scope sentences' loss (default: 1.0 for en, 0.5 otherwise)",
     )
     t.add_argument(
         "--min-count",
@@ -350,7 +430,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", default="models/intent.pt")
     e.add_argument("--out", help="default: the checkpoint's path ending in .onnx")
     e.add_argument("--quantize", action="store_true", help="also write an int8 variant")
-    e.add_argument("--data-dir", help="test split for --quantize (default: the language's)")
+    e.add_argument(
+        "--data-dir",
+        help="training split (value tables) and test split (--quantize); default: the language's",
+    )
     e.set_defaults(func=cmd_export)
 
     c = sub.add_parser("parity", help="re-check parity of an exported model")
@@ -366,6 +449,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="where to write (default: English in place, others build/data/<lang>/)"
     )
     k.set_defaults(func=cmd_kinds)
+
+    v = sub.add_parser(
+        "evaluate", help="exported models as served: with and without context, canonical values"
+    )
+    language_flag(v)
+    v.add_argument("--seed", type=int, default=13)
+    v.add_argument("onnx", nargs="+", help="exported model files")
+    v.add_argument("--splits", nargs="+", default=["val"], help="splits to score (default: val)")
+    v.add_argument("--data-dir", help="where the splits are (default: the language's)")
+    v.add_argument("--report", help="also write the figures here (JSON)")
+    v.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("sweep", help="compare cell types on validation")
     data_flags(s)

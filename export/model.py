@@ -26,6 +26,7 @@ class ModelConfig:
     embedding_dim: int = 64
     hidden_size: int = 128
     dropout: float = 0.2
+    context_dim: int = 0  # width of the optional context input (0: the model takes none)
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -68,12 +69,15 @@ class ModelConfig:
 class IntentSlotRNN(nn.Module):
     """Embedding -> RNN/LSTM/GRU -> per-step slot logits and intent logits from h_n.
 
-    forward(input_ids [B,T], lengths [B], h0 [L*D, B or 1, H], c0 (LSTM only))
+    forward(input_ids [B,T], lengths [B], h0 [L*D, B or 1, H], c0 (LSTM only),
+            context [B or 1, T or 1, C] (models with context_dim C only; None means zeros))
       -> outputs [B,T,D*H], slot_logits [B,T,S], intent_logits [B,I], h_n [L*D,B,H] (, c_n)
 
     Rows are packed by `lengths`, so each row's results equal that row run alone: the
     forward direction stops at the row's last token and the reverse direction starts there.
     Positions past a row's length have zero `outputs`. A state with batch 1 is broadcast.
+    The context features enter through a bias-free projection added to the embeddings, so
+    zero features leave the network exactly as it is without them.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -93,6 +97,9 @@ class IntentSlotRNN(nn.Module):
             **extra,
         )
         self.dropout = nn.Dropout(c.dropout)
+        self.context_proj = (
+            nn.Linear(c.context_dim, c.embedding_dim, bias=False) if c.context_dim else None
+        )
         width = c.num_directions * c.hidden_size
         self.slot_head = nn.Linear(width, c.num_slots)
         self.intent_head = nn.Linear(width, c.num_intents)
@@ -103,12 +110,20 @@ class IntentSlotRNN(nn.Module):
         return torch.zeros(ld, batch, h)
 
     def forward(
-        self, input_ids: Tensor, lengths: Tensor, h0: Tensor, c0: Tensor | None = None
+        self,
+        input_ids: Tensor,
+        lengths: Tensor,
+        h0: Tensor,
+        c0: Tensor | None = None,
+        context: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
         """Run the network; see the class docstring for shapes."""
         c = self.config
         batch, time = input_ids.shape
-        x = self.dropout(self.embedding(input_ids))
+        x = self.embedding(input_ids)
+        if self.context_proj is not None and context is not None:
+            x = x + self.context_proj(context)
+        x = self.dropout(x)
         h0 = h0.expand(-1, batch, -1).contiguous()
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
         if has_cell_state(c.cell):

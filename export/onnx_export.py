@@ -16,6 +16,7 @@ from modelspec.io import IOSpec, TensorSpec
 from modelspec.names import (
     BATCH_AXIS,
     C0,
+    CONTEXT,
     GRU,
     H0,
     INPUT_IDS,
@@ -33,7 +34,7 @@ from modelspec.names import (
 
 OPSET = 17
 # The tensors with a time axis: [batch, time, ...].
-PER_STEP = (INPUT_IDS, OUTPUTS, SLOT_LOGITS)
+PER_STEP = (INPUT_IDS, CONTEXT, OUTPUTS, SLOT_LOGITS)
 RECURRENT_OPS = {RNN: "RNN", LSTM: "LSTM", GRU: "GRU"}
 
 
@@ -54,10 +55,10 @@ def _spec(value_info: onnx.ValueInfoProto, optional: bool) -> TensorSpec:
     return TensorSpec(value_info.name, _DTYPES.get(t.elem_type, str(t.elem_type)), shape, optional)
 
 
-def _dynamic_axes(cell: str) -> dict[str, dict[int, str]]:
+def _dynamic_axes(cell: str, context: bool) -> dict[str, dict[int, str]]:
     """The batch and time axes of every graph input and output, by name."""
     axes: dict[str, dict[int, str]] = {}
-    for name in input_names(cell) + output_names(cell):
+    for name in input_names(cell, context) + output_names(cell):
         if name in PER_STEP:
             axes[name] = {0: BATCH_AXIS, 1: TIME_AXIS}
         elif name in (LENGTHS, INTENT_LOGITS):
@@ -67,26 +68,45 @@ def _dynamic_axes(cell: str) -> dict[str, dict[int, str]]:
     return axes
 
 
+class _Positional(torch.nn.Module):
+    """The model with its graph inputs as positional arguments: (ids, lengths, h0[, c0],
+    context) — a GRU's forward has no c0 before the context."""
+
+    def __init__(self, model: IntentSlotRNN) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        if has_cell_state(self.model.config.cell):
+            return self.model(*args)
+        ids, lengths, h0, context = args
+        return self.model(ids, lengths, h0, None, context)
+
+
 def to_onnx(model: IntentSlotRNN, opset: int = OPSET) -> onnx.ModelProto:
-    """Trace the model and return the ONNX graph with h0/c0 made optional (zero default)."""
+    """Trace the model and return the ONNX graph with h0/c0 (and the context input) made
+    optional (zero default)."""
     model.eval()
     cfg = model.config
+    context = cfg.context_dim > 0
     # Lengths sorted and shorter than time, so the trace includes the padding path.
     ids = torch.randint(1, cfg.vocab_size, (2, 5))
     lengths = torch.tensor([5, 3])
     args: tuple[torch.Tensor, ...] = (ids, lengths, model.zero_state(1))
     if has_cell_state(cfg.cell):
         args += (model.zero_state(1),)
+    if context:
+        args += (torch.rand(2, 5, cfg.context_dim).round(),)
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
+            _Positional(model) if context else model,
             args,
             buf,  # type: ignore[arg-type]
-            input_names=input_names(cfg.cell),
+            input_names=input_names(cfg.cell, context),
             output_names=output_names(cfg.cell),
-            dynamic_axes=_dynamic_axes(cfg.cell),
+            dynamic_axes=_dynamic_axes(cfg.cell, context),
             opset_version=opset,
             dynamo=False,
             do_constant_folding=True,
@@ -98,13 +118,15 @@ def to_onnx(model: IntentSlotRNN, opset: int = OPSET) -> onnx.ModelProto:
 
 
 def _make_state_optional(proto: onnx.ModelProto, model: IntentSlotRNN) -> None:
-    """Give h0 (and c0) a zero initializer of batch 1: onnxruntime then treats the input as
-    optional, and the graph broadcasts the default to the batch."""
+    """Give h0 (and c0) a zero initializer of batch 1, and the context input one of batch 1
+    and time 1: onnxruntime then treats the input as optional, and the graph broadcasts the
+    default to the batch (and the time)."""
     ld, h = model.config.state_shape
-    for name in (H0, C0):
+    defaults = {H0: (ld, 1, h), C0: (ld, 1, h), CONTEXT: (1, 1, model.config.context_dim)}
+    for name, shape in defaults.items():
         if any(i.name == name for i in proto.graph.input):
             proto.graph.initializer.append(
-                numpy_helper.from_array(np.zeros((ld, 1, h), dtype=np.float32), name)
+                numpy_helper.from_array(np.zeros(shape, dtype=np.float32), name)
             )
 
 

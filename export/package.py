@@ -9,6 +9,7 @@ from typing import Any
 from export.model import IntentSlotRNN
 from export.onnx_export import embed_metadata, export_onnx
 from export.parity import ParityCase, ParityRow, check_parity, summary
+from modelspec.context import context_metadata
 from modelspec.io import IOSpec
 from modelspec.meta import ModelMetadata
 from modelspec.names import METADATA_KEY
@@ -54,6 +55,7 @@ def package(
     training: dict[str, Any] | None = None,
     cases: list[ParityCase] | None = None,
     calibration: dict[str, Any] | None = None,
+    values: dict[str, Any] | None = None,
 ) -> Packaged:
     """Export `model` to `out`, prove parity (ParityError on a miss), embed the metadata."""
     spec = export_onnx(model, out)
@@ -71,6 +73,8 @@ def package(
         io=spec.to_dict(),
         training=training or {},
         calibration=calibration or {},
+        context=context_metadata() if model.config.context_dim else {},
+        values=values or {},
     )
     embed_metadata(out, METADATA_KEY, meta.to_json())
     return Packaged(spec, rows, meta)

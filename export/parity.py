@@ -21,6 +21,7 @@ from export.onnx_export import PER_STEP
 from modelspec.batch import pad_rows
 from modelspec.names import (
     C0,
+    CONTEXT,
     H0,
     INPUT_IDS,
     INTENT_LOGITS,
@@ -55,6 +56,7 @@ class ParityCase:
     name: str
     lengths: tuple[int, ...]
     with_state: bool
+    with_context: bool = False  # random 0/1 context features (models that take them only)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,11 @@ def default_cases(seed: int = 0) -> list[ParityCase]:
         cases.append(ParityCase(f"mixed8{tag}", mixed8, with_state))
         cases.append(ParityCase(f"mixed33{tag}", mixed33, with_state))
     cases.append(ParityCase("b1xT7+state", (7,), True))
+    for with_state in (False, True):
+        tag = "+state" if with_state else ""
+        cases.append(ParityCase(f"mixed8+context{tag}", mixed8, with_state, True))
+        cases.append(ParityCase(f"mixed33+context{tag}", mixed33, with_state, True))
+    cases.append(ParityCase("b1xT7+context", (7,), False, True))
     return cases
 
 
@@ -107,6 +114,9 @@ def _inputs(
         feeds[H0] = (rng.standard_normal((ld, batch, h)) * 0.5).astype(np.float32)
         if has_cell_state(cfg.cell):
             feeds[C0] = (rng.standard_normal((ld, batch, h)) * 0.5).astype(np.float32)
+    if case.with_context:
+        feats = (rng.random((batch, t, cfg.context_dim)) < 0.3).astype(np.float32)
+        feeds[CONTEXT] = feats * (np.arange(t)[None, :, None] < lengths[:, None, None])
     return feeds
 
 
@@ -120,8 +130,10 @@ def _torch_run(model: IntentSlotRNN, feeds: dict[str, np.ndarray]) -> list[np.nd
         c0 = torch.from_numpy(feeds[C0]) if C0 in feeds else model.zero_state(batch)
     h0 = h0.to(dtype)
     c0 = c0.to(dtype) if c0 is not None else None
+    ctx = torch.from_numpy(feeds[CONTEXT]).to(dtype) if CONTEXT in feeds else None
     with torch.no_grad():
-        out = model(torch.from_numpy(feeds[INPUT_IDS]), torch.from_numpy(feeds[LENGTHS]), h0, c0)
+        ids, lengths = torch.from_numpy(feeds[INPUT_IDS]), torch.from_numpy(feeds[LENGTHS])
+        out = model(ids, lengths, h0, c0, ctx)
     return [o.numpy() for o in out]
 
 
@@ -165,6 +177,8 @@ def check_parity(
     rng = np.random.default_rng(seed)
     rows: list[ParityRow] = []
     for case in cases or default_cases(seed):
+        if case.with_context and not model.config.context_dim:
+            continue
         feeds = _inputs(model, case, rng)
         got = sess.run(names, feeds)
         want = _torch_run(exact, feeds)
@@ -212,6 +226,8 @@ def _rows_alone(
         for s in (H0, C0):
             if s in feeds:
                 one[s] = feeds[s][:, r : r + 1]
+        if CONTEXT in feeds:
+            one[CONTEXT] = feeds[CONTEXT][r : r + 1, :n]
         alone = sess.run(names, one)
         for name, x, y in zip(names, alone, batched):
             if name in PER_STEP:

@@ -15,11 +15,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from export.context_sim import EVAL_SIM, TRAIN_SIM, SimConfig, context_features, pool_values
+from export.context_sim import simulate as simulate_context
 from export.data import DataError, Example, bio_tags, check_labels
 from export.languages import DEFAULT_LANGUAGE, get_language
 from export.metrics import evaluate
 from export.model import IntentSlotRNN, ModelConfig
 from modelspec.batch import pad_rows
+from modelspec.context import CONTEXT_KINDS, ContextMatcher
 from modelspec.names import (
     INTENT_LOGITS,
     NUM,
@@ -29,7 +32,7 @@ from modelspec.names import (
     has_cell_state,
     output_names,
 )
-from modelspec.tags import allowed_transitions, best_tags
+from modelspec.tags import allowed_transitions, best_tags, decode_bio
 from modelspec.tokenizer import Tokenizer, TokenizerRules
 
 CHECKPOINT_FORMAT = "rnnserve-checkpoint"
@@ -93,6 +96,8 @@ class Encoded:
     slot_mask: list[list[bool]]
     examples: list[Example]
     spans: list[list[int]] = field(default_factory=list)  # per token: slot span index or -1
+    tokens: list[list[str]] = field(default_factory=list)  # token texts
+    gold: list[list[tuple[str, int, int]]] = field(default_factory=list)  # name/area/floor slots
 
 
 def encode(examples: Sequence[Example], tok: Tokenizer, labels: Labels, source: str) -> Encoded:
@@ -113,6 +118,10 @@ def encode(examples: Sequence[Example], tok: Tokenizer, labels: Labels, source: 
             [t != OUTSIDE_TAG and tok.token_key(w) != NUM for w, t in zip(tokens, tags)]
         )
         enc.spans.append(_span_index(tags))
+        enc.tokens.append(tokens)
+        enc.gold.append(
+            [(e.slot, e.start, e.end) for e in decode_bio(tags) if e.slot in CONTEXT_KINDS]
+        )
     return enc
 
 
@@ -144,14 +153,45 @@ def _batches(enc: Encoded, batch_size: int, rng: random.Random | None) -> list[l
     return batches
 
 
+@dataclass
+class ContextPlan:
+    """How rows get context features: the matcher, each split's values, the draw, a seed."""
+
+    matcher: ContextMatcher
+    pools: dict[str, list[str]]
+    sim: SimConfig
+    seed: int = 0
+    rng: random.Random | None = None  # training: one stream; evaluation: one seed per row
+
+    def rows(self, enc: Encoded, idx: Sequence[int]) -> list[np.ndarray]:
+        """Context features of the rows `idx`."""
+        out = []
+        for i in idx:
+            rng = self.rng or random.Random(self.seed * 1_000_003 + i)
+            ctx = simulate_context(enc.tokens[i], enc.gold[i], self.pools, rng, self.sim)
+            out.append(context_features(self.matcher, enc.tokens[i], ctx))
+        return out
+
+
+def _pad_context(feats: list[np.ndarray]) -> torch.Tensor:
+    """Rows of [T_i, C] features padded with zeros to [B, T, C]."""
+    width = max(len(f) for f in feats)
+    out = np.zeros((len(feats), width, feats[0].shape[1]), dtype=np.float32)
+    for r, f in enumerate(feats):
+        out[r, : len(f)] = f
+    return torch.from_numpy(out)
+
+
 def _tensors(
     enc: Encoded,
     idx: Sequence[int],
     dropout: tuple[float, float, float] | None,
     rng: np.random.Generator | None,
+    plan: ContextPlan | None = None,
 ) -> tuple[torch.Tensor, ...]:
-    """Padded ids, lengths, tags and intents of the rows `idx`. With `dropout` =
-    (word, slot word, whole slot value) probabilities and an rng, words turn into `<unk>`."""
+    """Padded ids, lengths, tags, intents (and context features with a plan) of the rows
+    `idx`. With `dropout` = (word, slot word, whole slot value) probabilities and an rng,
+    words turn into `<unk>`."""
     rows, row_tags = [], []
     for i in idx:
         row, tag = np.asarray(enc.ids[i]), np.asarray(enc.tags[i])
@@ -168,12 +208,13 @@ def _tensors(
         row_tags.append(tag)
     ids, lengths = pad_rows(rows)
     tags, _ = pad_rows(row_tags, IGNORE_TAG)
-    return (
+    out = (
         torch.from_numpy(ids),
         torch.from_numpy(lengths),
         torch.from_numpy(tags),
         torch.tensor([enc.intents[i] for i in idx]),
     )
+    return out + ((_pad_context(plan.rows(enc, idx)),) if plan is not None else ())
 
 
 def encode_out_of_scope(texts: Sequence[str], tok: Tokenizer) -> Encoded:
@@ -188,6 +229,8 @@ def encode_out_of_scope(texts: Sequence[str], tok: Tokenizer) -> Encoded:
         enc.intents.append(-1)
         enc.slot_mask.append([False] * len(tokens))
         enc.spans.append([-1] * len(tokens))
+        enc.tokens.append(tokens)
+        enc.gold.append([])
         enc.examples.append(Example(text, ""))
     return enc
 
@@ -200,6 +243,8 @@ def _concat(a: Encoded, b: Encoded) -> Encoded:
         a.slot_mask + b.slot_mask,
         a.examples + b.examples,
         a.spans + b.spans,
+        a.tokens + b.tokens,
+        a.gold + b.gold,
     )
 
 
@@ -215,12 +260,16 @@ def negatives(splits: dict[str, list[Example]], cfg: TrainConfig) -> list[str]:
 
 
 def forward_by_name(
-    model: IntentSlotRNN, ids: torch.Tensor, lengths: torch.Tensor
+    model: IntentSlotRNN,
+    ids: torch.Tensor,
+    lengths: torch.Tensor,
+    context: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The model's outputs on a padded batch, from zero initial states, keyed by output name."""
     h0 = model.zero_state(len(ids))
     c0 = model.zero_state(len(ids)) if has_cell_state(model.config.cell) else None
-    return dict(zip(output_names(model.config.cell), model(ids, lengths, h0, c0), strict=True))
+    out = model(ids, lengths, h0, c0, context)
+    return dict(zip(output_names(model.config.cell), out, strict=True))
 
 
 def _intent_loss(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float) -> torch.Tensor:
@@ -249,18 +298,22 @@ def _loss(
 
 
 def predict(
-    model: IntentSlotRNN, enc: Encoded, tags_order: Sequence[str], batch_size: int = 256
+    model: IntentSlotRNN,
+    enc: Encoded,
+    tags_order: Sequence[str],
+    batch_size: int = 256,
+    plan: ContextPlan | None = None,
 ) -> tuple[list[int], list[list[int]]]:
     """Intent ids and tag ids for every example (eval mode, no grad), tags decoded as the
-    server decodes them: the best path that obeys BIO."""
+    server decodes them: the best path that obeys BIO. With a plan, rows get contexts."""
     model.eval()
     start, trans = allowed_transitions(tags_order)
     intents: list[int] = [0] * len(enc.ids)
     tags: list[list[int]] = [[] for _ in enc.ids]
     with torch.no_grad():
         for idx in _batches(enc, batch_size, None):
-            ids, lengths, _, _ = _tensors(enc, idx, None, None)
-            out = forward_by_name(model, ids, lengths)
+            ids, lengths, _, _, *ctx = _tensors(enc, idx, None, None, plan)
+            out = forward_by_name(model, ids, lengths, ctx[0] if ctx else None)
             ip = out[INTENT_LOGITS].argmax(-1).tolist()
             logp = torch.log_softmax(out[SLOT_LOGITS], -1).numpy()
             for r, i in enumerate(idx):
@@ -269,9 +322,12 @@ def predict(
     return intents, tags
 
 
-def score(model: IntentSlotRNN, enc: Encoded, labels: Labels) -> dict[str, Any]:
-    """Intent accuracy and entity F1 of the model on an encoded split."""
-    pi, pt = predict(model, enc, labels.tags)
+def score(
+    model: IntentSlotRNN, enc: Encoded, labels: Labels, plan: ContextPlan | None = None
+) -> dict[str, Any]:
+    """Intent accuracy and entity F1 of the model on an encoded split (with contexts drawn
+    by `plan` when given)."""
+    pi, pt = predict(model, enc, labels.tags, plan=plan)
     return evaluate(
         [labels.intents[i] for i in enc.intents],
         [labels.intents[i] for i in pi],
@@ -289,6 +345,16 @@ class TrainingData:
     tokenizer: Tokenizer
     labels: Labels
     encoded: dict[str, Encoded]
+    language: str = DEFAULT_LANGUAGE
+    pools: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # per split, per kind
+
+    def plan(self, split: str, sim: SimConfig, seed: int, stream: bool = False) -> ContextPlan:
+        """Contexts for a split's rows from that split's values (pools drawn with `seed`)."""
+        if not self.pools:
+            pools = get_language(self.language).make_pools(seed, 0)
+            self.pools = {k: pool_values(v) for k, v in pools.items()}
+        rng = random.Random(seed) if stream else None
+        return ContextPlan(ContextMatcher(self.tokenizer), self.pools[split], sim, seed, rng)
 
 
 def prepare(splits: dict[str, list[Example]], cfg: TrainConfig) -> TrainingData:
@@ -305,7 +371,7 @@ def prepare(splits: dict[str, list[Example]], cfg: TrainConfig) -> TrainingData:
             if ex.template.startswith("extra:"):
                 enc["train"].tags[n] = [IGNORE_TAG] * len(enc["train"].tags[n])
     enc["train"] = _concat(enc["train"], encode_out_of_scope(oos, tok))
-    return TrainingData(tok, labels, enc)
+    return TrainingData(tok, labels, enc, cfg.language)
 
 
 def build_model(data: TrainingData, arch: dict[str, Any]) -> IntentSlotRNN:
@@ -322,7 +388,7 @@ def build_model(data: TrainingData, arch: dict[str, Any]) -> IntentSlotRNN:
 
 def _train_epoch(
     model: IntentSlotRNN,
-    enc: Encoded,
+    data: TrainingData,
     cfg: TrainConfig,
     step: Callable[[torch.Tensor], None],
     rng: random.Random,
@@ -333,16 +399,22 @@ def _train_epoch(
     model.train()
     total = 0.0
     dropout = (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout)
+    plan = (
+        data.plan("train", TRAIN_SIM, cfg.seed, stream=True) if model.config.context_dim else None
+    )
     bar = tqdm(
-        _batches(enc, cfg.batch_size, rng),
+        _batches(data.encoded["train"], cfg.batch_size, rng),
         desc=desc,
         disable=not cfg.progress,
         leave=False,
         unit="batch",
     )
     for idx in bar:
-        ids, lengths, tags, intents = _tensors(enc, idx, dropout, nprng)
-        loss = _loss(forward_by_name(model, ids, lengths), tags, intents, cfg.oos_weight)
+        ids, lengths, tags, intents, *ctx = _tensors(
+            data.encoded["train"], idx, dropout, nprng, plan
+        )
+        out = forward_by_name(model, ids, lengths, ctx[0] if ctx else None)
+        loss = _loss(out, tags, intents, cfg.oos_weight)
         step(loss)
         total += loss.item()
         bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -374,22 +446,28 @@ def fit(
     best, best_state, best_epoch, bad = -1.0, None, 0, 0
     history = []
     for epoch in range(1, cfg.epochs + 1):
-        total = _train_epoch(model, train_enc, cfg, step, rng, nprng, f"epoch {epoch}")
+        total = _train_epoch(model, data, cfg, step, rng, nprng, f"epoch {epoch}")
         loss = total / steps_per_epoch
         val = score(model, val_enc, data.labels)
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": loss,
-                "val_intent_accuracy": val["intent_accuracy"],
-                "val_slot_f1": val["slot_f1"],
-            }
-        )
-        log(
+        row = {
+            "epoch": epoch,
+            "loss": loss,
+            "val_intent_accuracy": val["intent_accuracy"],
+            "val_slot_f1": val["slot_f1"],
+        }
+        line = (
             f"epoch {epoch:2d}  loss {loss:.4f}  val intent "
             f"{val['intent_accuracy']:.4f}  val slot F1 {val['slot_f1']:.4f}"
         )
         combined = (val["intent_accuracy"] + val["slot_f1"]) / 2
+        if model.config.context_dim:  # choose on validation with and without context
+            vc = score(model, val_enc, data.labels, data.plan("val", EVAL_SIM, cfg.seed))
+            row |= {"val_context_intent_accuracy": vc["intent_accuracy"]}
+            row |= {"val_context_slot_f1": vc["slot_f1"]}
+            line += f"  with context {vc['intent_accuracy']:.4f} / {vc['slot_f1']:.4f}"
+            combined = (combined + (vc["intent_accuracy"] + vc["slot_f1"]) / 2) / 2
+        history.append(row)
+        log(line)
         if combined > best:
             best, best_epoch, bad = combined, epoch, 0
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -431,6 +509,10 @@ def train(
     model = build_model(data, arch)
     history, best_epoch = fit(model, data, cfg, log)
     metrics = {name: score(model, data.encoded[name], data.labels) for name in ("val", "test")}
+    if model.config.context_dim:
+        for name in ("val", "test"):
+            plan = data.plan(name, EVAL_SIM, cfg.seed)
+            metrics[f"{name}_context"] = score(model, data.encoded[name], data.labels, plan)
     return TrainResult(
         model,
         data.tokenizer,

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from modelspec.names import C0, H0, LENGTHS
+from modelspec.names import C0, CONTEXT, H0, LENGTHS
 
 # Element types by numpy name, with the KServe v2 / Triton name of each.
 DATATYPE_NAMES = {
@@ -30,8 +30,9 @@ DATATYPE_NAMES = {
 # What an input of each dtype accepts from a caller (cast to the model's dtype after the check).
 ACCEPTED_DTYPES = {"int64": ("int64", "int32"), "float32": ("float32",)}
 
-# Inputs a caller may leave out: `lengths` means every row is full length, a state means zeros.
-CALLER_OPTIONAL = (LENGTHS, H0, C0)
+# Inputs a caller may leave out: `lengths` means every row is full length, a state or the
+# context input means zeros.
+CALLER_OPTIONAL = (LENGTHS, H0, C0, CONTEXT)
 
 
 class IOSpecError(ValueError):

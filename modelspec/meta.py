@@ -32,6 +32,10 @@ class ModelMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     # {"threshold": p, "method": ..., "target_frr": ..., ...}: below max softmax p, "no intent"
     calibration: dict[str, Any] = field(default_factory=dict)
+    # {"input": tensor name, "features": [...], "matcher": n} when the model takes a context
+    context: dict[str, Any] = field(default_factory=dict)
+    # canonical-value tables (modelspec/values.py); empty: slots get no canonical values
+    values: dict[str, Any] = field(default_factory=dict)
     version: int = METADATA_VERSION
 
     def to_json(self) -> str:

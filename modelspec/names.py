@@ -6,6 +6,8 @@ INPUT_IDS: Final = "input_ids"
 LENGTHS: Final = "lengths"
 H0: Final = "h0"
 C0: Final = "c0"
+# Optional: per-token match features of the caller's home (modelspec/context.py), zeros if absent.
+CONTEXT: Final = "context"
 
 OUTPUTS: Final = "outputs"
 SLOT_LOGITS: Final = "slot_logits"
@@ -40,9 +42,13 @@ def has_cell_state(cell: str) -> bool:
     return cell == LSTM
 
 
-def input_names(cell: str) -> list[str]:
-    """Graph input names for a cell type, in graph order."""
-    return [INPUT_IDS, LENGTHS, H0] + ([C0] if has_cell_state(cell) else [])
+def input_names(cell: str, context: bool = False) -> list[str]:
+    """Graph input names for a cell type (with the context input or not), in graph order."""
+    return (
+        [INPUT_IDS, LENGTHS, H0]
+        + ([C0] if has_cell_state(cell) else [])
+        + ([CONTEXT] if context else [])
+    )
 
 
 def output_names(cell: str) -> list[str]:

@@ -24,6 +24,7 @@ from modelspec.names import (
     has_cell_state,
 )
 from server.admission import Admission
+from server.context import ContextMatch, context_input, finish
 from server.decoding import ParseOptions, ParseResult, TokenOut, decode
 from server.errors import FailedPrecondition, InvalidArgument
 from server.loader import ModelLoader
@@ -143,7 +144,9 @@ class DataPlane:
         tokens, ids = self._encode(model, req, 0)
         self._steps_fit(model, req.options, len(ids))
         h0, c0 = self._state(model, req)
-        batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0)
+        home = None if req.context is None else ContextMatch(req.context, model.matcher)
+        ctx = context_input(model, home, tokens, len(tokens))
+        batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0, ctx)
         out = await model.run(batch)
         opts = req.options
         _finite(
@@ -154,6 +157,7 @@ class DataPlane:
             out.get(C_N) if opts.state else None,
         )
         result = decode(model.name, model.labels, tokens, out, opts, req.text or "")
+        finish(result, model.values, home, tokens, result.intent[0], result.tags)
         result.version = model.version
         return result
 
@@ -169,6 +173,8 @@ class DataPlane:
                     "whole utterance, so it cannot stream; send the utterance with Parse"
                 )
             stream.model = model
+            if chunk.context is not None:
+                stream.home = ContextMatch(chunk.context, model.matcher)
         model = stream.model
         offset = len(stream.history.text)
         tokens, ids = self._encode(model, chunk, offset, allow_empty=True)
@@ -183,13 +189,16 @@ class DataPlane:
         if not tokens:  # punctuation only: nothing to run; the answer stands as it was
             stream.history.text = text
             return self._repeat(stream, chunk.options)
-        batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), stream.h, stream.c)
+        ctx = context_input(model, stream.home, stream.history.tokens + tokens, len(tokens))
+        batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), stream.h, stream.c, ctx)
         out = await model.run(batch)
         steps = out[OUTPUTS] if chunk.options.steps else None
         _finite(out[INTENT_LOGITS], out[SLOT_LOGITS], out[H_N], out.get(C_N), steps)
         result = decode(model.name, model.labels, tokens, out, chunk.options, text, stream.history)
-        stream.h, stream.c = out[H_N], out.get(C_N)
         history = stream.history
+        every, tags = history.tokens + tokens, history.tags + result.tags
+        finish(result, model.values, stream.home, every, result.intent[0], tags)
+        stream.h, stream.c = out[H_N], out.get(C_N)
         history.tokens, history.tags = history.tokens + tokens, history.tags + result.tags
         history.conf, history.text = history.conf + result.tag_conf, text
         result.chunk_index, result.version = stream.chunks, model.version
@@ -218,6 +227,7 @@ class DataPlane:
             chunk_index=stream.chunks,
             no_intent=last.no_intent if last else True,
             version=stream.model.version,
+            implied=last.implied if last else [],
         )
         if opts.state and stream.h is not None:
             result.h_n, result.c_n = stream.h, stream.c
@@ -262,7 +272,7 @@ class DataPlane:
             seq.model = model
         try:
             async with seq.lock:
-                run = Batch(batch.ids, batch.lengths, seq.h, seq.c)
+                run = Batch(batch.ids, batch.lengths, seq.h, seq.c, batch.context)
                 out = await model.run(run, None)
                 _finite(*out.values())
                 seq.h, seq.c = out[H_N], out.get(C_N)

@@ -37,6 +37,9 @@ class SlotOut:
     char_start: int
     char_end: int
     confidence: float
+    canonical: str = ""  # the value Home Assistant acts on (server/values.py)
+    entry_id: str = ""  # name, area, floor: the context entry it names
+    entry_name: str = ""
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class ParseResult:
     tag_conf: list[float] = field(default_factory=list)  # probability of each step's best tag
     no_intent: bool = False  # best confidence below the model's calibrated threshold
     version: str = ""  # the model version that answered
+    implied: list[tuple[str, str]] = field(default_factory=list)  # (slot, value) no word carries
 
 
 @dataclass

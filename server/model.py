@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from modelspec.context import ContextMatcher
+from modelspec.names import CONTEXT
+from modelspec.values import SlotValues
 from server.batcher import Batcher
 from server.decoding import Labels
 from server.errors import NotFound, Unavailable
@@ -67,6 +70,9 @@ class ServedModel:
             max_message_bytes=limits.max_message_bytes,
         )
         self._executor = executor
+        self.matcher = ContextMatcher(runtime.tokenizer)
+        self.takes_context = CONTEXT in runtime.io.input_names
+        self.values = SlotValues.from_dict(runtime.meta.values)
         self._tokens = metrics.tokens.labels(name, version)
         self.batcher: Batcher | None = None
         if batching.max_batch_size > 1:
@@ -85,25 +91,24 @@ class ServedModel:
         return self.runtime.provider
 
     async def run(self, batch: Batch, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """One validated batch through the batcher, a worker thread, or inline."""
-        if self.batcher is not None:
+        """One validated batch through the batcher, a worker thread, or inline (a batch with
+        context features runs on its own, not through the batcher)."""
+        if self.batcher is not None and batch.context is None:
             full = await self.batcher.submit(batch.ids, batch.lengths, batch.h0, batch.c0)
             out = {k: full[k] for k in outputs} if outputs else full
-        elif self._executor is None:
-            out = self.runtime.run(batch.ids, batch.lengths, batch.h0, batch.c0, outputs)
         else:
-            loop = asyncio.get_running_loop()
-            out = await loop.run_in_executor(
-                self._executor,
-                self.runtime.run,
-                batch.ids,
-                batch.lengths,
-                batch.h0,
-                batch.c0,
-                outputs,
-            )
+            out = await self._run_alone(batch, outputs)
         self._tokens.inc(int(batch.lengths.sum()))
         return out
+
+    async def _run_alone(self, b: Batch, outputs: list[str] | None) -> dict[str, np.ndarray]:
+        """One onnxruntime call for this batch alone, on a worker thread or inline."""
+        args = (b.ids, b.lengths, b.h0, b.c0, outputs, b.context)
+        if self._executor is None:
+            return self.runtime.run(*args)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self.runtime.run, *args
+        )
 
 
 def load_model(

@@ -11,6 +11,8 @@ import numpy as np
 from server.decoding import History, ParseOptions, ParseResult
 
 if TYPE_CHECKING:
+    from modelspec.context import HomeContext
+    from server.context import ContextMatch
     from server.model import ServedModel
 
 
@@ -25,6 +27,7 @@ class ParseInput:
     h0: np.ndarray | None = None
     c0: np.ndarray | None = None
     options: ParseOptions = field(default_factory=ParseOptions)
+    context: HomeContext | None = None  # the caller's home (a stream's first chunk only)
 
 
 @dataclass(slots=True)
@@ -76,3 +79,4 @@ class StreamState:
     history: History = field(default_factory=History)
     chunks: int = 0
     last: ParseResult | None = None
+    home: ContextMatch | None = None  # the context of the stream's first message

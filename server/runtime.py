@@ -14,7 +14,7 @@ import onnxruntime as ort
 
 from modelspec.io import IOSpec, IOSpecError
 from modelspec.meta import MetadataError, ModelMetadata
-from modelspec.names import C0, H0, H_N, INPUT_IDS, LENGTHS, METADATA_KEY
+from modelspec.names import C0, CONTEXT, H0, H_N, INPUT_IDS, LENGTHS, METADATA_KEY
 from modelspec.tokenizer import Tokenizer
 from server.errors import ModelLoadError
 
@@ -143,9 +143,12 @@ class ModelRuntime:
         h0: np.ndarray | None = None,
         c0: np.ndarray | None = None,
         outputs: list[str] | None = None,
+        context: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """One onnxruntime call on validated inputs; returns the requested outputs by name."""
         feeds: dict[str, np.ndarray] = {INPUT_IDS: ids, LENGTHS: lengths}
+        if context is not None:
+            feeds[CONTEXT] = context
         if h0 is not None:
             feeds[H0] = np.ascontiguousarray(h0, dtype=np.float32)
         if c0 is not None:

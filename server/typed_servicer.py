@@ -10,6 +10,7 @@ import numpy as np
 from modelspec.io import TensorSpec
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
+from server.context import home_context
 from server.dataplane import DataPlane
 from server.decoding import ParseOptions, ParseResult
 from server.errors import InvalidArgument
@@ -51,6 +52,7 @@ def _input(req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None) -> P
         h0=h0,
         c0=c0,
         options=ParseOptions(top_k=req.top_k, steps=req.return_steps, state=req.return_state),
+        context=home_context(req.context) if req.HasField("context") else None,
     )
 
 
@@ -69,9 +71,13 @@ def _fill(res: ParseResult) -> dict[str, object]:
                 char_start=s.char_start,
                 char_end=s.char_end,
                 confidence=s.confidence,
+                canonical=s.canonical,
+                entry_id=s.entry_id,
+                entry_name=s.entry_name,
             )
             for s in res.slots
         ],
+        "implied_slots": [pb.ImpliedSlot(name=n, value=v) for n, v in res.implied],
         "tokens": [
             pb.Token(text=t.text, id=t.id, char_start=t.char_start, char_end=t.char_end)
             for t in res.tokens

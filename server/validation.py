@@ -13,7 +13,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from modelspec.io import ACCEPTED_DTYPES, DATATYPE_NAMES, IOSpec, TensorSpec, by_name
-from modelspec.names import BATCH_AXIS, C0, H0, INPUT_IDS, LENGTHS, TIME_AXIS, state_range
+from modelspec.names import (
+    BATCH_AXIS,
+    C0,
+    CONTEXT,
+    H0,
+    INPUT_IDS,
+    LENGTHS,
+    TIME_AXIS,
+    state_range,
+)
 from server.errors import InvalidArgument, ResourceExhausted
 
 ANSWER_OVERHEAD = 4096  # bytes of an answer that are not tensor values (names, shapes, framing)
@@ -27,6 +36,7 @@ class Batch:
     lengths: np.ndarray  # [batch] int64
     h0: np.ndarray | None = None  # [layers*dirs, batch or 1, hidden] float32
     c0: np.ndarray | None = None
+    context: np.ndarray | None = None  # [batch, time, features] float32
 
     @property
     def rows(self) -> int:
@@ -176,4 +186,16 @@ class InputValidator:
         for name in (H0, C0):
             if name in feeds:
                 states[name] = self.state(name, self._tensor(self.inputs[name], feeds[name]), batch)
-        return Batch(ids, lengths, states.get(H0), states.get(C0))
+        context = self.context(feeds[CONTEXT], batch, time) if CONTEXT in feeds else None
+        return Batch(ids, lengths, states.get(H0), states.get(C0), context)
+
+    def context(self, feats: np.ndarray, batch: int, time: int) -> np.ndarray:
+        """A context input is [batch, time, features] float32 of values in [0, 1]."""
+        spec = self.inputs[CONTEXT]
+        arr = self._tensor(spec, feats)
+        want = [batch, time, spec.shape[-1]]
+        if list(arr.shape) != want:
+            raise InvalidArgument(f"{CONTEXT} must have shape {want}, got {list(arr.shape)}")
+        if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0):
+            raise InvalidArgument(f"{CONTEXT} holds values outside [0, 1]")
+        return np.ascontiguousarray(arr)

@@ -29,7 +29,7 @@ class TokenIds(_message.Message):
     def __init__(self, ids: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ParseRequest(_message.Message):
-    __slots__ = ("model", "text", "token_ids", "initial_state", "return_steps", "return_state", "top_k", "version")
+    __slots__ = ("model", "text", "token_ids", "initial_state", "return_steps", "return_state", "top_k", "version", "context")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,7 @@ class ParseRequest(_message.Message):
     RETURN_STATE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     token_ids: TokenIds
@@ -46,7 +47,42 @@ class ParseRequest(_message.Message):
     return_state: bool
     top_k: int
     version: str
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., initial_state: _Optional[_Union[State, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    context: HomeContext
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., initial_state: _Optional[_Union[State, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ..., version: _Optional[str] = ..., context: _Optional[_Union[HomeContext, _Mapping]] = ...) -> None: ...
+
+class ContextEntry(_message.Message):
+    __slots__ = ("name", "id", "aliases", "area", "floor", "domain")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ALIASES_FIELD_NUMBER: _ClassVar[int]
+    AREA_FIELD_NUMBER: _ClassVar[int]
+    FLOOR_FIELD_NUMBER: _ClassVar[int]
+    DOMAIN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    id: str
+    aliases: _containers.RepeatedScalarFieldContainer[str]
+    area: str
+    floor: str
+    domain: str
+    def __init__(self, name: _Optional[str] = ..., id: _Optional[str] = ..., aliases: _Optional[_Iterable[str]] = ..., area: _Optional[str] = ..., floor: _Optional[str] = ..., domain: _Optional[str] = ...) -> None: ...
+
+class HomeContext(_message.Message):
+    __slots__ = ("floors", "areas", "entities")
+    FLOORS_FIELD_NUMBER: _ClassVar[int]
+    AREAS_FIELD_NUMBER: _ClassVar[int]
+    ENTITIES_FIELD_NUMBER: _ClassVar[int]
+    floors: _containers.RepeatedCompositeFieldContainer[ContextEntry]
+    areas: _containers.RepeatedCompositeFieldContainer[ContextEntry]
+    entities: _containers.RepeatedCompositeFieldContainer[ContextEntry]
+    def __init__(self, floors: _Optional[_Iterable[_Union[ContextEntry, _Mapping]]] = ..., areas: _Optional[_Iterable[_Union[ContextEntry, _Mapping]]] = ..., entities: _Optional[_Iterable[_Union[ContextEntry, _Mapping]]] = ...) -> None: ...
+
+class ImpliedSlot(_message.Message):
+    __slots__ = ("name", "value")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    value: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
 
 class Token(_message.Message):
     __slots__ = ("text", "id", "char_start", "char_end")
@@ -69,7 +105,7 @@ class IntentScore(_message.Message):
     def __init__(self, name: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class Slot(_message.Message):
-    __slots__ = ("name", "value", "token_start", "token_end", "char_start", "char_end", "confidence")
+    __slots__ = ("name", "value", "token_start", "token_end", "char_start", "char_end", "confidence", "canonical", "entry_id", "entry_name")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_START_FIELD_NUMBER: _ClassVar[int]
@@ -77,6 +113,9 @@ class Slot(_message.Message):
     CHAR_START_FIELD_NUMBER: _ClassVar[int]
     CHAR_END_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CANONICAL_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     value: str
     token_start: int
@@ -84,7 +123,10 @@ class Slot(_message.Message):
     char_start: int
     char_end: int
     confidence: float
-    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., token_start: _Optional[int] = ..., token_end: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ..., confidence: _Optional[float] = ...) -> None: ...
+    canonical: str
+    entry_id: str
+    entry_name: str
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., token_start: _Optional[int] = ..., token_end: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ..., confidence: _Optional[float] = ..., canonical: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_name: _Optional[str] = ...) -> None: ...
 
 class Steps(_message.Message):
     __slots__ = ("outputs", "slot_scores", "tags", "tag_names")
@@ -99,7 +141,7 @@ class Steps(_message.Message):
     def __init__(self, outputs: _Optional[_Union[Tensor, _Mapping]] = ..., slot_scores: _Optional[_Union[Tensor, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., tag_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
-    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state", "no_intent", "no_intent_threshold", "model_version")
+    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state", "no_intent", "no_intent_threshold", "model_version", "implied_slots")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +152,7 @@ class ParseResponse(_message.Message):
     NO_INTENT_FIELD_NUMBER: _ClassVar[int]
     NO_INTENT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMPLIED_SLOTS_FIELD_NUMBER: _ClassVar[int]
     model: str
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
     intent: IntentScore
@@ -120,10 +163,11 @@ class ParseResponse(_message.Message):
     no_intent: bool
     no_intent_threshold: float
     model_version: str
-    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., no_intent_threshold: _Optional[float] = ..., model_version: _Optional[str] = ...) -> None: ...
+    implied_slots: _containers.RepeatedCompositeFieldContainer[ImpliedSlot]
+    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., no_intent_threshold: _Optional[float] = ..., model_version: _Optional[str] = ..., implied_slots: _Optional[_Iterable[_Union[ImpliedSlot, _Mapping]]] = ...) -> None: ...
 
 class ParseStreamRequest(_message.Message):
-    __slots__ = ("model", "text", "token_ids", "return_steps", "return_state", "top_k", "version")
+    __slots__ = ("model", "text", "token_ids", "return_steps", "return_state", "top_k", "version", "context")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
@@ -131,6 +175,7 @@ class ParseStreamRequest(_message.Message):
     RETURN_STATE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
     model: str
     text: str
     token_ids: TokenIds
@@ -138,10 +183,11 @@ class ParseStreamRequest(_message.Message):
     return_state: bool
     top_k: int
     version: str
-    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ..., version: _Optional[str] = ...) -> None: ...
+    context: HomeContext
+    def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ..., version: _Optional[str] = ..., context: _Optional[_Union[HomeContext, _Mapping]] = ...) -> None: ...
 
 class ParseStreamResponse(_message.Message):
-    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state", "no_intent", "model", "model_version")
+    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state", "no_intent", "model", "model_version", "implied_slots")
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +199,7 @@ class ParseStreamResponse(_message.Message):
     NO_INTENT_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    IMPLIED_SLOTS_FIELD_NUMBER: _ClassVar[int]
     chunk_index: int
     total_steps: int
     intent: IntentScore
@@ -164,7 +211,8 @@ class ParseStreamResponse(_message.Message):
     no_intent: bool
     model: str
     model_version: str
-    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ...) -> None: ...
+    implied_slots: _containers.RepeatedCompositeFieldContainer[ImpliedSlot]
+    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., implied_slots: _Optional[_Iterable[_Union[ImpliedSlot, _Mapping]]] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ("model", "version")

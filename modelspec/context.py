@@ -1,0 +1,268 @@
+"""The caller's home as context: its floors, areas and entities, matched against an utterance.
+
+Declared once here and used by training (simulated homes), export (the optional graph input)
+and the server (a request's `context`): the tensor's name and feature layout, the metadata key,
+the limits, and the matcher. numpy only; no torch, no grpc.
+
+Matching: every name and alias is tokenized with the model's tokenizer, and a name matches
+where its tokens equal a run of the utterance's tokens (so case, Unicode form and punctuation
+are normalised exactly as the model sees them). The longest match wins; among matches of equal
+length the earlier one wins; a span matched by several kinds (an area and an entity both named
+"office") marks every kind that matched it. The features are per token, in BIO form per kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+import numpy as np
+
+from modelspec.names import CONTEXT
+from modelspec.tokenizer import DEFAULT_PATTERN, Tokenizer
+
+# The optional graph input CONTEXT: [batch, time, CONTEXT_DIM] float32, zeros when absent.
+NAME: Final = "name"
+AREA: Final = "area"
+FLOOR: Final = "floor"
+CONTEXT_KINDS: Final = (NAME, AREA, FLOOR)
+CONTEXT_FEATURES: Final = tuple(f"{p}-{k}" for k in CONTEXT_KINDS for p in ("B", "I"))
+CONTEXT_DIM: Final = len(CONTEXT_FEATURES)
+# The model config key that says whether (and how wide) a model takes the context input.
+CONFIG_CONTEXT_DIM: Final = "context_dim"
+# Metadata key describing the input (tensor name, feature layout, matcher): present when taken.
+METADATA_CONTEXT: Final = "context"
+MATCHER_VERSION: Final = 1
+
+
+def context_metadata() -> dict[str, object]:
+    """What the metadata says of a model that takes the context input."""
+    return {"input": CONTEXT, "features": list(CONTEXT_FEATURES), "matcher": MATCHER_VERSION}
+
+
+# Limits on one request's context (INVALID_ARGUMENT beyond them).
+MAX_FLOORS: Final = 100
+MAX_AREAS: Final = 500
+MAX_ENTITIES: Final = 5000
+MAX_ALIASES: Final = 20  # per entry
+MAX_NAME_CHARS: Final = 100  # a name, alias or id
+MAX_MATCH_TOKENS: Final = 8  # a name longer than this many tokens never matches
+
+_KIND_ORDER = {k: i for i, k in enumerate(CONTEXT_KINDS)}
+
+
+class EntryLike(Protocol):
+    """What the matcher reads of an entry: an Entry, or the typed API's ContextEntry message
+    (read in place: a large context is never copied)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def id(self) -> str: ...
+    @property
+    def aliases(self) -> Sequence[str]: ...
+    @property
+    def area(self) -> str: ...
+    @property
+    def floor(self) -> str: ...
+    @property
+    def domain(self) -> str: ...
+
+
+def entity_domain(entry: EntryLike) -> str:
+    """An entity's domain: the one given, else the prefix of its id ("light.kitchen" -> light)."""
+    if entry.domain:
+        return entry.domain
+    head, dot, _ = entry.id.partition(".")
+    return head if dot else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A floor, area or entity of the home (Home Assistant's shape). `area` is an entity's or
+    `floor` an area's parent id; `domain` an entity's (else its id's prefix: light.x -> light)."""
+
+    name: str
+    id: str = ""
+    aliases: tuple[str, ...] = ()
+    area: str = ""
+    floor: str = ""
+    domain: str = ""
+
+
+@dataclass(frozen=True)
+class HomeContext:
+    """One request's context: entries by kind (entities fill `name` slots)."""
+
+    floors: Sequence[EntryLike] = ()
+    areas: Sequence[EntryLike] = ()
+    entities: Sequence[EntryLike] = ()
+
+    def of(self, kind: str) -> Sequence[EntryLike]:
+        """The entries whose names fill slots of `kind` (name, area or floor)."""
+        return {NAME: self.entities, AREA: self.areas, FLOOR: self.floors}[kind]
+
+    def __bool__(self) -> bool:
+        return bool(len(self.floors) or len(self.areas) or len(self.entities))
+
+
+@dataclass
+class Match:
+    """A run of tokens [start, end) matched by names of one or more kinds: the entries (indices
+    into that kind's entries, request order) per kind."""
+
+    start: int
+    end: int
+    entries: dict[str, list[int]] = field(default_factory=dict)
+
+
+@dataclass
+class NameTable:
+    """Every name and alias of one kind's entries, read once per request: `texts[k]` belongs to
+    entry `owners[k]` (names first, in entry order, then aliases). `lows` are the texts
+    lower-cased, which is their matching key except for the `odd` ones (tokenized when they
+    could match). A text holding a line break splits in two: `lows` is then longer than
+    `texts` (callers refuse such names)."""
+
+    kind: str
+    texts: list[str]
+    owners: list[int]
+    lows: list[str]
+    odd: list[int]
+    entries: int  # how many entries (texts past this index are aliases)
+
+    def where(self, k: int, entries: Sequence[EntryLike]) -> str:
+        """Where text k sits in a request: "entities[3].name" or "areas[0].aliases[1]"."""
+        group = {NAME: "entities", AREA: "areas", FLOOR: "floors"}[self.kind]
+        if k < self.entries:
+            return f"{group}[{k}].name"
+        owner = self.owners[k]
+        first = next(i for i in range(self.entries, len(self.texts)) if self.owners[i] == owner)
+        return f"{group}[{owner}].aliases[{k - first}]"
+
+
+class ContextMatcher:
+    """Matches a context's names and aliases against utterances tokenized by `tokenizer`."""
+
+    def __init__(self, tokenizer: Tokenizer) -> None:
+        self.tokenizer = tokenizer
+        rules = tokenizer.rules
+        # Lower-cased ASCII names are their own keys under the default rules (see _odd_lines).
+        self._plain_ok = rules.pattern == DEFAULT_PATTERN and rules.lowercase
+
+    def key(self, text: str) -> str:
+        """The matching key of a name: its tokens joined by single spaces."""
+        return " ".join(t.text for t in self.tokenizer.tokenize(text))
+
+    def table(self, kind: str, entries: Sequence[EntryLike]) -> NameTable:
+        """The names and aliases of one kind's entries (a name holding a line break is split
+        in two: callers reject those, see NameTable.lows)."""
+        pairs = [(e.name, e.aliases) for e in entries]  # each entry read once
+        texts = [p[0] for p in pairs]
+        owners = list(range(len(texts)))
+        for k, (_, aliases) in enumerate(pairs):
+            if aliases:
+                texts += aliases
+                owners += [k] * len(aliases)
+        joined = "\n".join(texts).lower()
+        lows = joined.split("\n")
+        odd = _odd_lines(joined, len(lows)) if self._plain_ok else list(range(len(lows)))
+        return NameTable(kind, texts, owners, lows, odd, len(entries))
+
+    def tables(self, context: HomeContext) -> list[NameTable]:
+        """The name tables of every kind the context has entries of."""
+        return [self.table(k, context.of(k)) for k in CONTEXT_KINDS if len(context.of(k))]
+
+    def match(self, context: HomeContext, tokens: Sequence[str]) -> list[Match]:
+        """The non-overlapping matches of the context's names in the token texts `tokens`."""
+        return self.match_tables(self.tables(context), tokens)
+
+    def match_tables(self, tables: Sequence[NameTable], tokens: Sequence[str]) -> list[Match]:
+        """As `match`, from name tables built once."""
+        spans: dict[str, list[tuple[int, int]]] = {}
+        n = len(tokens)
+        for i in range(n):
+            key = ""
+            for j in range(i, min(n, i + MAX_MATCH_TOKENS)):
+                key = tokens[j] if j == i else f"{key} {tokens[j]}"
+                spans.setdefault(key, []).append((i, j + 1))
+        found: list[tuple[int, int, str, int]] = []
+        for t in tables:
+            if len(t.lows) != len(t.texts):
+                raise ValueError("a name holds a line break")
+            lows = t.lows
+            same = spans.keys() & set(lows)  # texts that match as they are
+            for k in [k for k, low in enumerate(lows) if low in same] if same else []:
+                found += [(s, e, t.kind, t.owners[k]) for s, e in spans[lows[k]]]
+            for k in t.odd:
+                hit = spans.get(self.key(t.texts[k]))
+                if hit and lows[k] not in same:
+                    found += [(s, e, t.kind, t.owners[k]) for s, e in hit]
+        return _resolve(found)
+
+
+# Lower-cased, a name of ASCII letters and digits, single inner spaces and apostrophes between
+# letters is its own key under the default tokenizer. The others are found for all names at once:
+# the bytes a name keeps after deleting these characters, and, with letters as "a" and digits
+# as "0", the pairs that break the rule (a line break marks a name's edge).
+_PLAIN_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789' "
+_SHAPE = bytes.maketrans(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
+    b"a" * 52 + b"0" * 10,
+)
+_ODD_PAIRS: tuple[bytes, ...] = (b"  ", b" \n", b"\n ", b"a0", b"0a", b"' ", b" '", b"''")
+_ODD_PAIRS += (b"\n'", b"'\n", b"0'", b"'0")
+
+
+def _odd_lines(joined: str, n: int) -> list[int]:
+    """The lines of the lower-cased `joined` that are not their own matching key."""
+    raw = joined.encode("utf-8", "surrogatepass")
+    odd = {k for k, r in enumerate(raw.translate(None, _PLAIN_BYTES).split(b"\n")) if r}
+    shape = b"\n" + raw.translate(_SHAPE) + b"\n"
+    for pair in _ODD_PAIRS:
+        at = shape.find(pair)
+        while at >= 0:
+            odd.add(min(n - 1, max(0, shape.count(b"\n", 0, at + 1) - 1)))
+            at = shape.find(pair, at + 1)
+    return sorted(odd)
+
+
+def _resolve(found: list[tuple[int, int, str, int]]) -> list[Match]:
+    """Longest first, then earliest, then kind order (name, area, floor), then request order;
+    a match overlapping a chosen one is dropped unless it covers exactly the same tokens."""
+    found.sort(key=lambda f: (f[0] - f[1], f[0], _KIND_ORDER[f[2]], f[3]))
+    chosen: dict[tuple[int, int], Match] = {}
+    taken: set[int] = set()
+    for s, e, kind, owner in found:
+        m = chosen.get((s, e))
+        if m is None:
+            if any(t in taken for t in range(s, e)):
+                continue
+            m = chosen[(s, e)] = Match(s, e)
+            taken.update(range(s, e))
+        ids = m.entries.setdefault(kind, [])
+        if owner not in ids:
+            ids.append(owner)
+    return sorted(chosen.values(), key=lambda m: m.start)
+
+
+def features(matches: Sequence[Match], n_tokens: int) -> np.ndarray:
+    """The context input of one utterance: [n_tokens, CONTEXT_DIM] float32 of 0/1, B and I of
+    each kind that matched each token."""
+    out = np.zeros((n_tokens, CONTEXT_DIM), dtype=np.float32)
+    for m in matches:
+        for kind in m.entries:
+            b = 2 * _KIND_ORDER[kind]
+            out[m.start, b] = 1.0
+            out[m.start + 1 : m.end, b + 1] = 1.0
+    return out
+
+
+def find(matches: Sequence[Match], kind: str, start: int, end: int) -> int | None:
+    """The entry (index into the kind's entries) that a slot of `kind` over tokens [start, end)
+    names: the first entry of a match of that kind over exactly those tokens, else None."""
+    for m in matches:
+        if m.start == start and m.end == end and kind in m.entries:
+            return m.entries[kind][0]
+    return None

@@ -1,0 +1,176 @@
+"""A request's home context: its limits, the match against the utterance, the model's context
+features, and which entry a decoded name, area or floor slot names.
+
+The typed API's HomeContext message is read in place (its entries are never copied), once per
+request; nothing is kept after the request. numpy only; no grpc.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from modelspec.context import (
+    AREA,
+    CONTEXT_KINDS,
+    FLOOR,
+    MAX_ALIASES,
+    MAX_AREAS,
+    MAX_ENTITIES,
+    MAX_FLOORS,
+    MAX_NAME_CHARS,
+    NAME,
+    ContextMatcher,
+    EntryLike,
+    HomeContext,
+    Match,
+    NameTable,
+    entity_domain,
+    features,
+    find,
+)
+from modelspec.values import DOMAIN, NONE, SlotValues, implied_words
+from server.decoding import ParseResult, SlotOut, TokenOut
+from server.errors import InvalidArgument
+
+if TYPE_CHECKING:
+    from server.model import ServedModel
+
+LIMITS = {
+    FLOOR: ("floors", MAX_FLOORS),
+    AREA: ("areas", MAX_AREAS),
+    NAME: ("entities", MAX_ENTITIES),
+}
+
+
+def home_context(msg: Any) -> HomeContext | None:
+    """The context of a request (a message with `floors`, `areas`, `entities`), None when it
+    has no entries; InvalidArgument when it holds more entries than the limits allow."""
+    if msg is None:
+        return None
+    ctx = HomeContext(msg.floors, msg.areas, msg.entities)
+    for kind in CONTEXT_KINDS:
+        group, limit = LIMITS[kind]
+        n = len(ctx.of(kind))
+        if n > limit:
+            raise InvalidArgument(f"context has {n} {group}; the limit is {limit}")
+    return ctx if ctx else None
+
+
+def _check(table: NameTable, entries: Sequence[EntryLike]) -> None:
+    """Names and aliases are non-empty, single-line and within MAX_NAME_CHARS; each entry has
+    at most MAX_ALIASES aliases."""
+    texts = table.texts
+    if len(table.lows) != len(texts):  # a text held a line break
+        k = next(k for k, t in enumerate(texts) if "\n" in t or "\r" in t)
+        raise InvalidArgument(f"context.{table.where(k, entries)} holds a line break")
+    if texts and (min(map(len, texts)) == 0 or max(map(len, texts)) > MAX_NAME_CHARS):
+        k = next(k for k, t in enumerate(texts) if not t or len(t) > MAX_NAME_CHARS)
+        where = table.where(k, entries)
+        if not texts[k]:
+            raise InvalidArgument(f"context.{where} is empty")
+        raise InvalidArgument(
+            f"context.{where} has {len(texts[k])} characters; the limit is {MAX_NAME_CHARS}"
+        )
+    if len(texts) > table.entries:
+        counts = np.bincount(np.asarray(table.owners[table.entries :]), minlength=1)
+        if counts.max() > MAX_ALIASES:
+            owner = int(counts.argmax())
+            group = LIMITS[table.kind][0]
+            raise InvalidArgument(
+                f"context.{group}[{owner}] has {int(counts.max())} aliases; "
+                f"the limit is {MAX_ALIASES}"
+            )
+
+
+class ContextMatch:
+    """One request's context, checked and read once, matched against its utterance's tokens
+    (a stream's: again after each chunk, over every token so far)."""
+
+    def __init__(self, ctx: HomeContext, matcher: ContextMatcher) -> None:
+        self.ctx = ctx
+        self.matcher = matcher
+        self.tables = []
+        for kind in CONTEXT_KINDS:
+            entries = ctx.of(kind)
+            if len(entries):
+                table = matcher.table(kind, entries)
+                _check(table, entries)
+                self.tables.append(table)
+        self.matches: list[Match] = []
+
+    def match(self, tokens: Sequence[str]) -> None:
+        """Match the context against the token texts of the whole utterance so far."""
+        self.matches = self.matcher.match_tables(self.tables, tokens)
+
+    def features(self, offset: int, n: int) -> np.ndarray:
+        """[1, n, C] context input of the tokens [offset, offset + n) of the matched text."""
+        return features(self.matches, offset + n)[None, offset:]
+
+    def entry(self, kind: str, start: int, end: int) -> EntryLike | None:
+        """The entry a slot of `kind` over tokens [start, end) names, if any."""
+        if kind not in CONTEXT_KINDS:
+            return None
+        k = find(self.matches, kind, start, end)
+        return None if k is None else self.ctx.of(kind)[k]
+
+
+def context_input(
+    model: ServedModel, home: ContextMatch | None, tokens: Sequence[TokenOut], new: int
+) -> np.ndarray | None:
+    """Match the context against `tokens` (the utterance so far) and return the context input
+    of its last `new` tokens, or None when there is no context or the model takes none."""
+    if home is None:
+        return None
+    home.match([t.text for t in tokens])
+    if not model.takes_context:
+        return None
+    return home.features(len(tokens) - new, new)
+
+
+def _canonical(values: SlotValues, s: SlotOut, texts: Sequence[str], domain: str) -> str:
+    """A list value or a number; else the text itself, except for names, areas and floors
+    (their canonical value is a context entry's name)."""
+    found = values.canonical(s.name, texts[s.token_start : s.token_end], domain)
+    return found or ("" if s.name in CONTEXT_KINDS else s.value)
+
+
+def finish(
+    result: ParseResult,
+    values: SlotValues,
+    home: ContextMatch | None,
+    tokens: Sequence[TokenOut],
+    intent: str,
+    tags: Sequence[str],
+) -> None:
+    """Give each slot its canonical value (and the context entry it names) and list the values
+    the utterance implies; `tokens` and `tags` cover the whole utterance so far."""
+    texts = [t.text for t in tokens]
+    implied = values.implied_value(intent, implied_words(texts, tags)) if intent else NONE
+    domain = implied
+    slots: list[SlotOut] = []
+    for s in result.slots:
+        name = values.slot_for(intent, s.name, texts[s.token_start : s.token_end])
+        if name != s.name:
+            s = replace(s, name=name)
+        entry = home.entry(s.name, s.token_start, s.token_end) if home is not None else None
+        if entry is not None:
+            slots.append(replace(s, canonical=entry.name, entry_id=entry.id, entry_name=entry.name))
+            if s.name == NAME:
+                domain = entity_domain(entry) or domain
+        else:
+            slots.append(s)
+    result.slots = [
+        s if s.entry_id else replace(s, canonical=_canonical(values, s, texts, domain))
+        for s in slots
+    ]
+    for slot, start, end, value in values.untagged(intent, texts, tags):
+        first, last = tokens[start], tokens[end - 1]
+        chars = (first.char_start, last.char_end) if first.char_start >= 0 else (-1, -1)
+        text = " ".join(texts[start:end])
+        result.slots.append(SlotOut(slot, text, start, end, *chars, 0.0, canonical=value))
+        result.slots.sort(key=lambda s: s.token_start)
+    result.implied = [(DOMAIN, implied)] if implied != NONE else []
