@@ -100,7 +100,8 @@ def _chinese() -> Language:
         skip_suffixes=("谢谢",),
         joiner="",
         number_as_digits=0.7,
-        number_rulesets=("spellout-cardinal",),
+        # "二" and "两" (2 before a measure word or a unit: "两分钟", "两百")
+        number_rulesets=("spellout-cardinal", "spellout-cardinal-alternate2"),
         cjk=True,
         odd=pools_zh.odd_sentence,
         max_name_tokens=8,

@@ -48,6 +48,10 @@ MESSAGES, SHOPPING_ITEMS, TODO_ITEMS, TIMER_NAMES, ZONES, COMMAND_VERBS = _lists
 OOS_OPENERS, OOS_TOPICS, OOS_CHAT = _lists(
     "out_of_scope.yaml", "openers", "topics", "chat", directory=ZH_WORDS
 )
+# Values added to the training part only (the split's validation and test values unchanged).
+TRAIN_ONLY_TODO, TRAIN_ONLY_TIMERS, TRAIN_ONLY_SHOPPING, TRAIN_ONLY_PLACES = _lists(
+    "train_only.yaml", "todo_items", "timer_names", "shopping_items", "places", directory=ZH_WORDS
+)
 
 # Every domain with names: composed device domains, then those with lists of their own.
 NAME_DOMAINS = (*DEVICE_NOUNS, "scene", "script", "person", "weather", "todo")
@@ -65,8 +69,14 @@ ANY_DEVICE = (
 )
 
 
+# Devices that 打开/关闭 turn on and off (or open and close). Not locks: the package's
+# templates lock them with 关上 and unlock them with 打开 (HassTurnOn / HassTurnOff).
+ON_OFF_DEVICES = ("light", "switch", "fan", "cover", "media_player", "valve", "climate")
+
 # Which pools fill {name} for a template whose block requires no domain (the extra templates).
 INTENT_NAME_DOMAINS: dict[str, tuple[str, ...]] = {
+    "HassTurnOn": ON_OFF_DEVICES,
+    "HassTurnOff": ON_OFF_DEVICES,
     "HassGetState": (*ANY_DEVICE, "binary_sensor", "person"),
     "HassLightSet": ("light",),
     "HassFanSetSpeed": ("fan",),
@@ -173,10 +183,17 @@ def _commands(rooms: list[str], names: dict[str, list[str]], rng: random.Random)
     return sorted(out)
 
 
+def _train_only(parts: list[list[str]], more: list[str]) -> list[list[str]]:
+    """The split's parts with `more` added to the training part (none of another part's)."""
+    held_out = set(parts[1]) | set(parts[2])
+    return [sorted(set(parts[0]) | {v for v in more if v not in held_out}), *parts[1:]]
+
+
 def make_pools(seed: int, more_train_areas: int = 0) -> dict[str, Pools]:
     """Disjoint value pools per split. People, brands, pets, scenes and scripts are split as
     words, so held-out names contain words never seen in training; rooms and floors are split
-    as whole values (the rooms and floors nearly every home has always train)."""
+    as whole values (the rooms and floors nearly every home has always train). The values of
+    `train_only.yaml` join the training part after the split."""
     rng = random.Random(f"zh-CN-{seed}")
     rooms = _split([r for r in ROOMS if r not in CORE_ROOMS], rng)
     rooms[0] = CORE_ROOMS + rooms[0]
@@ -195,6 +212,13 @@ def make_pools(seed: int, more_train_areas: int = 0) -> dict[str, Pools]:
         "zone": ZONES,
     }
     wild = {k: _split(v, rng) for k, v in wild_src.items()}
+    places = _train_only(places, TRAIN_ONLY_PLACES)
+    for key, values in (
+        ("todo_list_item", TRAIN_ONLY_TODO),
+        ("timer_name", TRAIN_ONLY_TIMERS),
+        ("shopping_list_item", TRAIN_ONLY_SHOPPING),
+    ):
+        wild[key] = _train_only(wild[key], values)
     out: dict[str, Pools] = {}
     seen_names: set[str] = set()
     seen_areas: set[str] = set()
@@ -263,6 +287,9 @@ _DOUBLED = (
     (("割草机", "草坪机", "割草机器人"), ("割草机",)),
 )
 _REPEAT = re.compile(r"([\u4e00-\u9fff]{2})\1")  # "帮我帮我"
+# 两 counts things: a measure word or a unit follows it ("两分钟", "两度", "两个小时"); a bare
+# number is 二 ("音量调到二", "百分之二").
+_LIANG_BEFORE = "个分秒小钟度摄华天次档级倍格盏台周"
 # A percentage in Chinese numerals with a % sign ("九十%"), 的 right before the closing verb
 # ("把窗帘的打开", "扫地机的开始打扫").
 _ODD = re.compile(
@@ -277,11 +304,16 @@ def odd_sentence(text: str, spans: Sequence[Any]) -> bool:
     whose last character the template repeats ("灯灯", "的的"), a device word twice
     ("吸顶灯的灯"), a name or area left hanging on 的 ("打开客厅窗帘的"), 的 before the
     closing verb ("把窗帘的打开"), a percentage both spelt 百分之 and written % or in Chinese
-    numerals with %, or a phrase said twice."""
+    numerals with %, 两 as a bare number ("百分之两", "音量调到两"), or a phrase said twice."""
     if ("百分之" in text and "%" in text) or _REPEAT.search(text) or _ODD.search(text):
         return True
     for sp in spans:
         value, after = text[sp.start : sp.end], text[sp.end :]
+        if value.startswith("两") and (
+            text.endswith("百分之", 0, sp.start)
+            or (value == "两" and not (after and after[0] in _LIANG_BEFORE))
+        ):
+            return True
         if not value or not after:
             continue
         if after == "的" and sp.slot in ("name", "area", "floor"):  # "打开客厅窗帘的"

@@ -11,7 +11,7 @@ import pytest
 from client import Client
 from export.data import Example, Span, TemplateSampler, bio_tags, generate, load_templates
 from export.languages import get_language
-from export.pools_zh import odd_sentence
+from export.pools_zh import DEVICE_NOUNS, TRAIN_ONLY_TIMERS, TRAIN_ONLY_TODO, odd_sentence
 from modelspec.meta import ModelMetadata
 from modelspec.names import SPECIAL_TOKENS
 from modelspec.tokenizer import CJK_PATTERN, Tokenizer
@@ -119,6 +119,45 @@ def test_odd_template_outputs_are_recognised():
     assert odd_sentence("把灯调到百分之50%", ())
     assert not odd_sentence("打开客厅的灯", (Span("area", 2, 4),))
     assert not odd_sentence("把一楼的灯关掉", (Span("floor", 1, 3),))
+    # 两 counts things ("两分钟"); a bare number is 二 ("百分之二", "音量调到二").
+    assert odd_sentence("把窗帘开到百分之两", (Span("position", 8, 9),))
+    assert odd_sentence("音量调到两", (Span("volume_level", 4, 5),))
+    assert not odd_sentence("定一个两分钟的计时器", (Span("minutes", 3, 4),))
+    assert not odd_sentence("音量调到二", (Span("volume_level", 4, 5),))
+
+
+def test_numbers_are_said_with_liang_too():
+    sampler = TemplateSampler(ZH.make_pools(13, 0)["train"], random.Random(3), "zh-CN")
+    words = {sampler._number(2) for _ in range(200)}
+    assert {"两", "二", "2"} <= words
+    assert {sampler._number(22) for _ in range(200)} <= {"二十二", "22"}
+
+
+def test_training_only_values_stay_out_of_validation_and_test():
+    pools = ZH.make_pools(13, 0)
+    for key, more in (("timer_name", TRAIN_ONLY_TIMERS), ("todo_list_item", TRAIN_ONLY_TODO)):
+        train = set(pools["train"].wildcards[key])
+        held = set(pools["val"].wildcards[key]) | set(pools["test"].wildcards[key])
+        assert held and not train & held
+        assert set(more) - held <= train
+
+
+def test_locks_lock_with_guan_shang_and_unlock_with_da_kai(zh_splits):
+    """As in the package's lock templates: 关上 a lock is HassTurnOn, 打开 it HassTurnOff;
+    other devices turn on with 打开 and covers close with 关上."""
+    locks = tuple(DEVICE_NOUNS["lock"])
+    lock_rows = [e for e in zh_splits["train"] if e.intent in ("HassTurnOn", "HassTurnOff")]
+    said = {("lock" if any(n in e.text for n in locks) else "other", e.intent) for e in lock_rows}
+    for verb, lock_intent, other_intent in (
+        ("打开", "HassTurnOff", "HassTurnOn"),
+        ("关上", "HassTurnOn", "HassTurnOff"),
+    ):
+        rows = [e for e in lock_rows if verb in e.text and "解锁" not in e.text]
+        by_lock = {e.intent for e in rows if any(n in e.text for n in locks)}
+        by_other = {e.intent for e in rows if not any(n in e.text for n in locks)}
+        assert by_lock == {lock_intent}, verb
+        assert by_other == {other_intent}, verb
+    assert ("lock", "HassTurnOn") in said and ("lock", "HassTurnOff") in said
 
 
 def _meta() -> ModelMetadata:
