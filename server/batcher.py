@@ -48,6 +48,7 @@ class _Item:
     lengths: np.ndarray  # [rows]
     h0: np.ndarray | None  # [L*D, rows or 1, H]
     c0: np.ndarray | None
+    context: np.ndarray | None  # [rows, time, features]: the caller's home, matched
     future: asyncio.Future[dict[str, np.ndarray]] = field(repr=False)
 
     @property
@@ -71,17 +72,31 @@ def _state_block(
     return out
 
 
+def _context_block(items: list[_Item], ids: np.ndarray) -> np.ndarray | None:
+    """The batch's context features: each item's own, zeros (the graph's default) elsewhere."""
+    given = [it.context for it in items if it.context is not None]
+    if not given:
+        return None
+    out = np.zeros((*ids.shape, given[0].shape[-1]), dtype=np.float32)
+    r = 0
+    for it in items:
+        if it.context is not None:
+            out[r : r + it.rows, : it.context.shape[1]] = it.context
+        r += it.rows
+    return out
+
+
 def run_batch(rt: ModelRuntime, items: list[_Item]) -> list[dict[str, np.ndarray]]:
     """Pad, run once, split back (runs in a worker thread)."""
     if len(items) == 1:
         it = items[0]
-        return [rt.run(it.ids, it.lengths, it.h0, it.c0)]
+        return [rt.run(it.ids, it.lengths, it.h0, it.c0, context=it.context)]
     ids, _ = pad_rows([it.ids for it in items])
     lengths = np.concatenate([it.lengths for it in items])
     rows = [it.rows for it in items]
     h0 = _state_block([it.h0 for it in items], rows, rt)
     c0 = _state_block([it.c0 for it in items], rows, rt)
-    out = rt.run(ids, lengths, h0, c0)
+    out = rt.run(ids, lengths, h0, c0, context=_context_block(items, ids))
     results = []
     r = 0
     for it in items:
@@ -143,7 +158,12 @@ class Batcher:
             await self._stopped.wait()
 
     async def submit(
-        self, ids: np.ndarray, lengths: np.ndarray, h0: np.ndarray | None, c0: np.ndarray | None
+        self,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        h0: np.ndarray | None,
+        c0: np.ndarray | None,
+        context: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """Queue validated rows and wait for their outputs (or run them at once when idle)."""
         if (
@@ -153,10 +173,10 @@ class Batcher:
             and self.max_delay_s == 0
             and ids.size <= SOLO_MAX_CELLS
         ):
-            return self._solo(ids, lengths, h0, c0)
+            return self._solo(ids, lengths, h0, c0, context)
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
-        item = _Item(ids, lengths, h0, c0, fut)
+        item = _Item(ids, lengths, h0, c0, context, fut)
         self.pending.append(item)
         self.pending_rows += item.rows
         if self.free > 0:
@@ -176,9 +196,10 @@ class Batcher:
         lengths: np.ndarray,
         h0: np.ndarray | None,
         c0: np.ndarray | None,
+        context: np.ndarray | None,
     ) -> dict[str, np.ndarray]:
         """Run one request on the event loop, no queue and no thread."""
-        out = self.rt.run(ids, lengths, h0, c0)
+        out = self.rt.run(ids, lengths, h0, c0, context=context)
         self._per_run += 0.2 * (1 - self._per_run)
         if self.on_batch is not None:
             self.on_batch(int(ids.shape[0]), 1)

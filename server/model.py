@@ -9,7 +9,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +17,10 @@ import numpy as np
 from modelspec.context import ContextMatcher
 from modelspec.names import CONTEXT
 from modelspec.values import SlotValues
+from server import device_parity
 from server.batcher import Batcher
 from server.decoding import Labels
+from server.device_parity import DeviceParity
 from server.errors import NotFound, Unavailable
 from server.metrics import Metrics
 from server.runtime import ModelRuntime
@@ -70,6 +72,8 @@ class ServedModel:
             max_message_bytes=limits.max_message_bytes,
         )
         self._executor = executor
+        # Off CPU: how exactly the provider runs the model, measured at load (device_parity.py).
+        self.device_parity: DeviceParity | None = None
         self.matcher = ContextMatcher(runtime.tokenizer)
         self.takes_context = CONTEXT in runtime.io.input_names
         self.values = SlotValues.from_dict(runtime.meta.values)
@@ -91,10 +95,11 @@ class ServedModel:
         return self.runtime.provider
 
     async def run(self, batch: Batch, outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        """One validated batch through the batcher, a worker thread, or inline (a batch with
-        context features runs on its own, not through the batcher)."""
-        if self.batcher is not None and batch.context is None:
-            full = await self.batcher.submit(batch.ids, batch.lengths, batch.h0, batch.c0)
+        """One validated batch through the batcher, a worker thread, or inline."""
+        if self.batcher is not None:
+            full = await self.batcher.submit(
+                batch.ids, batch.lengths, batch.h0, batch.c0, batch.context
+            )
             out = {k: full[k] for k in outputs} if outputs else full
         else:
             out = await self._run_alone(batch, outputs)
@@ -130,6 +135,7 @@ def load_model(
         allow_missing_parity=runtime.allow_missing_parity,
         cuda_tf32=runtime.cuda_tf32,
     )
+    figures = device_parity.check(rt)  # None on CPU
     log.info(
         "model loaded",
         extra={
@@ -138,9 +144,10 @@ def load_model(
             "path": str(path),
             "provider": rt.provider,
             "cell": rt.cell,
+            **(asdict(figures) if figures is not None else {}),
         },
     )
-    return ServedModel(
+    served = ServedModel(
         rt,
         name=name,
         version=version,
@@ -150,6 +157,8 @@ def load_model(
         instances=max(1, runtime.inference_threads),
         metrics=metrics,
     )
+    served.device_parity = figures
+    return served
 
 
 @dataclass

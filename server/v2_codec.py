@@ -188,6 +188,10 @@ def model_config(model: ServedModel) -> pb.ModelConfigResponse:
     }
     if model.runtime.tf32 is not None:  # a CUDA session: TF32 matmuls or exact float32
         params["cuda_tf32"] = str(model.runtime.tf32).lower()
+    if model.device_parity is not None:  # measured at load against a CPU session
+        figures = model.device_parity
+        params["device_max_abs_diff_vs_cpu"] = f"{figures.max_abs_diff_vs_cpu:.3g}"
+        params["device_max_abs_diff_alone_vs_batch"] = f"{figures.max_abs_diff_alone_vs_batch:.3g}"
     if batching.max_batch_size > 1:
         params["dynamic_batching.max_batch_size"] = str(batching.max_batch_size)
         params["dynamic_batching.max_queue_delay_microseconds"] = str(batching.max_batch_delay_us)

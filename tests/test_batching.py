@@ -296,3 +296,38 @@ def test_bad_sequence_requests(uni_lstm):
             stub.ModelInfer(r, timeout=5)
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "one row" in err.value.details()
+
+
+def test_requests_with_and_without_a_home_context_share_batches_exactly():
+    home = pb.HomeContext(
+        areas=[pb.ContextEntry(name="Cozy Nook", id="cozy_nook")],
+        entities=[
+            pb.ContextEntry(name="Zorblat Lamp", id="light.zorblat", area="cozy_nook"),
+            pb.ContextEntry(name="Clippy", id="vacuum.clippy"),
+        ],
+    )
+    texts = [
+        "turn on the zorblat lamp",
+        "turn off the lights in the cozy nook",
+        "stop clippy",
+        "what time is it",
+        "set the zorblat lamp to forty percent",
+        "turn on the kitchen lights",
+    ]
+    reqs = [
+        pb.ParseRequest(text=t, context=home if k % 2 == 0 else None, return_steps=True)
+        for k in range(4)
+        for t in texts
+    ]
+    with RunningServer(settings_for(DEFAULT_ONNX, **BATCHING)) as srv:
+        batched = asyncio.run(_concurrent_parses(srv.target, reqs))
+        assert _mean_requests_per_batch(srv) > 2, "requests were not batched"
+    with RunningServer(settings_for(DEFAULT_ONNX, max_batch_size=1)) as srv:
+        alone = [asyncio.run(_concurrent_parses(srv.target, [r]))[0] for r in reqs]
+    with_context = [a for r, a in zip(reqs, alone) if r.HasField("context")]
+    assert any(s.entry_id == "light.zorblat" for a in with_context for s in a.slots)
+    for got, want in zip(batched, alone):
+        assert got.intent.name == want.intent.name
+        assert got.intent.confidence == pytest.approx(want.intent.confidence, abs=1e-5)
+        assert [(s.name, s.value) for s in got.slots] == [(s.name, s.value) for s in want.slots]
+        np.testing.assert_allclose(_arr(got.steps.outputs), _arr(want.steps.outputs), atol=1e-5)
