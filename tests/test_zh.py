@@ -20,6 +20,7 @@ from .conftest import ROOT
 from .serving import RunningServer, settings_for
 
 ZH_ONNX = ROOT / "models" / "intent-zh.onnx"
+ZH_STREAM_ONNX = ROOT / "models" / "intent-zh-stream.onnx"
 ZH = get_language("zh-CN")
 TOK = Tokenizer(list(SPECIAL_TOKENS), ZH.tokenizer_rules)
 
@@ -160,8 +161,8 @@ def test_locks_lock_with_guan_shang_and_unlock_with_da_kai(zh_splits):
     assert ("lock", "HassTurnOn") in said and ("lock", "HassTurnOff") in said
 
 
-def _meta() -> ModelMetadata:
-    return ModelMetadata.from_json(onnx.load(str(ZH_ONNX)).metadata_props[0].value)
+def _meta(path: Path = ZH_ONNX) -> ModelMetadata:
+    return ModelMetadata.from_json(onnx.load(str(path)).metadata_props[0].value)
 
 
 def test_model_file_carries_cjk_rules_parity_and_calibration():
@@ -186,3 +187,25 @@ def test_a_real_server_parses_chinese():
     assert light.intent.name == "HassTurnOn" and not light.no_intent
     (area,) = [s for s in light.slots if s.name == "area"]
     assert (area.value, area.char_start, area.char_end) == ("客厅", 2, 4)
+
+
+def test_the_chinese_streaming_model_reads_chunk_by_chunk_as_in_one_go():
+    meta = _meta(ZH_STREAM_ONNX)
+    assert meta.config["bidirectional"] is False and meta.training["language"] == "zh-CN"
+    assert meta.parity["passed"] and meta.tokenizer["pattern"] == CJK_PATTERN
+    chunks = ["把客厅", "的灯", "打开"]
+    settings = settings_for(ZH_ONNX, model_repository=str(ROOT / "models"))
+    with RunningServer(settings) as srv, Client(srv.target, timeout=10) as c:
+        answers = list(c.stream(chunks, model="intent-zh-stream"))
+        whole = c.parse("".join(chunks), model="intent-zh-stream")
+    assert [a.model for a in answers] == ["intent-zh-stream"] * 3
+    assert [a.total_steps for a in answers] == [3, 5, 7]
+    tokens = [(t.text, t.char_start, t.char_end) for a in answers for t in a.tokens]
+    assert tokens == [(ch, i, i + 1) for i, ch in enumerate("把客厅的灯打开")]
+    assert answers[-1].intent.name == whole.intent.name == "HassTurnOn"
+    assert answers[-1].intent.confidence == pytest.approx(whole.intent.confidence, abs=1e-5)
+
+    def spans(slots):
+        return [(s.name, s.value, s.char_start, s.char_end) for s in slots]
+
+    assert spans(answers[-1].slots) == spans(whole.slots) and whole.slots
