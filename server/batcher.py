@@ -5,11 +5,6 @@ batcher takes what is queued (up to `max_rows` rows, optionally waiting `max_del
 pads the rows to the longest one, runs them once with per-row `lengths` and a per-row state,
 and hands each request its own rows back. Because the exported graph packs rows by `lengths`,
 each answer equals the answer of that request run alone. numpy only; no grpc here.
-
-A small request that finds the model quiet — nothing running, nothing queued, and the recent
-runs carrying one request each — runs at once on the event loop: at low load there is nobody
-to batch with, and the two thread hand-offs would cost more than the run itself
-(docs/performance.md, "solo runs").
 """
 
 from __future__ import annotations
@@ -34,10 +29,6 @@ log = logging.getLogger("rnnserve.batcher")
 
 PER_STEP = (OUTPUTS, SLOT_LOGITS)
 STATES = (H_N, C_N)
-# A solo run blocks the event loop: only requests this small (rows x steps) run that way.
-SOLO_MAX_CELLS = 256
-# Requests per run, averaged over recent runs, below which the load counts as one at a time.
-SOLO_BELOW = 1.5
 
 
 @dataclass
@@ -138,9 +129,8 @@ class Batcher:
         self.max_rows = max_rows
         self.max_delay_s = max_delay_s
         self.on_batch = on_batch
-        self.free = self.workers = max(1, workers) if executor is not None else 1
+        self.free = max(1, workers) if executor is not None else 1
         self.pending: deque[_Item] = deque()
-        self._per_run = 1.0  # requests per run, moving average
         self.pending_rows = 0
         self._timer: asyncio.TimerHandle | None = None
         self._inflight: set[Future[Any]] = set()
@@ -165,15 +155,7 @@ class Batcher:
         c0: np.ndarray | None,
         context: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """Queue validated rows and wait for their outputs (or run them at once when idle)."""
-        if (
-            self._per_run < SOLO_BELOW
-            and self.free == self.workers
-            and not self.pending
-            and self.max_delay_s == 0
-            and ids.size <= SOLO_MAX_CELLS
-        ):
-            return self._solo(ids, lengths, h0, c0, context)
+        """Queue validated rows and wait for their outputs."""
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
         item = _Item(ids, lengths, h0, c0, context, fut)
@@ -189,21 +171,6 @@ class Batcher:
             else:
                 self._dispatch()
         return await fut
-
-    def _solo(
-        self,
-        ids: np.ndarray,
-        lengths: np.ndarray,
-        h0: np.ndarray | None,
-        c0: np.ndarray | None,
-        context: np.ndarray | None,
-    ) -> dict[str, np.ndarray]:
-        """Run one request on the event loop, no queue and no thread."""
-        out = self.rt.run(ids, lengths, h0, c0, context=context)
-        self._per_run += 0.2 * (1 - self._per_run)
-        if self.on_batch is not None:
-            self.on_batch(int(ids.shape[0]), 1)
-        return out
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -272,7 +239,6 @@ class Batcher:
                 if not it.future.done():
                     it.future.set_exception(exc or RuntimeError("batch failed"))
             return
-        self._per_run += 0.2 * (len(batch) - self._per_run)
         if self.on_batch is not None:
             self.on_batch(sum(it.rows for it in batch), len(batch))
         for it, res in zip(batch, results):
