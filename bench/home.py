@@ -14,26 +14,28 @@ from rnnserve.v1 import rnnserve_pb2 as pb
 ROOMS = "kitchen living room bedroom office garage hall bathroom porch attic den nursery study"
 NOUNS = "lamp light fan heater speaker blinds plug switch sensor strip tv lock door window valve"
 PEOPLE = "emma noah olivia liam ava mila lucas sophia"
+QUALIFIERS = "left right ceiling desk corner"
 
 
 def home(n: int = 500, seed: int = 0) -> pb.HomeContext:
-    """n entities named like real ones ("emma's bedroom lamp 3"), 30 areas, 3 floors."""
+    """n distinct entities named as homes name them ("emma's bedroom lamp", "kitchen left
+    blinds", one in 20 with a number: "office tv 2"), one in 5 with an alias; 30 areas; 3 floors."""
     rng = random.Random(seed)
     rooms, nouns, people = ROOMS.split(), NOUNS.split(), PEOPLE.split()
+    qualifiers = ["", *(f"{p}'s" for p in people), *QUALIFIERS.split()]
+    names = [" ".join(w for w in (q, r, x) if w) for q in qualifiers for r in rooms for x in nouns]
+    rng.shuffle(names)
     msg = pb.HomeContext()
     for f in ("ground floor", "upstairs", "basement"):
         msg.floors.add(name=f.title(), id=f.replace(" ", "_"))
     for k in range(30):
         room = rooms[k % len(rooms)] + ("" if k < len(rooms) else f" {k}")
         msg.areas.add(name=room.title(), id=f"area_{k}", floor="upstairs")
-    for k in range(n):
-        words = [rng.choice(rooms), rng.choice(nouns)]
-        if rng.random() < 0.3:
-            words.insert(0, rng.choice(people) + "'s")
-        e = msg.entities.add(name=" ".join(words).title() + f" {k}", id=f"light.e{k}")
+    for k, name in enumerate(names[:n]):
+        e = msg.entities.add(name=name.title() + (" 2" if k % 20 == 0 else ""), id=f"light.e{k}")
         e.area = f"area_{k % 30}"
         if k % 5 == 0:
-            e.aliases.append(f"{rng.choice(people)} {rng.choice(nouns)} {k}")
+            e.aliases.append(f"{rng.choice(people)} {rng.choice(nouns)}")
     return msg
 
 

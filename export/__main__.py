@@ -110,7 +110,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         else (1.0 if args.language == DEFAULT_LANGUAGE else 0.5),
         min_count=args.min_count,
         language=args.language,
-        **{k: getattr(args, k) for k in ("patience", "slot_span_dropout") if getattr(args, k)},
+        # English (with the context input): a full one-cycle run, more whole-value dropout.
+        patience=args.patience or (30 if args.language == DEFAULT_LANGUAGE else 6),
+        slot_span_dropout=args.slot_span_dropout
+        or (0.5 if args.language == DEFAULT_LANGUAGE else 0.35),
     )
     arch = _arch(args)
     use_context = args.context if args.context is not None else args.language == DEFAULT_LANGUAGE
@@ -403,11 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=4000,
         help="generated out-of-scope sentences to train on (0: none)",
     )
-    t.add_argument("--patience", type=int, help="epochs without validation gain before stopping")
+    t.add_argument(
+        "--patience",
+        type=int,
+        help="epochs without validation gain before stopping (default: 30 for en, 6 otherwise)",
+    )
     t.add_argument(
         "--slot-span-dropout",
         type=float,
-        help="probability that a whole slot value turns into <unk> (default 0.35)",
+        help="probability that a whole slot value turns into <unk> (default: 0.5 for en, 0.35)",
     )
     t.add_argument(
         "--oos-weight",

@@ -161,10 +161,10 @@ class ContextMatcher:
         pairs = [(e.name, e.aliases) for e in entries]  # each entry read once
         texts = [p[0] for p in pairs]
         owners = list(range(len(texts)))
-        for k, (_, aliases) in enumerate(pairs):
-            if aliases:
-                texts += aliases
-                owners += [k] * len(aliases)
+        for k in [k for k, p in enumerate(pairs) if p[1]]:
+            aliases = pairs[k][1]
+            texts += aliases
+            owners += [k] * len(aliases)
         joined = "\n".join(texts).lower()
         lows = joined.split("\n")
         odd = _odd_lines(joined, len(lows)) if self._plain_ok else list(range(len(lows)))
@@ -204,26 +204,33 @@ class ContextMatcher:
 
 # Lower-cased, a name of ASCII letters and digits, single inner spaces and apostrophes between
 # letters is its own key under the default tokenizer. The others are found for all names at once:
-# the bytes a name keeps after deleting these characters, and, with letters as "a" and digits
-# as "0", the pairs that break the rule (a line break marks a name's edge).
+# the bytes a name keeps after deleting these characters, then, with letters as "a", digits as
+# "0" and line breaks as spaces (a name's edges), the pairs that break the rule. Most homes
+# need one scan: the apostrophe and digit pairs are looked for only when those occur at all.
 _PLAIN_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789' "
 _SHAPE = bytes.maketrans(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789",
-    b"a" * 52 + b"0" * 10,
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n",
+    b"a" * 52 + b"0" * 10 + b" ",
 )
-_ODD_PAIRS: tuple[bytes, ...] = (b"  ", b" \n", b"\n ", b"a0", b"0a", b"' ", b" '", b"''")
-_ODD_PAIRS += (b"\n'", b"'\n", b"0'", b"'0")
+_SPACE_PAIRS = (b"  ",)
+_APOSTROPHE_PAIRS = (b"' ", b" '", b"''")
+_DIGIT_PAIRS = (b"a0", b"0a", b"0'", b"'0")
 
 
 def _odd_lines(joined: str, n: int) -> list[int]:
     """The lines of the lower-cased `joined` that are not their own matching key."""
     raw = joined.encode("utf-8", "surrogatepass")
     odd = {k for k, r in enumerate(raw.translate(None, _PLAIN_BYTES).split(b"\n")) if r}
-    shape = b"\n" + raw.translate(_SHAPE) + b"\n"
-    for pair in _ODD_PAIRS:
+    shape = b" " + raw.translate(_SHAPE) + b" "
+    pairs: tuple[bytes, ...] = _SPACE_PAIRS
+    if b"'" in raw:
+        pairs += _APOSTROPHE_PAIRS
+    if raw.translate(None, _PLAIN_BYTES[:52] + b"' \n"):  # any digit
+        pairs += _DIGIT_PAIRS
+    for pair in pairs:
         at = shape.find(pair)
-        while at >= 0:
-            odd.add(min(n - 1, max(0, shape.count(b"\n", 0, at + 1) - 1)))
+        while at >= 0:  # shape[i] is raw[i - 1]: the line of raw[at]
+            odd.add(min(n - 1, raw.count(b"\n", 0, max(0, at))))
             at = shape.find(pair, at + 1)
     return sorted(odd)
 

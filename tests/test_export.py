@@ -21,6 +21,7 @@ from modelspec.meta import ModelMetadata
 from modelspec.names import (
     C0,
     C_N,
+    CONTEXT,
     H0,
     H_N,
     INPUT_IDS,
@@ -246,7 +247,7 @@ def test_default_model_carries_its_metadata():
     assert len(meta.intents) >= 40
     assert [i.name for i in sess.get_inputs()] == [INPUT_IDS, LENGTHS]
     # h0 is an input with a zero default: onnxruntime lists it as an overridable initializer.
-    assert [i.name for i in sess.get_overridable_initializers()] == [H0]
+    assert [i.name for i in sess.get_overridable_initializers()] == [H0, CONTEXT]
 
 
 def test_default_model_says_what_time_it_is():

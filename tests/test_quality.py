@@ -61,8 +61,10 @@ def test_default_model_carries_calibration_and_quality_figures():
     assert 0.0 < cal["threshold"] < 1.0 and cal["method"]
     m = meta.metrics
     assert m["paraphrases"]["novel_n"] >= 60 and m["out_of_scope"]["n"] >= 60
-    assert m["out_of_scope"]["reject_rate"] >= 0.8
-    assert m["in_scope_test"]["false_reject_rate"] <= 0.02
+    # The operating point keeps requests naming unseen devices (docs/model.md, Out of scope).
+    assert m["out_of_scope"]["reject_rate"] >= 0.7
+    assert m["in_scope_test"]["false_reject_rate"] <= 0.01
+    assert m["in_scope_test"]["by_kind"]["values"]["false_reject_rate"] <= 0.011
     for kind in ("random", "template", "values"):
         assert m["test"]["by_kind"][kind]["intent_accuracy"] >= 0.97
 
@@ -76,7 +78,7 @@ def test_out_of_scope_falls_below_the_threshold_through_the_service():
     assert all(r.intent.confidence >= threshold for r in inside)
     rejected = np.mean([r.intent.confidence < threshold for r in outside])
     assert rejected == pytest.approx(meta.metrics["out_of_scope"]["reject_rate"], abs=1e-6)
-    assert rejected >= 0.8
+    assert rejected >= 0.7
     assert [r.no_intent for r in outside] == [r.intent.confidence < threshold for r in outside]
     assert not any(r.no_intent for r in inside)
     assert all(len(r.top_intents) >= 1 for r in outside)  # top-k stays available

@@ -109,8 +109,9 @@ def test_model_info_describes_the_model(client):
     assert list(info.intents) == meta.intents and list(info.slot_tags) == meta.slots
     assert info.vocab_size == len(meta.vocab) and not info.streaming
     assert info.parity_max_abs_diff == pytest.approx(meta.parity["max_abs_diff"])
-    assert [i.name for i in info.inputs] == ["input_ids", "lengths", "h0"]
+    assert [i.name for i in info.inputs] == ["input_ids", "lengths", "h0", "context"]
     assert info.inputs[2].optional and list(info.inputs[2].shape) == ["2", "batch", "128"]
+    assert info.inputs[3].optional and list(info.inputs[3].shape) == ["batch", "time", "6"]
 
 
 def test_bidirectional_model_refuses_to_stream(client):

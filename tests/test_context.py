@@ -1,0 +1,312 @@
+"""The caller's home as context: the matcher, the typed API's `context`, canonical values, the
+v2 input, the CLI's --context, over real servers with the committed models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import grpc
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from client.api import Client, RnnServeError
+from modelspec.context import (
+    CONTEXT_DIM,
+    MAX_ALIASES,
+    MAX_ENTITIES,
+    MAX_NAME_CHARS,
+    ContextMatcher,
+    Entry,
+    HomeContext,
+    features,
+)
+from modelspec.names import CONTEXT, INPUT_IDS, INTENT_LOGITS, LENGTHS, SLOT_LOGITS
+from modelspec.tokenizer import Tokenizer
+from modelspec.values import english_number
+from rnnserve.kserve import grpc_predict_v2_pb2 as v2
+from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
+
+from .conftest import DEFAULT_ONNX, ROOT
+from .serving import ENV, RunningServer, ServerProcess, settings_for, small_model_file
+
+STREAM_ONNX = ROOT / "models" / "intent-stream.onnx"
+
+# Names no training split holds: made-up words the vocabulary maps to <unk>.
+HOME = {
+    "floors": [{"name": "Mezzanine", "id": "mezz"}],
+    "areas": [
+        {"name": "Kitchen", "id": "kitchen_id", "floor": "mezz"},
+        {"name": "Snug", "id": "snug_id", "aliases": ["cozy nook"]},
+    ],
+    "entities": [
+        {"name": "Zorblat Lamp", "id": "light.zorblat", "area": "snug_id"},
+        {"name": "Quillon Heater", "id": "switch.quillon", "aliases": ["brimwick"]},
+        {"name": "Kitchen Light", "id": "light.kitchen"},
+    ],
+}
+UNSEEN = [
+    ("turn on the zorblat lamp", "zorblat lamp", "light.zorblat", "Zorblat Lamp"),
+    ("switch off the quillon heater", "quillon heater", "switch.quillon", "Quillon Heater"),
+    ("turn off brimwick", "brimwick", "switch.quillon", "Quillon Heater"),
+]
+
+
+def _tok() -> Tokenizer:
+    return Tokenizer(["<pad>", "<unk>", "<num>"])
+
+
+def _match(ctx: HomeContext, text: str):
+    tok = _tok()
+    return ContextMatcher(tok).match(ctx, [t.text for t in tok.tokenize(text)])
+
+
+# ---------------------------------------------------------------- the matcher (pure)
+
+
+def test_longest_match_wins_and_same_span_marks_every_kind():
+    ctx = HomeContext(
+        areas=(Entry("Kitchen"), Entry("Office")),
+        entities=(Entry("Kitchen Light", "light.k"), Entry("office")),
+    )
+    m = _match(ctx, "Turn on the KITCHEN  light in the office")
+    assert [(x.start, x.end, x.entries) for x in m] == [
+        (3, 5, {"name": [0]}),  # "kitchen light" beats the area "kitchen" inside it
+        (7, 8, {"name": [1], "area": [1]}),  # "office" is both: both marked
+    ]
+    f = features(m, 8)
+    assert f.shape == (8, CONTEXT_DIM) and f[3, 0] == 1 and f[4, 1] == 1 and f[3, 2] == 0
+    assert f[7].tolist() == [1, 0, 1, 0, 0, 0]
+
+
+def test_matching_normalises_like_the_tokenizer_and_reads_aliases():
+    ctx = HomeContext(entities=(Entry("Mila’s  Night-Light", aliases=("the glow",)), Entry("TV 2")))
+    m = _match(ctx, "flip on mila's night light, then the glow and tv 2")
+    assert [(x.start, x.end) for x in m] == [(2, 5), (6, 8), (9, 11)]
+    assert all(x.entries == {"name": [k]} for x, k in zip(m, (0, 0, 1)))
+
+
+def test_overlaps_resolve_the_same_way_whatever_the_entry_order():
+    a, b = Entry("living room"), Entry("room lamp")
+    for ents in ((a, b), (b, a)):
+        m = _match(HomeContext(entities=ents), "the living room lamp")
+        assert [(x.start, x.end) for x in m] == [(1, 3)]  # equal length: the earlier wins
+
+
+def test_number_words_and_digits():
+    assert english_number(["forty", "five"]) == 45
+    assert english_number(["one", "hundred", "and", "twenty", "percent"]) == 120
+    assert english_number(["21.5"]) == 21.5
+    assert english_number(["two", "and", "a", "half"]) == 2.5
+    assert english_number(["blue"]) is None
+
+
+# ---------------------------------------------------------------- over the wire
+
+
+@pytest.fixture(scope="module")
+def server():
+    with RunningServer(settings_for(DEFAULT_ONNX)) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with Client(server.target) as c:
+        yield c
+
+
+@pytest.mark.parametrize(("text", "value", "entry_id", "entry_name"), UNSEEN)
+def test_an_unseen_name_in_the_context_becomes_one_name_slot_with_its_id(
+    client, text, value, entry_id, entry_name
+):
+    r = client.parse(text, context=HOME)
+    assert not r.no_intent and r.intent.name in ("HassTurnOn", "HassTurnOff")
+    names = [s for s in r.slots if s.name == "name"]
+    assert [(s.value, s.entry_id, s.entry_name, s.canonical) for s in names] == [
+        (value, entry_id, entry_name, entry_name)
+    ]
+
+
+def test_areas_and_floors_resolve_to_their_entries(client):
+    r = client.parse("turn off the lights in the cozy nook", context=HOME)
+    assert [(s.name, s.entry_id, s.canonical) for s in r.slots] == [("area", "snug_id", "Snug")]
+    assert {i.name: i.value for i in r.implied_slots} == {"domain": "light"}
+
+
+def test_no_context_gives_the_answer_of_an_empty_context(client):
+    for text, *_ in UNSEEN + [("turn off the kitchen light", "", "", "")]:
+        plain = client.parse(text, top_k=5)
+        empty = client.parse(text, top_k=5, context={})
+        assert plain == empty
+        assert all(not s.entry_id for s in plain.slots)
+
+
+def test_canonical_values_of_spoken_forms_and_numbers(client):
+    r = client.parse("set the kitchen light brightness to forty percent", context=HOME)
+    slots = {s.name: s for s in r.slots}
+    assert r.intent.name == "HassLightSet"
+    assert slots["brightness"].canonical == "40" and slots["name"].entry_id == "light.kitchen"
+    # A percentage tagged as a cover's `position` under HassLightSet is its `brightness`.
+    r = client.parse("set the kitchen light to forty percent", context=HOME)
+    assert [(s.name, s.canonical) for s in r.slots if s.name != "name"] == [("brightness", "40")]
+    r = client.parse("are the windows open in the kitchen")
+    slots = {s.name: s for s in r.slots}
+    assert slots["device_class"].canonical == "window"
+
+
+BAD_CONTEXTS = [
+    ({"entities": [{"name": "x"}] * (MAX_ENTITIES + 1)}, f"the limit is {MAX_ENTITIES}"),
+    (
+        {"areas": [{"name": "a" * (MAX_NAME_CHARS + 1)}]},
+        f"context.areas[0].name has {MAX_NAME_CHARS + 1} characters; the limit is",
+    ),
+    (
+        {"entities": [{"name": "a", "aliases": ["b"] * (MAX_ALIASES + 1)}]},
+        f"context.entities[0] has {MAX_ALIASES + 1} aliases",
+    ),
+    ({"entities": [{"name": "a"}, {"name": "b", "aliases": ["c", ""]}]}, "aliases[1] is empty"),
+    ({"floors": [{"name": "up\nstairs"}]}, "context.floors[0].name holds a line break"),
+]
+
+
+@pytest.mark.parametrize(("home", "needle"), BAD_CONTEXTS)
+def test_a_bad_context_is_invalid_argument(client, home, needle):
+    with pytest.raises(RnnServeError) as err:
+        client.parse("turn on the lamp", context=home)
+    assert err.value.code == "INVALID_ARGUMENT" and needle in err.value.message
+
+
+def test_a_context_at_the_limits_is_taken_and_nothing_is_kept(client):
+    at_limit = {
+        "entities": [{"name": f"lamp {i}", "id": f"light.l{i}"} for i in range(MAX_ENTITIES - 1)]
+        + [{"name": "Zorblat Lamp", "id": "light.zorblat", "aliases": ["z"] * MAX_ALIASES}]
+    }
+    r = client.parse("turn on the zorblat lamp", context=at_limit)
+    assert [s.entry_id for s in r.slots] == ["light.zorblat"]
+    assert not any(s.entry_id for s in client.parse("turn on the zorblat lamp").slots)
+
+
+def test_a_stream_takes_the_context_of_its_first_message():
+    with RunningServer(settings_for(STREAM_ONNX)) as srv, Client(srv.target) as c:
+        answers = list(c.stream(["turn on the ", "zorblat lamp"], context=HOME))
+        last = answers[-1]
+        assert [(s.value, s.entry_id) for s in last.slots if s.name == "name"] == [
+            ("zorblat lamp", "light.zorblat")
+        ]
+
+
+def test_a_model_without_the_input_answers_as_before_and_resolves_names(tmp_path):
+    path = small_model_file(tmp_path / "small.onnx", "gru")
+    with RunningServer(settings_for(path)) as srv, Client(srv.target) as c:
+        home = {"areas": [{"name": "kitchen", "id": "k"}]}
+        a, b = (
+            c.parse("turn on the kitchen lights"),
+            c.parse("turn on the kitchen lights", context=home),
+        )
+        assert a.top_intents == b.top_intents and [s.value for s in a.slots] == [
+            s.value for s in b.slots
+        ]
+        assert all(s.entry_id in ("", "k") for s in b.slots)
+
+
+# ---------------------------------------------------------------- v2 raw tensors
+
+
+def _infer(stub, ids, context=None):
+    req = v2.ModelInferRequest(model_name="intent")
+    req.inputs.add(name=INPUT_IDS, datatype="INT64", shape=list(ids.shape))
+    req.raw_input_contents.append(ids.tobytes())
+    if context is not None:
+        req.inputs.add(name=CONTEXT, datatype="FP32", shape=list(context.shape))
+        req.raw_input_contents.append(context.astype(np.float32).tobytes())
+    resp = stub.ModelInfer(req, timeout=10)
+    return {
+        o.name: np.frombuffer(raw, np.float32).reshape(list(o.shape))
+        for o, raw in zip(resp.outputs, resp.raw_output_contents)
+    }
+
+
+def test_v2_requests_without_the_context_are_answered_as_the_graph_without_it(server):
+    ids = np.array([[24, 5, 7, 30, 2], [11, 9, 3, 4, 8]], dtype=np.int64)
+    sess = ort.InferenceSession(str(DEFAULT_ONNX), providers=["CPUExecutionProvider"])
+    want = sess.run(
+        [SLOT_LOGITS, INTENT_LOGITS], {INPUT_IDS: ids, LENGTHS: np.array([5, 5], np.int64)}
+    )
+    with grpc.insecure_channel(server.target) as ch:
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        old = _infer(stub, ids)
+        zeros = _infer(stub, ids, np.zeros((2, 5, CONTEXT_DIM)))
+        ones = _infer(stub, ids, np.ones((2, 5, CONTEXT_DIM)))
+        for name, w in zip((SLOT_LOGITS, INTENT_LOGITS), want):
+            assert np.array_equal(old[name], w) and np.array_equal(zeros[name], w)
+        assert not np.allclose(ones[INTENT_LOGITS], want[1])
+        md = stub.ModelMetadata(v2.ModelMetadataRequest(name="intent"), timeout=5)
+        assert [list(t.shape) for t in md.inputs if t.name == CONTEXT] == [[-1, -1, CONTEXT_DIM]]
+        cfg = stub.ModelConfig(v2.ModelConfigRequest(name="intent"), timeout=5).config
+        assert [t.optional for t in cfg.input if t.name == CONTEXT] == [True]
+        for bad, needle in (
+            (np.ones((2, 4, CONTEXT_DIM)), "must have shape"),
+            (np.full((2, 5, CONTEXT_DIM), 2.0), "outside [0, 1]"),
+        ):
+            with pytest.raises(grpc.RpcError) as err:
+                _infer(stub, ids, bad)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert needle in err.value.details()
+
+
+# ---------------------------------------------------------------- the command line
+
+FIXTURES = """language: "en"
+floors:
+  - name: "Upstairs"
+    id: "upstairs_id"
+areas:
+  - name: "Living Room"
+    id: "living_room_id"
+    floor: "upstairs_id"
+entities:
+  - name: "Zorblat Lamp"
+    id: "light.zorblat"
+    area: "living_room_id"
+    state: "on"
+    attributes:
+      device_class: light
+"""
+
+
+def test_the_cli_reads_a_fixtures_shaped_file(tmp_path):
+    path = tmp_path / "_fixtures.yaml"
+    path.write_text(FIXTURES)
+    srv = ServerProcess("--model", str(DEFAULT_ONNX))
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "client", "parse", "--target", srv.target, "--json"]
+            + ["--context", str(path), "turn on the zorblat lamp"],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        slots = json.loads(out.stdout)["slots"]
+        assert [(s["value"], s.get("entry_id")) for s in slots] == [
+            ("zorblat lamp", "light.zorblat")
+        ]
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"entities": [{"id": "light.x"}]}')
+        out = subprocess.run(
+            [sys.executable, "-m", "client", "parse", "--target", srv.target]
+            + ["--context", str(bad), "turn on the lamp"],
+            cwd=ROOT,
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert out.returncode == 2 and "entities[0] needs a name" in out.stderr
+    finally:
+        srv.stop()
