@@ -204,35 +204,37 @@ class ContextMatcher:
 
 # Lower-cased, a name of ASCII letters and digits, single inner spaces and apostrophes between
 # letters is its own key under the default tokenizer. The others are found for all names at once:
-# the bytes a name keeps after deleting these characters, then, with letters as "a", digits as
-# "0" and line breaks as spaces (a name's edges), the pairs that break the rule. Most homes
-# need one scan: the apostrophe and digit pairs are looked for only when those occur at all.
+# the bytes a name keeps after deleting these characters; then two byte "shapes" of all names,
+# where a name's odd spaces and stray apostrophes show as a double space (apostrophes and line
+# breaks read as spaces) and a letter or apostrophe touching a digit as "a0" or "0a".
 _PLAIN_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789' "
-_SHAPE = bytes.maketrans(
-    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789\n",
-    b"a" * 52 + b"0" * 10 + b" ",
-)
-_SPACE_PAIRS = (b"  ",)
-_APOSTROPHE_PAIRS = (b"' ", b" '", b"''")
-_DIGIT_PAIRS = (b"a0", b"0a", b"0'", b"'0")
+_LETTERS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_SPACES = bytes.maketrans(_LETTERS + b"0123456789'\n", b"a" * 52 + b"0" * 10 + b"  ")
+_DIGITS = bytes.maketrans(_LETTERS + b"'0123456789", b"a" * 53 + b"0" * 10)
 
 
 def _odd_lines(joined: str, n: int) -> list[int]:
     """The lines of the lower-cased `joined` that are not their own matching key."""
     raw = joined.encode("utf-8", "surrogatepass")
     odd = {k for k, r in enumerate(raw.translate(None, _PLAIN_BYTES).split(b"\n")) if r}
-    shape = b" " + raw.translate(_SHAPE) + b" "
-    pairs: tuple[bytes, ...] = _SPACE_PAIRS
-    if b"'" in raw:
-        pairs += _APOSTROPHE_PAIRS
-    if raw.translate(None, _PLAIN_BYTES[:52] + b"' \n"):  # any digit
-        pairs += _DIGIT_PAIRS
-    for pair in pairs:
-        at = shape.find(pair)
-        while at >= 0:  # shape[i] is raw[i - 1]: the line of raw[at]
-            odd.add(min(n - 1, raw.count(b"\n", 0, max(0, at))))
-            at = shape.find(pair, at + 1)
+    hits = _hits(b" " + raw.translate(_SPACES) + b" ", b"  ", 1)
+    if raw.translate(None, _LETTERS + b"' \n"):  # some digit (or an odd byte found above)
+        shape = raw.translate(_DIGITS)
+        hits += _hits(shape, b"a0", 0)
+        # "0a" searched as "a0" in the reversed shape: a rare last byte makes the scan fast.
+        hits += [len(raw) - 1 - at for at in _hits(shape[::-1], b"a0", 0)]
+    odd.update(min(n - 1, raw.count(b"\n", 0, max(0, at + 1))) for at in hits)
     return sorted(odd)
+
+
+def _hits(shape: bytes, pair: bytes, shift: int) -> list[int]:
+    """Positions in the raw bytes (shape index minus `shift`) where `pair` starts."""
+    out = []
+    at = shape.find(pair)
+    while at >= 0:
+        out.append(at - shift)
+        at = shape.find(pair, at + 1)
+    return out
 
 
 def _resolve(found: list[tuple[int, int, str, int]]) -> list[Match]:
