@@ -11,7 +11,7 @@ from typing import Any
 
 from export.data import DataError, Example, generate, read_jsonl, summarize, write_jsonl
 from export.languages import DEFAULT_LANGUAGE, LANGUAGES, get_language
-from modelspec.context import CONTEXT_DIM
+from modelspec.context import CONFIG_CONTEXT_DIM, CONTEXT_DIM
 from modelspec.names import CELLS
 
 DEFAULT_ARCH: dict[str, Any] = {
@@ -117,7 +117,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     arch = _arch(args)
     use_context = args.context if args.context is not None else args.language == DEFAULT_LANGUAGE
-    arch["context_dim"] = CONTEXT_DIM if use_context else 0
+    arch[CONFIG_CONTEXT_DIM] = CONTEXT_DIM if use_context else 0
     print(
         f"training {arch} on {len(splits['train'])} examples "
         f"(val {len(splits['val'])}, test {len(splits['test'])})",

@@ -23,7 +23,13 @@ from export.context_sim import EVAL_SIM, context_features, pool_values, simulate
 from export.data import Example, bio_tags, package_intents, without_context
 from export.languages import DEFAULT_LANGUAGE, get_language
 from modelspec.batch import pad_rows
-from modelspec.context import CONTEXT_DIM, CONTEXT_KINDS, ContextMatcher, HomeContext
+from modelspec.context import (
+    CONFIG_CONTEXT_DIM,
+    CONTEXT_DIM,
+    CONTEXT_KINDS,
+    ContextMatcher,
+    HomeContext,
+)
 from modelspec.meta import ModelMetadata
 from modelspec.names import CONTEXT, INPUT_IDS, INTENT_LOGITS, LENGTHS, METADATA_KEY, SLOT_LOGITS
 from modelspec.tags import (
@@ -95,7 +101,7 @@ class Runner:
         self.tok = self.meta.make_tokenizer()
         self.matcher = ContextMatcher(self.tok)
         self.values = SlotValues.from_dict(self.meta.values)
-        self.takes_context = bool(self.meta.config.get("context_dim"))
+        self.takes_context = bool(self.meta.config.get(CONFIG_CONTEXT_DIM))
         self.start, self.trans = allowed_transitions(self.meta.slots)
         self.threshold = float(self.meta.calibration.get("threshold", 0.0) or 0.0)
 

@@ -31,13 +31,11 @@ CONTEXT_FEATURES: Final = tuple(f"{p}-{k}" for k in CONTEXT_KINDS for p in ("B",
 CONTEXT_DIM: Final = len(CONTEXT_FEATURES)
 # The model config key that says whether (and how wide) a model takes the context input.
 CONFIG_CONTEXT_DIM: Final = "context_dim"
-# Metadata key describing the input (tensor name, feature layout, matcher): present when taken.
-METADATA_CONTEXT: Final = "context"
 MATCHER_VERSION: Final = 1
 
 
 def context_metadata() -> dict[str, object]:
-    """What the metadata says of a model that takes the context input."""
+    """The metadata's `context` (ModelMetadata.context) of a model that takes the input."""
     return {"input": CONTEXT, "features": list(CONTEXT_FEATURES), "matcher": MATCHER_VERSION}
 
 

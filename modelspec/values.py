@@ -3,9 +3,9 @@
 A slot keeps its surface text and gains a canonical value: the list value of a spoken form
 ("windows" -> "window", "occupied" -> "on"), a number from digits or number words ("forty
 five percent" -> "45"), and the values no word carries (`domain` of "turn off the kitchen
-lights" -> "light"). The tables travel in the model's metadata under METADATA_VALUES (built at
-export from home-assistant-intents' lists and the training sentences), so the server needs no
-intents package. Pure Python; no torch, no grpc.
+lights" -> "light"). The tables travel in the model's metadata as `values`
+(ModelMetadata.values, built at export from home-assistant-intents' lists and the training
+sentences), so the server needs no intents package. Pure Python; no torch, no grpc.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from typing import Any, Final
 
 from modelspec.tags import decode_bio
 
-METADATA_VALUES: Final = "values"
 # Closed-list slots looked up among the untagged words when the model tags none ("raise windows
 # around the penthouse": device_class window).
 FALLBACK_SLOTS: Final = ("device_class",)
