@@ -11,6 +11,8 @@ import grpc
 import numpy as np
 import onnxruntime as ort
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from client.api import Client, RnnServeError
 from modelspec.context import (
@@ -28,6 +30,8 @@ from modelspec.tokenizer import Tokenizer
 from modelspec.values import english_number
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
+from rnnserve.v1 import rnnserve_pb2 as pb
+from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
 from .conftest import DEFAULT_ONNX, ROOT
 from .serving import ENV, RunningServer, ServerProcess, settings_for, small_model_file
@@ -310,3 +314,41 @@ def test_the_cli_reads_a_fixtures_shaped_file(tmp_path):
         assert out.returncode == 2 and "entities[0] needs a name" in out.stderr
     finally:
         srv.stop()
+
+
+# ---------------------------------------------------------------- fuzzing (make test-slow)
+
+names = st.text(max_size=40) | st.sampled_from(["Kitchen", "Living Room", "TV 2", "Mila's lamp"])
+entries = st.lists(
+    st.builds(
+        lambda n, i, a, d: pb.ContextEntry(name=n, id=i, aliases=a, domain=d),
+        names,
+        st.text(max_size=20),
+        st.lists(names, max_size=3),
+        st.text(max_size=10),
+    ),
+    max_size=12,
+)
+
+
+@pytest.mark.slow
+@settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(
+    text=st.text(max_size=80) | st.sampled_from(["turn on the kitchen light", "tv 2 off"]),
+    floors=entries,
+    areas=entries,
+    ents=entries,
+)
+def test_fuzz_contexts_get_an_answer_or_invalid_argument(server, text, floors, areas, ents):
+    ctx = pb.HomeContext(floors=floors, areas=areas, entities=ents)
+    with grpc.insecure_channel(server.target) as ch:
+        stub = pb_grpc.ParserStub(ch)
+        try:
+            r = stub.Parse(pb.ParseRequest(text=text, context=ctx), timeout=10)
+        except grpc.RpcError as err:
+            assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, (err.code(), err.details())
+            return
+    kinds = {"name": ents, "area": areas, "floor": floors}
+    for s in r.slots:  # a resolved slot names an entry of its own kind, by that entry's name
+        if s.entry_name:
+            assert s.entry_name in {e.name for e in kinds[s.name]}
