@@ -11,8 +11,10 @@ PORT ?= 50051
 METRICS_PORT ?= 9090
 QUANTIZE ?=
 TRAIN_ARGS ?=
+G2P_TRAIN_ARGS ?=
 # Language of the model `make data/train/export/parity/sweep` work on: en (default) or zh-CN
-# (not LANG: that is the locale). zh-CN trains and exports models/intent-zh.* only.
+# (not LANG: that is the locale). zh-CN trains and exports models/intent-zh{,-stream}.* only
+# (20 epochs: docs/model.md, zh-CN recipe; TRAIN_ARGS="--epochs N" overrides).
 MODEL_LANG ?= en
 MODEL_STEM := models/intent-$(firstword $(subst -, ,$(MODEL_LANG)))
 
@@ -51,20 +53,24 @@ format: $(STAMP)
 data: $(STAMP)
 	$(PY) -m export data --language $(MODEL_LANG)
 
-train: $(STAMP)  ## train the default model and its streaming twin -> models/intent{,-stream}.pt + reports
+train: $(STAMP)  ## train the default model, its streaming twin and g2p -> models/{intent,intent-stream,g2p}.pt + reports
 ifeq ($(MODEL_LANG),en)
 	$(PY) -m export train $(TRAIN_ARGS)
 	$(PY) -m export train --no-bidirectional --out models/intent-stream.pt --report models/intent-stream.report.json $(TRAIN_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m export.g2p train $(G2P_TRAIN_ARGS)
 else
-	$(PY) -m export train --language $(MODEL_LANG) --out $(MODEL_STEM).pt --report $(MODEL_STEM).report.json $(TRAIN_ARGS)
+	$(PY) -m export train --language $(MODEL_LANG) --epochs 20 --out $(MODEL_STEM).pt --report $(MODEL_STEM).report.json $(TRAIN_ARGS)
+	$(PY) -m export train --language $(MODEL_LANG) --epochs 20 --no-bidirectional --out $(MODEL_STEM)-stream.pt --report $(MODEL_STEM)-stream.report.json $(TRAIN_ARGS)
 endif
 
-export: $(STAMP)  ## export -> models/intent{,-stream}.onnx, parity tables, metadata (QUANTIZE=1: int8 too)
+export: $(STAMP)  ## export -> models/intent{,-stream}.onnx, models/g2p/1/{encoder,step}.onnx, parity, metadata (QUANTIZE=1: int8 too)
 ifeq ($(MODEL_LANG),en)
 	$(PY) -m export export $(if $(QUANTIZE),--quantize)
 	$(PY) -m export export --checkpoint models/intent-stream.pt --out models/intent-stream.onnx
+	$(PY) -m export.g2p export
 else
 	$(PY) -m export export --checkpoint $(MODEL_STEM).pt --out $(MODEL_STEM).onnx $(if $(QUANTIZE),--quantize)
+	$(PY) -m export export --checkpoint $(MODEL_STEM)-stream.pt --out $(MODEL_STEM)-stream.onnx
 endif
 
 parity: $(STAMP)
@@ -87,8 +93,9 @@ proto-check: $(STAMP)  ## fail when the committed stubs are stale
 	$(PY) -m grpc_tools.protoc -Iproto --python_out=build/proto-check --grpc_python_out=build/proto-check --pyi_out=build/proto-check $(PROTOS)
 	diff -r -x __init__.py -x __pycache__ build/proto-check/rnnserve rnnserve
 
-bench: $(STAMP)  ## benchmarks -> bench/results/{latest.json,summary.md,*.png}
+bench: $(STAMP)  ## benchmarks -> bench/results/{latest.json,summary.md,*.png,generate.{json,md}}
 	$(PY) bench/run.py $(BENCH_ARGS)
+	$(PY) bench/generate.py
 
 include mk/deploy.mk
 

@@ -1,4 +1,4 @@
-"""python -m client {parse,stream,info,health} --target HOST:PORT — the rnnserve command line."""
+"""python -m client {parse,stream,generate,info,health} --target HOST:PORT — the CLI."""
 
 from __future__ import annotations
 
@@ -354,6 +354,69 @@ def cmd_info(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
+def generation_dict(text: str, words: list[str], answers: list[Any]) -> dict[str, Any]:
+    """One input (a name of one or more words) and each word's answer, as JSON."""
+    out = []
+    for word, r in zip(words, answers):
+        out.append(
+            {
+                "word": word,
+                "tokens": list(r.tokens),
+                "score": r.score,
+                "finished": r.finished,
+                "hypotheses": [
+                    {"tokens": list(h.tokens), "score": h.score, "finished": h.finished}
+                    for h in r.hypotheses
+                ],
+            }
+        )
+    return {"text": text, "words": out}
+
+
+def cmd_generate(args: argparse.Namespace, client: Client) -> int:
+    """Generate for each input (stdin lines with `-`); a name of several words is split into
+    words, all sent at once so the server batches their steps; print in input order."""
+    items: list[str] = []
+    for number, t in enumerate(args.texts, 1):
+        if t == "-":
+            items.extend(line.strip() for _, line in stdin_lines() if line.strip())
+        elif not _encodable(t) or not t.strip():
+            raise InputError(f"input {number} on the command line is empty or not UTF-8 text")
+        else:
+            items.append(t.strip())
+    words = [w for item in items for w in item.split()]
+    if not words:
+        print("error: nothing to generate", file=sys.stderr)
+        return 2
+    results = client.generate_many(
+        words,
+        model=args.model,
+        version=args.model_version,
+        beam_size=args.beam_size,
+        max_steps=args.max_steps,
+        num_results=args.num_results,
+    )
+    status = 0
+    at = 0
+    for item in items:
+        n = len(item.split())
+        answers, at = results[at : at + n], at + n
+        failed = [(w, r) for w, r in zip(item.split(), answers) if isinstance(r, RnnServeError)]
+        for word, err in failed:
+            assert isinstance(err, RnnServeError)
+            print(f"{err.code}: {err.message} ({word!r})", file=sys.stderr)
+            status = 1
+        if failed:
+            continue
+        if args.json:
+            row = generation_dict(item, item.split(), answers)
+            print(json.dumps(row, ensure_ascii=False), flush=True)
+        else:
+            said = " | ".join(" ".join(r.tokens) for r in answers)  # type: ignore[union-attr]
+            print(f"{item}\t{said}", flush=True)
+    return status
+
+
 def cmd_health(args: argparse.Namespace, client: Client) -> int:
     """Print the health status; exit 0 only when SERVING."""
     status = client.health(args.service)
@@ -415,7 +478,9 @@ def build_parser(prog: str = "python -m client") -> Parser:
         " (env RNNSERVE_TOKEN)",
     )
     p = Parser(prog=prog, description=__doc__)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{parse,stream,info,health}")
+    sub = p.add_subparsers(
+        dest="command", required=True, metavar="{parse,stream,generate,info,health}"
+    )
     parse = sub.add_parser("parse", parents=[common], help="parse utterances")
     parse.add_argument("texts", nargs="+", help="utterances, or - for one per stdin line")
     stream = sub.add_parser("stream", parents=[common], help="stream stdin lines as chunks")
@@ -447,7 +512,13 @@ def build_parser(prog: str = "python -m client") -> Parser:
     return p
 
 
-COMMANDS = {"parse": cmd_parse, "stream": cmd_stream, "info": cmd_info, "health": cmd_health}
+COMMANDS = {
+    "parse": cmd_parse,
+    "stream": cmd_stream,
+    "generate": cmd_generate,
+    "info": cmd_info,
+    "health": cmd_health,
+}
 
 
 def _prog() -> str:

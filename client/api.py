@@ -84,6 +84,21 @@ RETRY_POLICY = {
 }
 
 
+def tensor_message(value: Any) -> pb.Tensor:
+    """A Tensor from a numpy array or nested lists of numbers (no numpy needed)."""
+    if hasattr(value, "shape") and hasattr(value, "ravel"):
+        return pb.Tensor(shape=list(value.shape), values=[float(v) for v in value.ravel()])
+    shape: list[int] = []
+    level = value
+    while isinstance(level, list | tuple):
+        shape.append(len(level))
+        level = level[0] if level else None
+    flat = list(value)
+    for _ in shape[1:]:
+        flat = [v for row in flat for v in row]
+    return pb.Tensor(shape=shape, values=[float(v) for v in flat])
+
+
 def _read(path: str | None) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
@@ -291,6 +306,86 @@ class Client:
             pb.ModelInfoRequest(model=model, version=version),
             timeout,
         )
+
+    @staticmethod
+    def generate_request(
+        text: str | None = None,
+        ids: Sequence[int] | None = None,
+        *,
+        model: str = "",
+        version: str = "",
+        beam_size: int = 0,
+        max_steps: int = 0,
+        num_results: int = 0,
+        states: bool = False,
+        h0: Any = None,
+        memory: Any = None,
+    ) -> pb.GenerateRequest:
+        """Build a GenerateRequest from a word, source ids, or (1 vs N) h0 and/or memory
+        (array-likes: h0 [hidden], memory [source, width] or [width])."""
+        req = pb.GenerateRequest(
+            model=model,
+            version=version,
+            beam_size=beam_size,
+            max_steps=max_steps,
+            num_results=num_results,
+            return_states=states,
+        )
+        if text is not None:
+            req.text = text
+        elif ids is not None:
+            req.token_ids.ids[:] = list(ids)
+        elif h0 is not None or memory is not None:
+            for name, value in (("h0", h0), ("memory", memory)):
+                if value is not None:
+                    getattr(req.context, name).CopyFrom(tensor_message(value))
+        return req
+
+    def generate(
+        self, text: str, *, timeout: float | None = None, **kw: Any
+    ) -> pb.GenerateResponse:
+        """The output sequence of one input word (g2p: its phonemes)."""
+        req = self.generate_request(text=text, **kw)
+        return self._call(self.stubs[self._next()].Generate, req, timeout)
+
+    def generate_from(self, *, timeout: float | None = None, **kw: Any) -> pb.GenerateResponse:
+        """Generate from source ids (`ids=`) or, 1 vs N, from `h0=` and/or `memory=`."""
+        req = self.generate_request(**kw)
+        return self._call(self.stubs[self._next()].Generate, req, timeout)
+
+    def generate_many(
+        self, texts: Sequence[str], *, timeout: float | None = None, **kw: Any
+    ) -> list[pb.GenerateResponse | RnnServeError]:
+        """Send all words at once (the server batches their decoder steps); answers (or
+        errors) in input order."""
+        futures = [
+            self.stubs[self._next()].Generate.future(
+                self.generate_request(text=t, **kw),
+                timeout=self._deadline(timeout),
+                metadata=self.metadata,
+            )
+            for t in texts
+        ]
+        out: list[pb.GenerateResponse | RnnServeError] = []
+        for f in futures:
+            try:
+                out.append(f.result())
+            except grpc.RpcError as err:
+                out.append(RnnServeError.from_rpc(err))
+        return out
+
+    def generate_stream(
+        self, text: str, *, timeout: float | None = None, **kw: Any
+    ) -> Iterator[pb.GenerateStreamResponse]:
+        """One message per output token as it is decoded, then one with the whole answer."""
+        req = self.generate_request(text=text, **kw)
+        try:
+            stub = self.stubs[self._next()]
+            yield from stub.GenerateStream(
+                req, timeout=self._deadline(timeout), metadata=self.metadata
+            )
+        except grpc.RpcError as err:
+            raise RnnServeError.from_rpc(err) from None
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
         """grpc.health.v1 status name: SERVING, NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN."""

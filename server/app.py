@@ -28,6 +28,8 @@ from server.admission import Admission
 from server.auth import TokenStore
 from server.dataplane import DataPlane
 from server.errors import ModelLoadError
+from server.generation_service import GenerationService, from_repository
+from server.graph_servicer import GraphInferenceServicer
 from server.interceptors import (
     AdmissionInterceptor,
     AuthInterceptor,
@@ -35,7 +37,6 @@ from server.interceptors import (
     Registrar,
     StatusInterceptor,
 )
-from server.kserve_servicer import InferenceServicer
 from server.loader import ModelLoader
 from server.metrics import Metrics
 from server.model import ModelRegistry
@@ -71,6 +72,7 @@ class App:
     executor: ThreadPoolExecutor
     metrics_port: int | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    generation: GenerationService = field(default_factory=GenerationService)
 
     async def start(self) -> None:
         """Start accepting calls (health says NOT_SERVING until warm-up, unless warm already)."""
@@ -93,6 +95,7 @@ class App:
         runs = self.settings.warmup_runs if runs is None else runs
         for model in self.registry:
             await loop.run_in_executor(self.executor, model.runtime.warmup, runs)
+        await loop.run_in_executor(self.executor, self.generation.warmup, runs)
         self.registry.ready = True
         self.metrics.ready.set(1)
         for name in ("", *SERVICE_NAMES):
@@ -114,6 +117,7 @@ class App:
         for model in self.registry:
             if model.batcher is not None:
                 await model.batcher.stop()
+        await self.generation.stop()
         for task in self.tasks:
             task.cancel()
         self.loader.close()
@@ -193,6 +197,7 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
         on_streams=metrics.open_streams.set,
     )
     plane = DataPlane(registry, admission, loader)
+    generation = from_repository(settings, executor, metrics)
     tag = None if worker is None else str(os.getpid())
     layers: list[Layer] = [StatusInterceptor(metrics, tag)]
     if tokens is not None:
@@ -200,9 +205,9 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
     layers.append(AdmissionInterceptor(admission))
     server = grpc.aio.server(options=grpc_options(settings))
     services = Registrar(server, layers)  # handlers wrapped once here, not on every call
-    rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane), services)
+    rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane, generation), services)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        InferenceServicer(plane), services
+        GraphInferenceServicer(plane, generation), services
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, services)
@@ -216,6 +221,7 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
     )
     port = bind(server, settings, credentials)
     app = App(settings, server, port, registry, loader, admission, health, metrics, executor)
+    app.generation = generation
     if settings.metrics_port >= 0:
         try:
             app.metrics_port = metrics.serve(settings.host, settings.metrics_port)

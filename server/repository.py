@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from modelspec.seq2seq import ENCODER_FILE
+
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
 FLAT_VERSION = "1"
@@ -88,24 +90,36 @@ def _config(folder: Path) -> dict[str, Any]:
     return data
 
 
-def _folder(folder: Path) -> ModelSource:
+def is_seq2seq(folder: Path) -> bool:
+    """An encoder–decoder folder: a version folder holds encoder.onnx (and step.onnx)."""
+    try:
+        return any(
+            (p / ENCODER_FILE).is_file()
+            for p in folder.iterdir()
+            if p.name.isdigit() and p.is_dir()
+        )
+    except OSError:
+        return False
+
+
+def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
     name = folder.name
     try:
         config = _config(folder)
         numbered = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
-        present = [v for v in numbered if (folder / str(v) / MODEL_FILE).is_file()]
+        present = [v for v in numbered if (folder / str(v) / model_file).is_file()]
         chosen = _policy(config, sorted(present), folder / CONFIG_FILE)
         versions = {
             str(v): VersionFile(p, _stamp(p))
             for v in chosen
-            for p in [folder / str(v) / MODEL_FILE]
+            for p in [folder / str(v) / model_file]
         }
     except RepositoryError as exc:
         return ModelSource(name, error=str(exc))
     except OSError as exc:
         return ModelSource(name, error=f"{folder}: cannot read ({exc.strerror})")
     if not versions:
-        return ModelSource(name, error=f"{folder}: no version folder holds a {MODEL_FILE}")
+        return ModelSource(name, error=f"{folder}: no version folder holds a {model_file}")
     return ModelSource(
         name,
         versions,
@@ -132,7 +146,8 @@ def scan(root: Path) -> dict[str, ModelSource]:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
-            out[entry.name] = _folder(entry)
+            if not is_seq2seq(entry):  # encoder–decoders: scan_seq2seq
+                out[entry.name] = _folder(entry)
         elif entry.suffix == ".onnx" and entry.is_file():
             name = entry.name[: -len(".onnx")]
             if name in out or (root / name).is_dir():
@@ -140,3 +155,14 @@ def scan(root: Path) -> dict[str, ModelSource]:
                 continue
             out[name] = ModelSource(name, {FLAT_VERSION: VersionFile(entry, _stamp(entry))})
     return out
+
+
+def scan_seq2seq(root: Path) -> dict[str, ModelSource]:
+    """Every encoder–decoder model under `root`; a version's path is its encoder.onnx."""
+    if not root.is_dir():
+        return {}
+    return {
+        e.name: _folder(e, ENCODER_FILE)
+        for e in sorted(root.iterdir())
+        if e.is_dir() and not e.name.startswith(".") and is_seq2seq(e)
+    }

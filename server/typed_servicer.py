@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+import grpc
 import numpy as np
 
 from modelspec.io import TensorSpec
@@ -14,6 +15,8 @@ from server.context import home_context
 from server.dataplane import DataPlane
 from server.decoding import ParseOptions, ParseResult
 from server.errors import InvalidArgument
+from server.generate_codec import generate_input, response, stream_message
+from server.generation_service import GenerationService
 from server.model import ServedModel
 from server.requests import ParseInput, StreamState
 
@@ -139,8 +142,9 @@ def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
 class ParserServicer(pb_grpc.ParserServicer):
     """The typed API: each method translates, then makes one data-plane call."""
 
-    def __init__(self, plane: DataPlane) -> None:
+    def __init__(self, plane: DataPlane, generation: GenerationService | None = None) -> None:
         self.plane = plane
+        self.generation = generation or GenerationService()
 
     async def Parse(self, request: pb.ParseRequest, context: object) -> pb.ParseResponse:  # noqa: N802
         """Parse one utterance."""
@@ -173,3 +177,18 @@ class ParserServicer(pb_grpc.ParserServicer):
     ) -> pb.ModelInfoResponse:
         """Describe the model."""
         return model_info(*self.plane.describe(request.model, request.version))
+
+    async def Generate(  # noqa: N802
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GenerateResponse:
+        """Generate one sequence with an encoder–decoder model."""
+        req = generate_input(request, context.time_remaining())
+        return response(await self.generation.generate(req))
+
+    async def GenerateStream(  # noqa: N802
+        self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.GenerateStreamResponse]:
+        """Generate one sequence, sending each token as it is decoded."""
+        req = generate_input(request, context.time_remaining())
+        async for model, item in self.generation.generate_stream(req):
+            yield stream_message(item, model.runtime.target_vocab)

@@ -79,7 +79,7 @@ def test_installed_scripts_run_outside_the_checkout(tmp_path):
 
     client_help = run("rnnserve", "--help")
     assert client_help.returncode == 0, client_help.stderr
-    assert client_help.stdout.startswith("usage: rnnserve [-h] {parse,stream,info,health}")
+    assert client_help.stdout.startswith("usage: rnnserve [-h] {parse,stream,generate,info,health}")
     server_help = run("rnnserve-server", "--help")
     assert server_help.returncode == 0, server_help.stderr
     assert server_help.stdout.startswith("usage: ") and "--model" in server_help.stdout

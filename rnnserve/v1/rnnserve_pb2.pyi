@@ -281,3 +281,87 @@ class ModelInfoResponse(_message.Message):
     versions: _containers.RepeatedScalarFieldContainer[str]
     cuda_tf32: bool
     def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ..., version: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., cuda_tf32: _Optional[bool] = ...) -> None: ...
+
+class GenerateContext(_message.Message):
+    __slots__ = ("h0", "memory")
+    H0_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
+    h0: Tensor
+    memory: Tensor
+    def __init__(self, h0: _Optional[_Union[Tensor, _Mapping]] = ..., memory: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class GenerateRequest(_message.Message):
+    __slots__ = ("model", "version", "text", "token_ids", "context", "beam_size", "max_steps", "num_results", "return_states")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    CONTEXT_FIELD_NUMBER: _ClassVar[int]
+    BEAM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    MAX_STEPS_FIELD_NUMBER: _ClassVar[int]
+    NUM_RESULTS_FIELD_NUMBER: _ClassVar[int]
+    RETURN_STATES_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    version: str
+    text: str
+    token_ids: TokenIds
+    context: GenerateContext
+    beam_size: int
+    max_steps: int
+    num_results: int
+    return_states: bool
+    def __init__(self, model: _Optional[str] = ..., version: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., context: _Optional[_Union[GenerateContext, _Mapping]] = ..., beam_size: _Optional[int] = ..., max_steps: _Optional[int] = ..., num_results: _Optional[int] = ..., return_states: _Optional[bool] = ...) -> None: ...
+
+class Hypothesis(_message.Message):
+    __slots__ = ("tokens", "token_ids", "scores", "score", "finished", "states")
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    score: float
+    finished: bool
+    states: Tensor
+    def __init__(self, tokens: _Optional[_Iterable[str]] = ..., token_ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., finished: _Optional[bool] = ..., states: _Optional[_Union[Tensor, _Mapping]] = ...) -> None: ...
+
+class GenerateResponse(_message.Message):
+    __slots__ = ("model", "model_version", "tokens", "token_ids", "scores", "score", "finished", "hypotheses", "input_tokens")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_IDS_FIELD_NUMBER: _ClassVar[int]
+    SCORES_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_FIELD_NUMBER: _ClassVar[int]
+    HYPOTHESES_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    model_version: str
+    tokens: _containers.RepeatedScalarFieldContainer[str]
+    token_ids: _containers.RepeatedScalarFieldContainer[int]
+    scores: _containers.RepeatedScalarFieldContainer[float]
+    score: float
+    finished: bool
+    hypotheses: _containers.RepeatedCompositeFieldContainer[Hypothesis]
+    input_tokens: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, model: _Optional[str] = ..., model_version: _Optional[str] = ..., tokens: _Optional[_Iterable[str]] = ..., token_ids: _Optional[_Iterable[int]] = ..., scores: _Optional[_Iterable[float]] = ..., score: _Optional[float] = ..., finished: _Optional[bool] = ..., hypotheses: _Optional[_Iterable[_Union[Hypothesis, _Mapping]]] = ..., input_tokens: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GenerateStreamResponse(_message.Message):
+    __slots__ = ("step", "token", "token_id", "score", "end", "result")
+    STEP_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    step: int
+    token: str
+    token_id: int
+    score: float
+    end: bool
+    result: GenerateResponse
+    def __init__(self, step: _Optional[int] = ..., token: _Optional[str] = ..., token_id: _Optional[int] = ..., score: _Optional[float] = ..., end: _Optional[bool] = ..., result: _Optional[_Union[GenerateResponse, _Mapping]] = ...) -> None: ...

@@ -49,6 +49,16 @@ class ParserStub:
                 request_serializer=rnnserve_dot_v1_dot_rnnserve__pb2.ModelInfoRequest.SerializeToString,
                 response_deserializer=rnnserve_dot_v1_dot_rnnserve__pb2.ModelInfoResponse.FromString,
                 _registered_method=True)
+        self.Generate = channel.unary_unary(
+                '/rnnserve.v1.Parser/Generate',
+                request_serializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateResponse.FromString,
+                _registered_method=True)
+        self.GenerateStream = channel.unary_stream(
+                '/rnnserve.v1.Parser/GenerateStream',
+                request_serializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateRequest.SerializeToString,
+                response_deserializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateStreamResponse.FromString,
+                _registered_method=True)
 
 
 class ParserServicer:
@@ -76,6 +86,22 @@ class ParserServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Generate(self, request, context):
+        """Encoder–decoder models (N vs M; 1 vs N from a context): one output sequence, greedy or
+        by beam search. Requests share the model's decoder steps (per-step batching).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GenerateStream(self, request, context):
+        """The same, one message per output token as it is decoded (greedy; a beam search sends
+        its tokens when it ends), then a last message carrying the whole answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ParserServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +119,16 @@ def add_ParserServicer_to_server(servicer, server):
                     servicer.ModelInfo,
                     request_deserializer=rnnserve_dot_v1_dot_rnnserve__pb2.ModelInfoRequest.FromString,
                     response_serializer=rnnserve_dot_v1_dot_rnnserve__pb2.ModelInfoResponse.SerializeToString,
+            ),
+            'Generate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Generate,
+                    request_deserializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateRequest.FromString,
+                    response_serializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateResponse.SerializeToString,
+            ),
+            'GenerateStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.GenerateStream,
+                    request_deserializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateRequest.FromString,
+                    response_serializer=rnnserve_dot_v1_dot_rnnserve__pb2.GenerateStreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +212,60 @@ class Parser:
             '/rnnserve.v1.Parser/ModelInfo',
             rnnserve_dot_v1_dot_rnnserve__pb2.ModelInfoRequest.SerializeToString,
             rnnserve_dot_v1_dot_rnnserve__pb2.ModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Generate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/rnnserve.v1.Parser/Generate',
+            rnnserve_dot_v1_dot_rnnserve__pb2.GenerateRequest.SerializeToString,
+            rnnserve_dot_v1_dot_rnnserve__pb2.GenerateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GenerateStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/rnnserve.v1.Parser/GenerateStream',
+            rnnserve_dot_v1_dot_rnnserve__pb2.GenerateRequest.SerializeToString,
+            rnnserve_dot_v1_dot_rnnserve__pb2.GenerateStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

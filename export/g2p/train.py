@@ -1,0 +1,200 @@
+"""Training of the G2P encoder–decoder: teacher forcing, label smoothing, Adam, best-on-val."""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from export.g2p.data import Entry, Vocab, load_cmudict, split_entries
+from export.g2p.decode import decode_entries, error_rates
+from export.g2p.model import G2P, G2PConfig
+from modelspec.batch import pad_rows
+from modelspec.seq2seq import BOS_ID, TGT_PAD_ID
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings (stored in the checkpoint)."""
+
+    epochs: int = 8
+    batch_size: int = 256
+    lr: float = 3e-3
+    min_lr: float = 1e-4
+    label_smoothing: float = 0.1
+    clip: float = 1.0
+    seed: int = 0
+    val_every: int = 1
+    val_words: int = 3000  # words of the validation split scored after each epoch
+
+
+def _pairs(vocab: Vocab, entries: Sequence[Entry]) -> list[tuple[list[int], list[int]]]:
+    """(character ids, phoneme ids + </s>) for every pronunciation of every entry."""
+    return [(vocab.encode_word(e.word), vocab.encode_pron(p)) for e in entries for p in e.prons]
+
+
+def _batches(
+    pairs: list[tuple[list[int], list[int]]], size: int, rng: random.Random
+) -> list[list[tuple[list[int], list[int]]]]:
+    """Shuffled batches of similar source length (sorted within pools of 50 batches)."""
+    order = pairs[:]
+    rng.shuffle(order)
+    pool = size * 50
+    out: list[list[tuple[list[int], list[int]]]] = []
+    for s in range(0, len(order), pool):
+        chunk = sorted(order[s : s + pool], key=lambda p: len(p[0]))
+        out.extend(chunk[i : i + size] for i in range(0, len(chunk), size))
+    rng.shuffle(out)
+    return out
+
+
+def _tensors(batch: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, ...]:
+    src, src_len = pad_rows([p[0] for p in batch])
+    tgt, _ = pad_rows([p[1] for p in batch], pad_id=TGT_PAD_ID)
+    tgt_t = torch.from_numpy(tgt)
+    dec_in = torch.cat([torch.full((len(batch), 1), BOS_ID), tgt_t[:, :-1]], dim=1)
+    dec_in = dec_in.masked_fill(dec_in == TGT_PAD_ID, TGT_PAD_ID)
+    return torch.from_numpy(src), torch.from_numpy(src_len), dec_in, tgt_t
+
+
+def fit(
+    model: G2P,
+    vocab: Vocab,
+    train: Sequence[Entry],
+    val: Sequence[Entry],
+    settings: TrainSettings,
+    log: Callable[[str], None] = print,
+    on_best: Callable[[dict[str, Any], int], None] | None = None,
+) -> dict[str, Any]:
+    """Train; keep the weights of the epoch with the lowest validation word error (handed to
+    `on_best` as they improve, so a stopped run leaves its best weights)."""
+    rng = random.Random(settings.seed)
+    torch.manual_seed(settings.seed)
+    pairs = _pairs(vocab, train)
+    val_sample = list(val)
+    random.Random(settings.seed).shuffle(val_sample)
+    val_sample = val_sample[: settings.val_words]
+    opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
+    steps_per_epoch = math.ceil(len(pairs) / settings.batch_size)
+    total = settings.epochs * steps_per_epoch
+
+    def lr_at(step: int) -> float:  # linear warm-up over 300 steps, then cosine to min_lr
+        if step < 300:
+            return settings.lr * (step + 1) / 300
+        frac = (step - 300) / max(1, total - 300)
+        return settings.min_lr + 0.5 * (settings.lr - settings.min_lr) * (
+            1 + math.cos(math.pi * frac)
+        )
+
+    loss_fn = nn.CrossEntropyLoss(ignore_index=TGT_PAD_ID, label_smoothing=settings.label_smoothing)
+    best: dict[str, Any] = {"wer": 2.0}
+    best_state = copy.deepcopy(model.state_dict())
+    history = []
+    step = 0
+    for epoch in range(1, settings.epochs + 1):
+        model.train()
+        t0 = time.perf_counter()
+        total_loss = 0.0
+        for batch in _batches(pairs, settings.batch_size, rng):
+            src, src_len, dec_in, tgt = _tensors(batch)
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            logits = model(src, src_len, dec_in)
+            loss = loss_fn(logits.reshape(-1, logits.size(-1)), tgt.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), settings.clip)
+            opt.step()
+            total_loss += loss.item()
+            step += 1
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": total_loss / steps_per_epoch,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        if epoch % settings.val_every == 0 or epoch == settings.epochs:
+            rates = error_rates(val_sample, decode_entries(model, vocab, val_sample))
+            row.update(val_wer=rates["wer"], val_per=rates["per"])
+            if rates["wer"] < best["wer"]:
+                best = {"wer": rates["wer"], "per": rates["per"], "epoch": epoch}
+                best_state = copy.deepcopy(model.state_dict())
+                if on_best is not None:
+                    on_best(best_state, epoch)
+        history.append(row)
+        log(
+            " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        )
+    model.load_state_dict(best_state)
+    model.eval()
+    return {"best": best, "history": history}
+
+
+def train(
+    out: Path,
+    config_overrides: dict[str, Any] | None = None,
+    settings: TrainSettings | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Load CMUdict, split it, train, score validation and test (greedy), save the checkpoint."""
+    settings = settings or TrainSettings()
+    splits = split_entries(load_cmudict())
+    vocab = Vocab.build(splits["train"])
+    config = G2PConfig(len(vocab.chars), len(vocab.phonemes), **(config_overrides or {}))
+    torch.manual_seed(settings.seed)
+    model = G2P(config)
+    log(
+        f"words train={len(splits['train'])} val={len(splits['val'])} test={len(splits['test'])}"
+        f" params={sum(p.numel() for p in model.parameters())}"
+    )
+    t0 = time.perf_counter()
+    base = {
+        "config": config.to_dict(),
+        "vocab": {"chars": list(vocab.chars), "phonemes": list(vocab.phonemes)},
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save_best(state: dict[str, Any], epoch: int) -> None:
+        torch.save({**base, "state_dict": state, "training": {"best_epoch": epoch}}, out)
+
+    result = fit(model, vocab, splits["train"], splits["val"], settings, log, save_best)
+    metrics = {
+        name: error_rates(splits[name], decode_entries(model, vocab, splits[name]))
+        for name in ("val", "test")
+    }
+    log(f"greedy: {metrics}")
+    ckpt = {
+        "config": config.to_dict(),
+        "vocab": {"chars": list(vocab.chars), "phonemes": list(vocab.phonemes)},
+        "state_dict": model.state_dict(),
+        "metrics": {"greedy": metrics},
+        "training": {
+            **settings.__dict__,
+            "data": "cmudict",
+            "split": "md5(word.lower()) % 10: 0 test, 1 validation, else train",
+            "best_epoch": result["best"].get("epoch"),
+            "history": result["history"],
+            "train_seconds": round(time.perf_counter() - t0, 1),
+            "torch": torch.__version__,
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, out)
+    return ckpt
+
+
+def load_checkpoint(path: Path) -> tuple[G2P, Vocab, dict[str, Any]]:
+    """The model (eval mode), its vocabularies and the whole checkpoint dict."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    model = G2P(G2PConfig.from_dict(ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    vocab = Vocab(tuple(ckpt["vocab"]["chars"]), tuple(ckpt["vocab"]["phonemes"]))
+    return model, vocab, ckpt

@@ -1,0 +1,418 @@
+"""Encoder–decoder generation (G2P on CMUdict): per-step batching over the wire with the
+committed models/g2p, against torch and against each request alone; joining mid-way,
+cancellation and deadlines between steps; beam search; 1 vs N; the graphs as v2 models."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+
+from client import Client
+from rnnserve.kserve import grpc_predict_v2_pb2 as v2
+from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
+from rnnserve.v1 import rnnserve_pb2 as pb
+from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
+from server.beam import Job, TokenEvent, make_job
+from server.errors import DeadlineExceeded
+from server.generation import Generator
+from server.repository import scan, scan_seq2seq
+from server.seq2seq import GenerationLimits, Seq2SeqRuntime
+
+from .conftest import DEFAULT_ONNX, ROOT
+from .serving import ENV, RunningServer, settings_for
+
+G2P_DIR = ROOT / "models" / "g2p"
+G2P_VERSION = G2P_DIR / "1"
+G2P_CKPT = ROOT / "models" / "g2p.pt"
+LONG = "supercalifragilisticexpialidocious"
+NAMES = ["clippy", "jane's", "kitchen", "lamp", "zoltan", "anouk", "siobhan", "mcallister"]
+
+
+@functools.cache
+def _test_split() -> list[str]:
+    from export.g2p.data import load_cmudict, split_entries
+
+    return [e.word for e in split_entries(load_cmudict())["test"]]
+
+
+def _test_words(n: int) -> list[str]:
+    """n words of the test split (the md5 rule), every third one."""
+    return _test_split()[: n * 3 : 3]
+
+
+@functools.cache
+def _runtime() -> Seq2SeqRuntime:
+    return Seq2SeqRuntime(G2P_VERSION)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A repository with the English intent model and the committed g2p model."""
+    root = tmp_path_factory.mktemp("repo")
+    shutil.copy(DEFAULT_ONNX, root / "intent.onnx")
+    shutil.copytree(G2P_DIR, root / "g2p")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(repo):
+    with RunningServer(settings_for(DEFAULT_ONNX, model_repository=str(repo))) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.target) as channel:
+        yield pb_grpc.ParserStub(channel)
+
+
+@pytest.fixture(scope="module")
+def v2stub(server):
+    with grpc.insecure_channel(server.target) as channel:
+        yield v2_grpc.GRPCInferenceServiceStub(channel)
+
+
+def _key(r: pb.GenerateResponse) -> tuple:
+    return (tuple(r.tokens), tuple(r.scores), r.finished)
+
+
+# ---------------------------------------------------------------- the repository
+
+
+def test_the_repository_holds_g2p_as_an_encoder_decoder(repo):
+    assert "g2p" not in scan(repo)  # not a single-graph model
+    found = scan_seq2seq(repo)
+    assert list(found) == ["g2p"] and list(found["g2p"].versions) == ["1"]
+
+
+# ---------------------------------------------------------------- answers over the wire
+
+
+def test_greedy_answers_equal_torch_decoding(server):
+    torch = pytest.importorskip("torch")
+    from export.g2p.decode import greedy
+    from export.g2p.train import load_checkpoint
+
+    torch.set_num_threads(1)
+    model, vocab, _ = load_checkpoint(G2P_CKPT)
+    words = _test_words(150)
+    expected = [vocab.decode_pron(r) for r in greedy(model, [vocab.encode_word(w) for w in words])]
+    with Client(server.target) as client:
+        got = client.generate_many(words, model="g2p", timeout=60)
+    assert [tuple(r.tokens) for r in got] == expected
+
+
+def test_concurrent_answers_equal_each_request_alone(stub, server):
+    words = _test_words(48) + NAMES
+    alone = {w: _key(stub.Generate(pb.GenerateRequest(text=w), timeout=30)) for w in words}
+    with Client(server.target) as client:
+        together = client.generate_many(words * 2, timeout=60)  # 112 requests at once
+    assert [_key(r) for r in together] == [alone[w] for w in words * 2]
+    beams = {
+        w: _key(stub.Generate(pb.GenerateRequest(text=w, beam_size=4), timeout=30)) for w in NAMES
+    }
+    with Client(server.target) as client:
+        mixed = client.generate_many(NAMES * 3, beam_size=4, timeout=60)
+    assert [_key(r) for r in mixed] == [beams[w] for w in NAMES * 3]
+    gen = server.app.generation.find("g2p").generator
+    assert gen.rows_run > gen.steps_run  # steps really were shared
+    label = '{model="g2p",version="1"}'
+    steps = server.metric(f"rnnserve_generate_step_rows_count{label}")
+    assert server.metric(f"rnnserve_generate_step_rows_sum{label}") > steps > 0
+
+
+def test_stream_sends_each_token_then_the_whole_answer(stub):
+    whole = stub.Generate(pb.GenerateRequest(text="kitchen"), timeout=10)
+    msgs = list(stub.GenerateStream(pb.GenerateRequest(text="kitchen"), timeout=10))
+    tokens = [m.token for m in msgs if not m.HasField("result") and not m.end]
+    assert tokens == list(whole.tokens)
+    assert [m.step for m in msgs[:-1]] == list(range(len(msgs) - 1))
+    assert msgs[-1].HasField("result") and _key(msgs[-1].result) == _key(whole)
+    assert whole.finished and whole.score == pytest.approx(sum(whole.scores), abs=1e-4)
+
+
+def _rescore(v2stub, word: str, ids: list[int], eos: int) -> list[float]:
+    """Log-probabilities of a sequence, teacher forced through the v2 graphs."""
+    rt = _runtime()
+    src = np.asarray([rt.source_ids(word, GenerationLimits())], dtype=np.int64)
+    enc = _infer(v2stub, "g2p.encoder", {"input_ids": src, "lengths": np.asarray([src.shape[1]])})
+    memory, h = enc["memory"], enc["h_init"]
+    scores = []
+    prev = rt.bos_id
+    for tok in [*ids, eos]:
+        feeds = {
+            "prev_ids": np.asarray([prev]),
+            "h0": h,
+            "memory": memory,
+            "memory_lengths": np.asarray([src.shape[1]]),
+        }
+        out = _infer(v2stub, "g2p.step", feeds)
+        logits = out["logits"][0].astype(np.float64)
+        logits[[0, rt.bos_id]] = -np.inf  # <pad> and <s> are never generated
+        logp = logits - logits.max() - np.log(np.exp(logits - logits.max()).sum())
+        scores.append(float(logp[tok]))
+        prev, h = tok, out["h_n"]
+    return scores
+
+
+def test_beam_search_returns_the_best_scored_sequences(stub, v2stub):
+    for word in ["clippy", "siobhan", "zoltan"]:
+        greedy = stub.Generate(pb.GenerateRequest(text=word), timeout=10)
+        r = stub.Generate(pb.GenerateRequest(text=word, beam_size=6, num_results=6), timeout=10)
+        totals = [h.score for h in r.hypotheses]
+        assert len(totals) == 6 and totals == sorted(totals, reverse=True)
+        assert r.score == totals[0] >= greedy.score - 1e-5
+        assert len({tuple(h.token_ids) for h in r.hypotheses}) == 6
+        for h in r.hypotheses[:3]:  # the scores are the model's own log-probabilities
+            assert h.finished
+            again = _rescore(v2stub, word, list(h.token_ids), eos=2)
+            assert np.allclose(again, list(h.scores), atol=1e-4)
+
+
+def test_one_vs_n_from_a_given_vector(stub, v2stub):
+    rt = _runtime()
+    ids = rt.source_ids("lamp", GenerationLimits())
+    enc = _infer(
+        v2stub, "g2p.encoder", {"input_ids": np.asarray([ids]), "lengths": np.asarray([len(ids)])}
+    )
+    from_text = stub.Generate(pb.GenerateRequest(text="lamp"), timeout=10)
+    ctx = pb.GenerateContext(
+        h0=_tensor(enc["h_init"].reshape(-1)), memory=_tensor(enc["memory"][0])
+    )
+    from_vector = stub.Generate(pb.GenerateRequest(context=ctx), timeout=10)
+    assert _key(from_vector) == _key(from_text) and not from_vector.input_tokens
+    # One vector as the whole memory: the step graph generates from it alone.
+    one = pb.GenerateContext(memory=_tensor(enc["memory"][0, 1]), h0=ctx.h0)
+    r = stub.Generate(pb.GenerateRequest(context=one, max_steps=12, return_states=True), timeout=10)
+    assert 1 <= len(r.scores) <= 12
+    states = np.asarray(r.hypotheses[0].states.values).reshape(r.hypotheses[0].states.shape)
+    assert states.shape == (len(r.scores), rt.hidden)
+    expected = _loop(v2stub, enc["h_init"], enc["memory"][:, 1:2], 12, rt)
+    assert list(r.token_ids) == expected
+
+
+def _loop(v2stub, h, memory, steps: int, rt: Seq2SeqRuntime) -> list[int]:
+    """Greedy decoding driven by hand through the v2 step graph."""
+    out_ids: list[int] = []
+    prev = rt.bos_id
+    for _ in range(steps):
+        feeds = {
+            "prev_ids": np.asarray([prev]),
+            "h0": h,
+            "memory": memory,
+            "memory_lengths": np.asarray([memory.shape[1]]),
+        }
+        out = _infer(v2stub, "g2p.step", feeds)
+        logits = out["logits"][0].copy()
+        logits[[0, rt.bos_id]] = -np.inf
+        prev, h = int(np.argmax(logits)), out["h_n"]
+        if prev == rt.eos_id:
+            break
+        out_ids.append(prev)
+    return out_ids
+
+
+def _tensor(a: np.ndarray) -> pb.Tensor:
+    return pb.Tensor(shape=list(a.shape), values=a.ravel().tolist())
+
+
+def _infer(v2stub, model: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    req = v2.ModelInferRequest(model_name=model)
+    for name, arr in feeds.items():
+        a = np.ascontiguousarray(arr)
+        dtype = "INT64" if a.dtype.kind == "i" else "FP32"
+        a = a.astype("<i8" if dtype == "INT64" else "<f4")
+        req.inputs.add(name=name, datatype=dtype, shape=list(a.shape))
+        req.raw_input_contents.append(a.tobytes())
+    resp = v2stub.ModelInfer(req, timeout=10)
+    return {
+        o.name: np.frombuffer(raw, "<f4").reshape(list(o.shape))
+        for o, raw in zip(resp.outputs, resp.raw_output_contents)
+    }
+
+
+# ---------------------------------------------------------------- the graphs as v2 models
+
+
+def test_the_graphs_are_ordinary_v2_models(v2stub):
+    index = v2stub.RepositoryIndex(v2.RepositoryIndexRequest(), timeout=10)
+    names = {m.name for m in index.models if m.state == "READY"}
+    assert {"g2p.encoder", "g2p.step", "intent"} <= names
+    meta = v2stub.ModelMetadata(v2.ModelMetadataRequest(name="g2p.step"), timeout=10)
+    assert [t.name for t in meta.inputs] == ["prev_ids", "h0", "memory", "memory_lengths"]
+    assert [t.name for t in meta.outputs] == ["logits", "h_n", "attention"]
+    assert v2stub.ModelReady(v2.ModelReadyRequest(name="g2p.encoder"), timeout=10).ready
+    cfg = v2stub.ModelConfig(v2.ModelConfigRequest(name="g2p.encoder"), timeout=10).config
+    assert cfg.parameters["seq2seq_role"].string_value == "encoder"
+
+
+@pytest.mark.parametrize(
+    ("model", "feeds", "message"),
+    [
+        ("g2p.encoder", {"input_ids": np.asarray([[3, 4]])}, "lacks 'lengths'"),
+        (
+            "g2p.encoder",
+            {"input_ids": np.asarray([[3, 999]]), "lengths": np.asarray([2])},
+            "outside",
+        ),
+        ("g2p.encoder", {"input_ids": np.asarray([[3, 4]]), "lengths": np.asarray([3])}, "[1, 2]"),
+        (
+            "g2p.step",
+            {
+                "prev_ids": np.asarray([1]),
+                "h0": np.zeros((1, 1, 7), np.float32),
+                "memory": np.zeros((1, 2, 3), np.float32),
+                "memory_lengths": np.asarray([2]),
+            },
+            "must have shape",
+        ),
+    ],
+)
+def test_bad_v2_graph_requests_are_invalid_argument(v2stub, model, feeds, message):
+    with pytest.raises(grpc.RpcError) as err:
+        _infer(v2stub, model, feeds)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert message in err.value.details()
+
+
+# ---------------------------------------------------------------- refusals
+
+
+@pytest.mark.parametrize(
+    ("request_", "code", "message"),
+    [
+        (pb.GenerateRequest(), "INVALID_ARGUMENT", "needs text, token_ids or a context"),
+        (pb.GenerateRequest(text="jane doe"), "INVALID_ARGUMENT", "one word per request"),
+        (pb.GenerateRequest(text="r2d2"), "INVALID_ARGUMENT", "'2'"),
+        (pb.GenerateRequest(text="a" * 65), "INVALID_ARGUMENT", "the limit is 64"),
+        (pb.GenerateRequest(text="lamp", beam_size=9), "INVALID_ARGUMENT", "beam_size 9"),
+        (pb.GenerateRequest(text="lamp", max_steps=65), "INVALID_ARGUMENT", "max_steps 65"),
+        (pb.GenerateRequest(text="lamp", num_results=2), "INVALID_ARGUMENT", "num_results 2"),
+        (
+            pb.GenerateRequest(token_ids=pb.TokenIds(ids=[3, 500])),
+            "INVALID_ARGUMENT",
+            "token id 500",
+        ),
+        (
+            pb.GenerateRequest(
+                context=pb.GenerateContext(memory=pb.Tensor(shape=[3], values=[1, 2, 3]))
+            ),
+            "INVALID_ARGUMENT",
+            "context.memory has shape [1, 3]",
+        ),
+        (pb.GenerateRequest(model="nope", text="lamp"), "NOT_FOUND", "unknown generation model"),
+        (pb.GenerateRequest(text="lamp", version="7"), "NOT_FOUND", "no version '7'"),
+    ],
+)
+def test_bad_requests_get_a_precise_status(stub, request_, code, message):
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Generate(request_, timeout=10)
+    assert err.value.code().name == code
+    assert message in err.value.details()
+
+
+def test_a_passed_deadline_is_deadline_exceeded(stub):
+    with pytest.raises(grpc.RpcError) as err:
+        stub.Generate(pb.GenerateRequest(text=LONG, beam_size=8, max_steps=64), timeout=0.0005)
+    assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_cli_generate_prints_pronunciations(server):
+    cmd = [sys.executable, "-m", "client", "generate", "--target", server.target]
+    out = subprocess.run(
+        [*cmd, "Clippy", "Jane's lamp"], capture_output=True, text=True, env=ENV, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("Clippy\t") and " | " in lines[1]
+    out = subprocess.run(
+        [*cmd, "--json", "--beam-size", "3", "-"],
+        input="anouk\n\nzoltan\n",
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
+    rows = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["anouk", "zoltan"]
+    assert all(r["words"][0]["tokens"] and r["words"][0]["finished"] for r in rows)
+    bad = subprocess.run([*cmd, "r2d2"], capture_output=True, text=True, env=ENV, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.startswith("INVALID_ARGUMENT")
+
+
+# ---------------------------------------------------------------- the running batch, step by step
+
+
+def _run(scenario) -> None:  # type: ignore[no-untyped-def]
+    rt = _runtime()
+    with ThreadPoolExecutor(1) as pool:
+        gen = Generator(rt, GenerationLimits(), pool)
+
+        async def main() -> None:
+            try:
+                await scenario(gen, rt)
+            finally:
+                await gen.stop()
+
+        asyncio.run(main())
+
+
+def _job(rt: Seq2SeqRuntime, word: str, **kw) -> Job:
+    kw.setdefault("max_steps", 40)
+    return make_job(rt.source_ids(word, GenerationLimits()), **kw)
+
+
+def test_a_request_joining_mid_way_gets_its_own_exact_answer():
+    async def scenario(gen: Generator, rt: Seq2SeqRuntime) -> None:
+        alone_a = await gen.run(_job(rt, LONG))
+        alone_b = await gen.run(_job(rt, "lamp"))
+        a, b = _job(rt, LONG), _job(rt, "lamp")
+        events = gen.stream(a)
+        first = await events.__anext__()  # a is in the running batch and has made a step
+        assert isinstance(first, TokenEvent)
+        got_b = await gen.run(b)
+        rest = [x async for x in events]
+        assert a.joined < b.joined < b.left < a.left  # b joined a running batch and left first
+        assert [h.ids for h in got_b] == [h.ids for h in alone_b]
+        assert [h.scores for h in got_b] == [h.scores for h in alone_b]
+        assert [h.ids for h in rest[-1]] == [h.ids for h in alone_a]  # type: ignore[union-attr]
+
+    _run(scenario)
+
+
+def test_cancellation_stops_a_decode_between_steps_and_frees_its_rows():
+    async def scenario(gen: Generator, rt: Seq2SeqRuntime) -> None:
+        a = _job(rt, LONG, max_steps=64)
+        events = gen.stream(a)
+        await events.__anext__()
+        await events.aclose()  # the caller goes away
+        b = _job(rt, "lamp")
+        await gen.run(b)
+        assert a.cancelled and 0 <= a.left <= b.joined
+        assert a.steps < a.max_steps and a not in gen.active
+
+    _run(scenario)
+
+
+def test_a_deadline_passing_mid_decode_stops_it_between_steps():
+    async def scenario(gen: Generator, rt: Seq2SeqRuntime) -> None:
+        a = _job(rt, LONG, max_steps=64)
+        events = gen.stream(a)
+        await events.__anext__()
+        a.deadline = time.monotonic()  # passes now: the next step is not run for it
+        with pytest.raises(DeadlineExceeded, match=r"after \d+ decoder steps"):
+            async for _ in events:
+                pass
+        assert 1 <= a.steps < a.max_steps and a not in gen.active
+
+    _run(scenario)
