@@ -57,6 +57,7 @@ class Job:
     prev: list[int] = field(default_factory=list)
     steps: int = 0
     serial: int = -1  # the order in which the request joined its batch
+    emitted: int = 0  # beam search: tokens already streamed
     joined: int = -1  # the generator's step count when the request joined the batch ...
     left: int = -1  # ... and when it left
     cancelled: bool = False
@@ -131,7 +132,37 @@ def beam_step(job: Job, logp: np.ndarray, h: np.ndarray, eos: int, last: bool) -
     enough = len(job.finished) >= job.num_results
     if enough and alive:  # log-probabilities only fall: no live one can overtake
         enough = job.finished[job.num_results - 1].total >= max(a.total for a in alive)
+    settle(job)
     return not alive or enough or last
+
+
+def settle(job: Job) -> None:
+    """Beam search, streaming: send the tokens every candidate (live or finished) agrees on;
+    the answer is one of them or grows from one, so those tokens are final."""
+    cands = job.alive + job.finished
+    if job.events is None or not cands:
+        return
+    first = cands[0].ids
+    agree = 0
+    while agree < min(len(c.ids) for c in cands) and all(
+        c.ids[agree] == first[agree] for c in cands
+    ):
+        agree += 1
+    for pos in range(job.emitted, agree):
+        job.events.put_nowait(TokenEvent(pos, first[pos], cands[0].scores[pos], False))
+    job.emitted = max(job.emitted, agree)
+
+
+def flush(job: Job, best: Hypothesis, eos: int) -> None:
+    """Beam search, streaming: at the end, send the answer's tokens not sent yet (and its end
+    token's message when it has one)."""
+    if job.events is None or job.beam_size == 1:
+        return
+    for pos in range(job.emitted, len(best.ids)):
+        job.events.put_nowait(TokenEvent(pos, best.ids[pos], best.scores[pos], False))
+    if best.finished:
+        job.events.put_nowait(TokenEvent(len(best.ids), eos, best.scores[-1], True))
+    job.emitted = len(best.ids)
 
 
 def ranked(job: Job) -> list[Hypothesis]:

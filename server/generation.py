@@ -26,6 +26,7 @@ from server.beam import (
     Hypothesis,
     Job,
     TokenEvent,
+    flush,
     greedy_step,
     log_softmax,
     ranked,
@@ -260,8 +261,10 @@ class Generator:
 
     def _finish(self, job: Job) -> None:
         job.left = self.steps_run
+        answer = ranked(job)
+        flush(job, answer[0], self.runtime.eos_id)
         if job.future is not None and not job.future.done():
-            job.future.set_result(ranked(job))
+            job.future.set_result(answer)
 
     def _fail(self, job: Job, exc: BaseException) -> None:
         job.left = self.steps_run

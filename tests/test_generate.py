@@ -141,6 +141,17 @@ def test_stream_sends_each_token_then_the_whole_answer(stub):
     assert whole.finished and whole.score == pytest.approx(sum(whole.scores), abs=1e-4)
 
 
+def test_a_beam_search_streams_its_settled_tokens_then_the_answer(stub):
+    req = pb.GenerateRequest(text="mcallister", beam_size=5)
+    whole = stub.Generate(req, timeout=10)
+    msgs = list(stub.GenerateStream(req, timeout=10))
+    tokens = [m for m in msgs if not m.HasField("result")]
+    assert [m.token for m in tokens if not m.end] == list(whole.tokens)
+    assert tokens[-1].end and [m.step for m in tokens] == list(range(len(tokens)))
+    assert np.allclose([m.score for m in tokens], list(whole.scores))
+    assert _key(msgs[-1].result) == _key(whole)
+
+
 def _rescore(v2stub, word: str, ids: list[int], eos: int) -> list[float]:
     """Log-probabilities of a sequence, teacher forced through the v2 graphs."""
     rt = _runtime()

@@ -95,8 +95,8 @@ class ParserServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GenerateStream(self, request, context):
-        """The same, one message per output token as it is decoded (greedy; a beam search sends
-        its tokens when it ends), then a last message carrying the whole answer.
+        """The same, one message per output token as it is decoded (a beam search sends a token once
+        every hypothesis it holds agrees on it), then a last message carrying the whole answer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
