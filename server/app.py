@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
 from rnnserve.kserve import grpc_predict_v2_pb2, grpc_predict_v2_pb2_grpc
 from rnnserve.v1 import rnnserve_pb2, rnnserve_pb2_grpc
-from server import repository
+from server import repository, signals
 from server.admission import Admission
 from server.auth import TokenStore
 from server.dataplane import DataPlane
@@ -242,21 +241,6 @@ def _describe(app: App) -> dict[str, object]:
     }
 
 
-def _stop_on(stop: asyncio.Event, worker: WorkerLink | None) -> None:
-    """SIGTERM or SIGINT sets `stop`; so does a worker's parent going away."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    if worker is not None:
-        fd = worker.parent_fd
-
-        def parent_gone() -> None:  # the parent never writes: readable means end of file
-            loop.remove_reader(fd)
-            stop.set()
-
-        loop.add_reader(fd, parent_gone)
-
-
 async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
     """Run until SIGTERM or SIGINT, then drain within settings.drain_seconds.
 
@@ -265,8 +249,17 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
     answer (server/workers.py)."""
     t0 = time.perf_counter()
     stop = asyncio.Event()
-    if worker is not None:
-        _stop_on(stop, worker)  # from the start: SIGTERM during loading drains at once
+    try:
+        if worker is not None:  # from the start: SIGTERM during loading drains at once
+            signals.stop_on(stop, worker.parent_fd)
+        await _run(settings, worker, stop, t0)
+    finally:
+        signals.release()
+
+
+async def _run(
+    settings: Settings, worker: WorkerLink | None, stop: asyncio.Event, t0: float
+) -> None:
     app = build_app(settings, worker)
     if worker is None:
         await app.start()
@@ -284,7 +277,7 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
             "serving",
             extra={"model": app.registry.find("").name, "startup_s": _since(t0)},
         )
-        _stop_on(stop, None)
+        signals.stop_on(stop)
     else:
         worker.send("listening", **_describe(app))
         await app.warmup(runs=0)  # warmed in build_app
