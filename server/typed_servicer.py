@@ -110,6 +110,7 @@ def _tensor_info(t: TensorSpec) -> pb.TensorInfo:
 def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
     """A ModelInfoResponse describing a served model version."""
     cfg, meta, spec = model.meta.config, model.meta, model.validator.spec
+    dev = model.device_parity  # None on CPU
     return pb.ModelInfoResponse(
         name=model.name,
         cell=model.cell,
@@ -136,6 +137,8 @@ def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
         version=model.version,
         versions=versions,
         cuda_tf32=bool(model.runtime.tf32),
+        device_max_abs_diff_vs_cpu=dev.max_abs_diff_vs_cpu if dev else 0.0,
+        device_max_abs_diff_alone_vs_batch=dev.max_abs_diff_alone_vs_batch if dev else 0.0,
     )
 
 

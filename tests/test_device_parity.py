@@ -7,6 +7,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from client import Client
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
 from server import device_parity, runtime
@@ -14,12 +15,16 @@ from tests.conftest import DEFAULT_ONNX
 from tests.serving import RunningServer, settings_for
 
 
-def _config_parameters(settings) -> dict[str, str]:
+def _reported(settings) -> tuple[dict[str, str], tuple[float, float]]:
+    """The v2 ModelConfig parameters and the typed ModelInfo's two device figures."""
     with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
         cfg = v2_grpc.GRPCInferenceServiceStub(ch).ModelConfig(
             v2.ModelConfigRequest(name="intent"), timeout=5
         )
-    return {k: v.string_value for k, v in cfg.config.parameters.items()}
+        with Client(srv.target) as client:
+            info = client.info()
+    params = {k: v.string_value for k, v in cfg.config.parameters.items()}
+    return params, (info.device_max_abs_diff_vs_cpu, info.device_max_abs_diff_alone_vs_batch)
 
 
 def test_the_probe_mixes_lengths_within_the_vocabulary():
@@ -33,9 +38,10 @@ def test_the_probe_mixes_lengths_within_the_vocabulary():
 
 def test_a_cpu_model_reports_no_device_figures():
     assert device_parity.check(runtime.ModelRuntime(DEFAULT_ONNX, device="cpu")) is None
-    params = _config_parameters(settings_for(DEFAULT_ONNX, device="cpu"))
+    params, figures = _reported(settings_for(DEFAULT_ONNX, device="cpu"))
     assert params["execution_provider"] == runtime.CPU
     assert not any(k.startswith("device_max_abs_diff") for k in params)
+    assert figures == (0.0, 0.0)
 
 
 def test_on_cpu_rows_alone_equal_the_padded_batch_and_two_sessions_agree():
@@ -57,6 +63,8 @@ def test_cuda_without_tf32_is_within_the_targets():
     assert figures is not None and figures.provider == runtime.CUDA
     assert figures.max_abs_diff_vs_cpu <= 1e-4
     assert figures.max_abs_diff_alone_vs_batch <= 2e-5
-    params = _config_parameters(settings_for(DEFAULT_ONNX, device="cuda"))
+    params, (vs_cpu, alone) = _reported(settings_for(DEFAULT_ONNX, device="cuda"))
     assert float(params["device_max_abs_diff_vs_cpu"]) <= 1e-4
     assert float(params["device_max_abs_diff_alone_vs_batch"]) <= 2e-5
+    assert vs_cpu == pytest.approx(figures.max_abs_diff_vs_cpu, rel=0.5, abs=1e-6)
+    assert 0.0 <= alone <= 2e-5

@@ -235,7 +235,7 @@ class TensorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[str]] = ..., optional: _Optional[bool] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens", "no_intent_threshold", "version", "versions", "cuda_tf32")
+    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens", "no_intent_threshold", "version", "versions", "cuda_tf32", "device_max_abs_diff_vs_cpu", "device_max_abs_diff_alone_vs_batch")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CELL_FIELD_NUMBER: _ClassVar[int]
     NONLINEARITY_FIELD_NUMBER: _ClassVar[int]
@@ -258,6 +258,8 @@ class ModelInfoResponse(_message.Message):
     VERSION_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
     CUDA_TF32_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MAX_ABS_DIFF_VS_CPU_FIELD_NUMBER: _ClassVar[int]
+    DEVICE_MAX_ABS_DIFF_ALONE_VS_BATCH_FIELD_NUMBER: _ClassVar[int]
     name: str
     cell: str
     nonlinearity: str
@@ -280,7 +282,9 @@ class ModelInfoResponse(_message.Message):
     version: str
     versions: _containers.RepeatedScalarFieldContainer[str]
     cuda_tf32: bool
-    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ..., version: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., cuda_tf32: _Optional[bool] = ...) -> None: ...
+    device_max_abs_diff_vs_cpu: float
+    device_max_abs_diff_alone_vs_batch: float
+    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ..., version: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., cuda_tf32: _Optional[bool] = ..., device_max_abs_diff_vs_cpu: _Optional[float] = ..., device_max_abs_diff_alone_vs_batch: _Optional[float] = ...) -> None: ...
 
 class GenerateContext(_message.Message):
     __slots__ = ("h0", "memory")
