@@ -110,6 +110,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         else (1.0 if args.language == DEFAULT_LANGUAGE else 0.5),
         min_count=args.min_count,
         language=args.language,
+        context_share=args.context_share,
         # English (with the context input): a full one-cycle run, more whole-value dropout.
         patience=args.patience or (30 if args.language == DEFAULT_LANGUAGE else 6),
         slot_span_dropout=args.slot_span_dropout
@@ -420,6 +421,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--oos-weight",
         type=float,
         help="weight of the out-of-scope sentences' loss (default: 1.0 for en, 0.5 otherwise)",
+    )
+    t.add_argument(
+        "--context-share",
+        type=float,
+        default=0.5,
+        help="share of the training sentences that get a simulated home (with --context)",
     )
     t.add_argument(
         "--min-count",

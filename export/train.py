@@ -6,7 +6,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,7 @@ class TrainConfig:
     min_count: int = 12  # words seen fewer times in training stay <unk> (rare words mislead)
     out_of_scope: int = 4000  # generated out-of-scope sentences trained towards uniform intents
     oos_weight: float = 0.5
+    context_share: float = 1 - TRAIN_SIM.p_none  # training sentences that get a simulated home
     threads: int = 1
     progress: bool = True
     language: str = DEFAULT_LANGUAGE  # tokenizer rules and out-of-scope sentences
@@ -399,9 +400,8 @@ def _train_epoch(
     model.train()
     total = 0.0
     dropout = (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout)
-    plan = (
-        data.plan("train", TRAIN_SIM, cfg.seed, stream=True) if model.config.context_dim else None
-    )
+    sim = replace(TRAIN_SIM, p_none=1 - cfg.context_share)
+    plan = data.plan("train", sim, cfg.seed, stream=True) if model.config.context_dim else None
     bar = tqdm(
         _batches(data.encoded["train"], cfg.batch_size, rng),
         desc=desc,

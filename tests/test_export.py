@@ -204,6 +204,8 @@ def test_jsonl_data_trains_exports_and_keeps_its_labels(tmp_path, splits):
             "lstm",
             "--no-bidirectional",
             "--no-progress",
+            "--context-share",
+            "0.3",
             "--data-dir",
             str(tmp_path / "d"),
             "--out",
@@ -224,7 +226,9 @@ def test_jsonl_data_trains_exports_and_keeps_its_labels(tmp_path, splits):
     meta = ModelMetadata.from_json(onnx.load(str(onx)).metadata_props[0].value)
     assert meta.intents == ["HassGetCurrentTime", "HassTurnOff", "HassTurnOn"]
     assert meta.config["cell"] == "lstm" and meta.parity["passed"]
-    assert json.loads((tmp_path / "r.json").read_text())["data"]["data"] == "jsonl"
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["data"]["data"] == "jsonl"
+    assert report["data"]["train_config"]["context_share"] == 0.3
 
 
 # ---------------------------------------------------------------- the committed default model
