@@ -26,7 +26,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         for k in ("embedding_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "dropout")
         if getattr(args, k) is not None
     }
-    ckpt = train(args.out, overrides, settings, log=lambda s: print(s, flush=True))
+    ckpt = train(args.out, overrides, settings, lambda s: print(s, flush=True), args.init)
     report = {k: ckpt[k] for k in ("config", "metrics", "training")}
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--init", type=Path, help="start from this checkpoint's weights (same recipe)")
     for name in ("embedding-dim", "encoder-hidden", "encoder-layers", "decoder-hidden"):
         t.add_argument(f"--{name}", type=int, default=None)
     t.add_argument("--dropout", type=float, default=None)

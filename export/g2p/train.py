@@ -142,14 +142,24 @@ def train(
     config_overrides: dict[str, Any] | None = None,
     settings: TrainSettings | None = None,
     log: Callable[[str], None] = print,
+    init: Path | None = None,
 ) -> dict[str, Any]:
-    """Load CMUdict, split it, train, score validation and test (greedy), save the checkpoint."""
+    """Load CMUdict, split it, train (from `init`'s weights when given: a second stage with
+    its own schedule), score validation and test (greedy), save the checkpoint."""
     settings = settings or TrainSettings()
     splits = split_entries(load_cmudict())
     vocab = Vocab.build(splits["train"])
     config = G2PConfig(len(vocab.chars), len(vocab.phonemes), **(config_overrides or {}))
     torch.manual_seed(settings.seed)
     model = G2P(config)
+    before: list[dict[str, Any]] = []
+    if init is not None:
+        prev, prev_vocab, prev_ckpt = load_checkpoint(init)
+        if prev.config != config or prev_vocab != vocab:
+            raise ValueError(f"{init}: another architecture or vocabulary")
+        model.load_state_dict(prev.state_dict())
+        before = [*prev_ckpt["training"].get("stages", []), prev_ckpt["training"]]
+        before[-1] = {k: v for k, v in before[-1].items() if k != "stages"}
     log(
         f"words train={len(splits['train'])} val={len(splits['val'])} test={len(splits['test'])}"
         f" params={sum(p.numel() for p in model.parameters())}"
@@ -183,6 +193,8 @@ def train(
             "history": result["history"],
             "train_seconds": round(time.perf_counter() - t0, 1),
             "torch": torch.__version__,
+            "init": str(init) if init else None,
+            "stages": before,  # the earlier stages this one continued, oldest first
         },
     }
     out.parent.mkdir(parents=True, exist_ok=True)
