@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -143,8 +144,9 @@ class Server:
 # ---------------------------------------------------------------- floors
 
 
-def sync_server_floor(model: Path, ids: list[list[int]], duration: float) -> list[dict]:
-    """ModelInfer against the smallest synchronous grpcio server (bench/sync_floor.py)."""
+@contextlib.contextmanager
+def sync_floor(model: Path) -> Iterator[str]:
+    """The smallest synchronous grpcio server (bench/sync_floor.py) running; yields its target."""
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "sync_floor.py"), str(model)],
         env=ENV,
@@ -154,7 +156,15 @@ def sync_server_floor(model: Path, ids: list[list[int]], duration: float) -> lis
     )
     try:
         assert proc.stdout is not None
-        target = f"127.0.0.1:{int(proc.stdout.readline())}"
+        yield f"127.0.0.1:{int(proc.stdout.readline())}"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def sync_server_floor(model: Path, ids: list[list[int]], duration: float) -> list[dict]:
+    """ModelInfer against the synchronous floor, driven by the bench's own load generator."""
+    with sync_floor(model) as target:
         out = []
         for conc in CONCURRENCY:
             point = asyncio.run(run_point(target, "infer", conc, duration, [], ids))
@@ -166,9 +176,6 @@ def sync_server_floor(model: Path, ids: list[list[int]], duration: float) -> lis
                 flush=True,
             )
         return out
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def perf_analyzer_points(model: Path, ids: list[list[int]], duration: float) -> dict | None:
@@ -181,22 +188,10 @@ def perf_analyzer_points(model: Path, ids: list[list[int]], duration: float) -> 
     out: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = perf_analyzer.input_file(ids, Path(tmp))
-        floor = subprocess.Popen(
-            [sys.executable, str(ROOT / "bench" / "sync_floor.py"), str(model)],
-            env=ENV,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        try:
-            assert floor.stdout is not None
-            target = f"127.0.0.1:{int(floor.stdout.readline())}"
+        with sync_floor(model) as target:
             out["sync floor"] = [
                 perf_analyzer.run(binary, target, model.stem, c, data, duration) for c in (1, 16)
             ]
-        finally:
-            floor.terminate()
-            floor.wait(30)
         for label, args in (
             ("batching on", ["--max-batch-size", "32"]),
             ("2 workers", ["--max-batch-size", "32", "--workers", "2"]),
