@@ -232,13 +232,18 @@ class Client:
         self, texts: Sequence[str], *, timeout: float | None = None, **kw: Any
     ) -> list[pb.ParseResponse | RnnServeError]:
         """Send all texts at once; answers (or errors) in input order."""
+        return self._all("Parse", [self.request(text=t, **kw) for t in texts], timeout)
+
+    def _all(self, method: str, requests: Sequence[Any], timeout: float | None) -> list[Any]:
+        """Send every request of one unary method at once, spread over the connections;
+        answers (or RnnServeErrors) in input order."""
         futures = [
-            self.stubs[self._next()].Parse.future(
-                self.request(text=t, **kw), timeout=self._deadline(timeout), metadata=self.metadata
+            getattr(self.stubs[self._next()], method).future(
+                req, timeout=self._deadline(timeout), metadata=self.metadata
             )
-            for t in texts
+            for req in requests
         ]
-        out: list[pb.ParseResponse | RnnServeError] = []
+        out: list[Any] = []
         for f in futures:
             try:
                 out.append(f.result())
@@ -358,21 +363,7 @@ class Client:
     ) -> list[pb.GenerateResponse | RnnServeError]:
         """Send all words at once (the server batches their decoder steps); answers (or
         errors) in input order."""
-        futures = [
-            self.stubs[self._next()].Generate.future(
-                self.generate_request(text=t, **kw),
-                timeout=self._deadline(timeout),
-                metadata=self.metadata,
-            )
-            for t in texts
-        ]
-        out: list[pb.GenerateResponse | RnnServeError] = []
-        for f in futures:
-            try:
-                out.append(f.result())
-            except grpc.RpcError as err:
-                out.append(RnnServeError.from_rpc(err))
-        return out
+        return self._all("Generate", [self.generate_request(text=t, **kw) for t in texts], timeout)
 
     def generate_stream(
         self, text: str, *, timeout: float | None = None, **kw: Any

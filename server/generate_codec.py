@@ -9,18 +9,8 @@ import numpy as np
 from modelspec.seq2seq import MEMORY, STEP_H0
 from rnnserve.v1 import rnnserve_pb2 as pb
 from server.beam import Hypothesis, TokenEvent
-from server.errors import InvalidArgument
 from server.generation_service import GenerateInput, GenerateResult
-
-
-def _tensor(t: pb.Tensor, name: str) -> np.ndarray:
-    shape = list(t.shape)
-    if any(d < 0 for d in shape) or len(shape) > 3:
-        raise InvalidArgument(f"{name}: bad shape {shape}")
-    n = int(np.prod(shape)) if shape else 0
-    if n != len(t.values) or n == 0:
-        raise InvalidArgument(f"{name}: shape {shape} needs {n} values, got {len(t.values)}")
-    return np.asarray(t.values, dtype=np.float32).reshape(shape)
+from server.tensor_codec import from_tensor, to_tensor
 
 
 def generate_input(req: pb.GenerateRequest, time_remaining: float | None) -> GenerateInput:
@@ -36,8 +26,8 @@ def generate_input(req: pb.GenerateRequest, time_remaining: float | None) -> Gen
         version=req.version,
         text=req.text if which == "text" else None,
         token_ids=list(req.token_ids.ids) if which == "token_ids" else None,
-        h0=_tensor(ctx.h0, "context.h0") if given(STEP_H0) else None,
-        memory=_tensor(ctx.memory, "context.memory") if given(MEMORY) else None,
+        h0=from_tensor(ctx.h0, "context.h0", max_rank=3) if given(STEP_H0) else None,
+        memory=from_tensor(ctx.memory, "context.memory", max_rank=3) if given(MEMORY) else None,
         beam_size=req.beam_size,
         max_steps=req.max_steps,
         num_results=req.num_results,
@@ -55,8 +45,7 @@ def _hypothesis(res: GenerateResult, hyp: Hypothesis) -> pb.Hypothesis:
         finished=hyp.finished,
     )
     if hyp.states:
-        states = np.stack(hyp.states).astype(np.float32)
-        msg.states.CopyFrom(pb.Tensor(shape=list(states.shape), values=states.ravel().tolist()))
+        msg.states.CopyFrom(to_tensor(np.stack(hyp.states)))
     return msg
 
 

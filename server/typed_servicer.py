@@ -14,28 +14,11 @@ from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 from server.context import home_context
 from server.dataplane import DataPlane
 from server.decoding import ParseOptions, ParseResult
-from server.errors import InvalidArgument
 from server.generate_codec import generate_input, response, stream_message
 from server.generation_service import GenerationService
 from server.model import ServedModel
 from server.requests import ParseInput, StreamState
-
-
-def to_tensor(arr: np.ndarray) -> pb.Tensor:
-    """A numpy array as a float32 Tensor message."""
-    a = np.asarray(arr, dtype=np.float32)
-    return pb.Tensor(shape=list(a.shape), values=a.ravel().tolist())
-
-
-def from_tensor(t: pb.Tensor, name: str) -> np.ndarray:
-    """A Tensor message as a float32 array; InvalidArgument when values and shape disagree."""
-    shape = list(t.shape)
-    if any(d < 0 for d in shape) or len(shape) > 8:
-        raise InvalidArgument(f"{name}: bad shape {shape}")
-    n = int(np.prod(shape)) if shape else 0
-    if n != len(t.values) or n == 0:
-        raise InvalidArgument(f"{name}: shape {shape} needs {n} values, got {len(t.values)}")
-    return np.asarray(t.values, dtype=np.float32).reshape(shape)
+from server.tensor_codec import from_tensor, to_tensor
 
 
 def _state_in(msg: pb.State) -> tuple[np.ndarray | None, np.ndarray | None]:
