@@ -155,6 +155,9 @@ class StatusInterceptor(Layer):
             code, abort = "INTERNAL", (grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE)
         self.record(method, code, start, context)
         if abort is not None:
+            # The traceback's frames hold the request (a refused text can be megabytes); cut
+            # them loose now, not at the next full garbage collection of the cycle.
+            exc.__traceback__ = None
             await context.abort(*abort)
 
     def wrap(self, method: str, behavior: Behavior, streaming: bool) -> Behavior:
