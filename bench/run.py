@@ -435,6 +435,7 @@ def ratios(results: dict[str, Any]) -> dict[str, float]:
             )
     if results.get("context_match"):
         out["context_match_500_in_process_us"] = results["context_match"]["p50_us"]
+        out["context_match_500_first_in_process_us"] = results["context_match"]["first_p50_us"]
     return out
 
 

@@ -129,6 +129,12 @@ class NameTable:
     lows: list[str]
     odd: list[int]
     entries: int  # how many entries (texts past this index are aliases)
+    index: dict[str, list[int]] = field(default_factory=dict)  # lows[k] -> every such k
+
+    def __post_init__(self) -> None:
+        if not self.index:
+            for k, low in enumerate(self.lows):
+                self.index.setdefault(low, []).append(k)
 
     def where(self, k: int, entries: Sequence[EntryLike]) -> str:
         """Where text k sits in a request: "entities[3].name" or "areas[0].aliases[1]"."""
@@ -189,13 +195,13 @@ class ContextMatcher:
         for t in tables:
             if len(t.lows) != len(t.texts):
                 raise ValueError("a name holds a line break")
-            lows = t.lows
-            same = spans.keys() & set(lows)  # texts that match as they are
-            for k in [k for k, low in enumerate(lows) if low in same] if same else []:
-                found += [(s, e, t.kind, t.owners[k]) for s, e in spans[lows[k]]]
+            same = spans.keys() & t.index.keys()  # texts that match as they are
+            for low in same:
+                for k in t.index[low]:
+                    found += [(s, e, t.kind, t.owners[k]) for s, e in spans[low]]
             for k in t.odd:
                 hit = spans.get(self.key(t.texts[k]))
-                if hit and lows[k] not in same:
+                if hit and t.lows[k] not in same:
                     found += [(s, e, t.kind, t.owners[k]) for s, e in hit]
         return _resolve(found)
 

@@ -2,13 +2,18 @@
 features, and which entry a decoded name, area or floor slot names.
 
 The typed API's HomeContext message is read in place (its entries are never copied), once per
-request; nothing is kept after the request. numpy only; no grpc.
+request. A home sends the same context with every request, so the name tables of a large
+context are kept by its exact wire bytes (`PreparedContexts`: a few recent contexts, least
+recently used first out) and a request that sends those bytes again skips reading and checking
+its entries; they only ever serve a request that sent the very same context. numpy only; no grpc.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,18 +51,74 @@ LIMITS = {
 }
 
 
+# A context with at least this many entries is worth keeping prepared (smaller ones are read
+# in less time than their wire bytes take to hash).
+PREPARE_MIN_ENTRIES = 32
+
+
+@dataclass(frozen=True)
+class RequestContext(HomeContext):
+    """A request's context with its wire bytes (empty when too small to keep prepared)."""
+
+    key: bytes = b""
+
+
 def home_context(msg: Any) -> HomeContext | None:
     """The context of a request (a message with `floors`, `areas`, `entities`), None when it
     has no entries; InvalidArgument when it holds more entries than the limits allow."""
     if msg is None:
         return None
-    ctx = HomeContext(msg.floors, msg.areas, msg.entities)
+    counts = []
     for kind in CONTEXT_KINDS:
         group, limit = LIMITS[kind]
-        n = len(ctx.of(kind))
+        n = len(getattr(msg, group))
         if n > limit:
             raise InvalidArgument(f"context has {n} {group}; the limit is {limit}")
-    return ctx if ctx else None
+        counts.append(n)
+    if not any(counts):
+        return None
+    key = msg.SerializeToString() if sum(counts) >= PREPARE_MIN_ENTRIES else b""
+    return RequestContext(msg.floors, msg.areas, msg.entities, key)
+
+
+class PreparedContexts:
+    """The checked name tables of the last `max_contexts` large contexts a model was sent (at
+    most `max_bytes` of their wire bytes in all), by those bytes."""
+
+    def __init__(
+        self, matcher: ContextMatcher, max_contexts: int = 16, max_bytes: int = 16 << 20
+    ) -> None:
+        self.matcher = matcher
+        self.max_contexts = max_contexts
+        self.max_bytes = max_bytes
+        self._tables: OrderedDict[bytes, list[NameTable]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def tables(self, ctx: HomeContext) -> list[NameTable]:
+        """The context's name tables, checked (InvalidArgument for a bad name or alias)."""
+        key = getattr(ctx, "key", b"")
+        if key:
+            with self._lock:
+                found = self._tables.get(key)
+                if found is not None:
+                    self._tables.move_to_end(key)
+                    return found
+        tables = []
+        for kind in CONTEXT_KINDS:
+            entries = ctx.of(kind)
+            if len(entries):
+                table = self.matcher.table(kind, entries)
+                _check(table, entries)
+                tables.append(table)
+        if key and len(key) <= self.max_bytes:
+            with self._lock:
+                if key not in self._tables:
+                    self._tables[key] = tables
+                    self._bytes += len(key)
+                while len(self._tables) > self.max_contexts or self._bytes > self.max_bytes:
+                    self._bytes -= len(self._tables.popitem(last=False)[0])
+        return tables
 
 
 def _check(table: NameTable, entries: Sequence[EntryLike]) -> None:
@@ -90,16 +151,10 @@ class ContextMatch:
     """One request's context, checked and read once, matched against its utterance's tokens
     (a stream's: again after each chunk, over every token so far)."""
 
-    def __init__(self, ctx: HomeContext, matcher: ContextMatcher) -> None:
+    def __init__(self, ctx: HomeContext, prepared: PreparedContexts) -> None:
         self.ctx = ctx
-        self.matcher = matcher
-        self.tables = []
-        for kind in CONTEXT_KINDS:
-            entries = ctx.of(kind)
-            if len(entries):
-                table = matcher.table(kind, entries)
-                _check(table, entries)
-                self.tables.append(table)
+        self.matcher = prepared.matcher
+        self.tables = prepared.tables(ctx)
         self.matches: list[Match] = []
 
     def match(self, tokens: Sequence[str]) -> None:

@@ -144,7 +144,7 @@ class DataPlane:
         tokens, ids = self._encode(model, req, 0)
         self._steps_fit(model, req.options, len(ids))
         h0, c0 = self._state(model, req)
-        home = None if req.context is None else ContextMatch(req.context, model.matcher)
+        home = None if req.context is None else ContextMatch(req.context, model.contexts)
         ctx = context_input(model, home, tokens, len(tokens))
         batch = Batch(ids[None, :], np.asarray([len(ids)], dtype=np.int64), h0, c0, ctx)
         out = await model.run(batch)
@@ -174,7 +174,7 @@ class DataPlane:
                 )
             stream.model = model
             if chunk.context is not None:
-                stream.home = ContextMatch(chunk.context, model.matcher)
+                stream.home = ContextMatch(chunk.context, model.contexts)
         model = stream.model
         offset = len(stream.history.text)
         tokens, ids = self._encode(model, chunk, offset, allow_empty=True)

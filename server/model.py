@@ -19,6 +19,7 @@ from modelspec.names import CONTEXT
 from modelspec.values import SlotValues
 from server import device_parity
 from server.batcher import Batcher
+from server.context import PreparedContexts
 from server.decoding import Labels
 from server.device_parity import DeviceParity
 from server.errors import NotFound, Unavailable
@@ -74,7 +75,7 @@ class ServedModel:
         self._executor = executor
         # Off CPU: how exactly the provider runs the model, measured at load (device_parity.py).
         self.device_parity: DeviceParity | None = None
-        self.matcher = ContextMatcher(runtime.tokenizer)
+        self.contexts = PreparedContexts(ContextMatcher(runtime.tokenizer))
         self.takes_context = CONTEXT in runtime.io.input_names
         self.values = SlotValues.from_dict(runtime.meta.values)
         self._tokens = metrics.tokens.labels(name, version)

@@ -193,6 +193,34 @@ def test_a_context_at_the_limits_is_taken_and_nothing_is_kept(client):
     assert not any(s.entry_id for s in client.parse("turn on the zorblat lamp").slots)
 
 
+def test_a_large_context_sent_again_answers_as_the_first_time_and_no_other(client):
+    """A large context's tables are kept by its exact bytes: the same context answers the same;
+    one changed id, alias or entry order is another context; a bad one is refused every time."""
+    fillers = [{"name": f"lamp {i}", "id": f"light.l{i}"} for i in range(60)]
+    home = {"entities": [*fillers, {"name": "Zorblat Lamp", "id": "light.zorblat"}]}
+    first = client.parse("turn on the zorblat lamp", context=home)
+    assert [s.entry_id for s in first.slots] == ["light.zorblat"]
+    assert client.parse("turn on the zorblat lamp", context=home) == first
+    moved = {"entities": [*fillers, {"name": "Zorblat Lamp", "id": "light.moved"}]}
+    assert [s.entry_id for s in client.parse("turn on the zorblat lamp", context=moved).slots] == [
+        "light.moved"
+    ]
+    aliased = {
+        "entities": [*fillers, {"name": "Quillon", "id": "light.q", "aliases": ["zorblat lamp"]}]
+    }
+    assert [
+        s.entry_id for s in client.parse("turn on the zorblat lamp", context=aliased).slots
+    ] == ["light.q"]
+    assert client.parse("turn on the zorblat lamp", context=home) == first
+    bad = {"entities": [*fillers, {"name": "a", "aliases": ["b", ""]}]}
+    for _ in range(2):
+        with pytest.raises(RnnServeError) as err:
+            client.parse("turn on the lamp", context=bad)
+        assert err.value.code == "INVALID_ARGUMENT" and "entities[60].aliases[1] is empty" in (
+            err.value.message
+        )
+
+
 def test_a_stream_takes_the_context_of_its_first_message():
     with RunningServer(settings_for(STREAM_ONNX)) as srv, Client(srv.target) as c:
         answers = list(c.stream(["turn on the ", "zorblat lamp"], context=HOME))
