@@ -20,6 +20,9 @@ from modelspec.tags import decode_bio
 # Closed-list slots looked up among the untagged words when the model tags none ("raise windows
 # around the penthouse": device_class window).
 FALLBACK_SLOTS: Final = ("device_class",)
+# Closed-list slots whose spoken form, when it belongs to one domain of an intent only, decides
+# the implied `domain` ("locked" is a lock's state, "shut" a cover's).
+DECIDING_SLOTS: Final = ("state",)
 VALUES_VERSION: Final = 1
 DOMAIN: Final = "domain"
 NONE: Final = ""  # "no implied value" in the implied tables
@@ -209,12 +212,22 @@ class SlotValues:
 
     def implied_value(self, intent: str, words: Sequence[str]) -> str:
         """The implied `domain` of an utterance of `intent` whose words outside its slots are
-        `words` (NONE when it implies none): naive Bayes over the words seen in training with
-        each value, the intent's sentences counted as the prior."""
+        `words` (NONE when it implies none). A state whose spoken form belongs to one of the
+        intent's domains only decides ("is the window locked": lock, "are the doors shut":
+        cover); else naive Bayes over the words seen in training with each value, the intent's
+        sentences counted as the prior."""
         table = self.implied.get(intent)
         if not table:
             return NONE
         prior = table.get("", {})
+        for w in words:
+            for slot in DECIDING_SLOTS:
+                if w.startswith("{" + slot + "=") and w.endswith("}"):
+                    spoken = w[len(slot) + 2 : -1]
+                    options = self.text.get(slot, {}).get(spoken, ())
+                    domains = {d for d, _ in options if d and d in prior}
+                    if len(domains) == 1:
+                        return domains.pop()
         seen = [table[w] for w in dict.fromkeys(words) if w and w in table]
         best, best_score = NONE, -math.inf
         for value, n in sorted(prior.items()):

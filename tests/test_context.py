@@ -161,6 +161,20 @@ def test_canonical_values_of_spoken_forms_and_numbers(client):
     assert slots["device_class"].canonical == "window"
 
 
+@pytest.mark.parametrize(
+    ("text", "domain"),
+    [
+        ("how many of our nursery windows are locked", "lock"),
+        ("which of the doors are shut on the upper floor", "cover"),
+        ("are the garage doors closing", "cover"),
+    ],
+)
+def test_a_state_of_one_domain_decides_the_implied_domain(client, text, domain):
+    r = client.parse(text)
+    assert r.intent.name == "HassGetState"
+    assert {i.name: i.value for i in r.implied_slots} == {"domain": domain}
+
+
 BAD_CONTEXTS = [
     ({"entities": [{"name": "x"}] * (MAX_ENTITIES + 1)}, f"the limit is {MAX_ENTITIES}"),
     (
