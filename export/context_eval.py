@@ -29,6 +29,7 @@ from modelspec.context import (
     CONTEXT_KINDS,
     ContextMatcher,
     HomeContext,
+    snap_tags,
 )
 from modelspec.meta import ModelMetadata
 from modelspec.names import CONTEXT, INPUT_IDS, INTENT_LOGITS, LENGTHS, METADATA_KEY, SLOT_LOGITS
@@ -126,11 +127,14 @@ class Runner:
             for r, toks in enumerate(rows):
                 p = softmax(il[r])
                 tags = best_tags(log_softmax(sl[r, : len(toks)]), self.start, self.trans)
+                named = [self.meta.slots[t] for t in tags.tolist()]
+                if self.takes_context and matches[r]:  # as the server decodes
+                    named = snap_tags(named, matches[r])
                 out.append(
                     {
                         "intent": self.meta.intents[int(p.argmax())],
                         "confidence": float(p.max()),
-                        "tags": [self.meta.slots[t] for t in tags.tolist()],
+                        "tags": named,
                         "matches": matches[r],
                     }
                 )

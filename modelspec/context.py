@@ -19,7 +19,8 @@ from typing import Final, Protocol
 
 import numpy as np
 
-from modelspec.names import CONTEXT
+from modelspec.names import CONTEXT, OUTSIDE_TAG
+from modelspec.tags import decode_bio
 from modelspec.tokenizer import DEFAULT_PATTERN, Tokenizer
 
 # The optional graph input CONTEXT: [batch, time, CONTEXT_DIM] float32, zeros when absent.
@@ -279,3 +280,25 @@ def find(matches: Sequence[Match], kind: str, start: int, end: int) -> int | Non
         if m.start == start and m.end == end and kind in m.entries:
             return m.entries[kind][0]
     return None
+
+
+def snap_tags(tags: Sequence[str], matches: Sequence[Match]) -> list[str]:
+    """BIO tags made to agree with the context's matches: where the tagger marked names, areas
+    or floors over part of a match (or a run covering it, or a different kind of these), the
+    match's span becomes one slot of the tagged kind when the match has that kind, else of its
+    first kind; a match whose tokens are all untagged becomes a slot of its first kind. A match
+    touching any other slot is left as tagged."""
+    out = list(tags)
+    for m in matches:
+        over = [e for e in decode_bio(out) if e.start < m.end and m.start < e.end]
+        if any(e.slot not in _KIND_ORDER for e in over):
+            continue
+        first = min(m.entries, key=_KIND_ORDER.__getitem__)
+        kind = next((e.slot for e in over if e.slot in m.entries), first)
+        for e in over:
+            out[e.start : e.end] = [OUTSIDE_TAG] * (e.end - e.start)
+        out[m.start : m.end] = [f"B-{kind}"] + [f"I-{kind}"] * (m.end - m.start - 1)
+    for t, tag in enumerate(out):  # a slot cut short by a match starts again
+        if tag.startswith("I-") and (t == 0 or out[t - 1][2:] != tag[2:]):
+            out[t] = "B-" + tag[2:]
+    return out

@@ -156,7 +156,8 @@ class DataPlane:
             out[H_N] if opts.state else None,
             out.get(C_N) if opts.state else None,
         )
-        result = decode(model.name, model.labels, tokens, out, opts, req.text or "")
+        matches = home.matches if home is not None and model.takes_context else ()
+        result = decode(model.name, model.labels, tokens, out, opts, req.text or "", None, matches)
         finish(result, model.values, home, tokens, result.intent[0], result.tags)
         result.version = model.version
         return result
@@ -194,7 +195,11 @@ class DataPlane:
         out = await model.run(batch)
         steps = out[OUTPUTS] if chunk.options.steps else None
         _finite(out[INTENT_LOGITS], out[SLOT_LOGITS], out[H_N], out.get(C_N), steps)
-        result = decode(model.name, model.labels, tokens, out, chunk.options, text, stream.history)
+        home = stream.home
+        matches = home.matches if home is not None and model.takes_context else ()
+        result = decode(
+            model.name, model.labels, tokens, out, chunk.options, text, stream.history, matches
+        )
         history = stream.history
         every, tags = history.tokens + tokens, history.tags + result.tags
         finish(result, model.values, stream.home, every, result.intent[0], tags)

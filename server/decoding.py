@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from modelspec.context import Match, snap_tags
 from modelspec.meta import ModelMetadata
 from modelspec.names import C_N, H_N, INTENT_LOGITS, OUTPUTS, SLOT_LOGITS
 from modelspec.tags import allowed_transitions, best_tags, decode_bio, log_softmax, softmax
@@ -124,8 +125,11 @@ def decode(
     opts: ParseOptions,
     text: str,
     history: History | None = None,
+    matches: Sequence[Match] = (),
 ) -> ParseResult:
-    """One row of model outputs as a ParseResult; with a history, slots span earlier chunks."""
+    """One row of model outputs as a ParseResult; with a history, slots span earlier chunks.
+    `matches` (the context's, over the whole utterance so far) snap the names, areas and floors
+    of this row's tags to the context's spans (modelspec.context.snap_tags)."""
     past = history or History()
     probs = softmax(out[INTENT_LOGITS][0])
     k = max(1, min(opts.top_k or labels.default_top_k, len(labels.intents)))
@@ -140,6 +144,16 @@ def decode(
         start = labels.tag_trans[labels.tag_index[past.tags[-1]]]
     best = best_tags(logp, start, labels.tag_trans)
     tags = [labels.tags[i] for i in best.tolist()]
+    offset = len(past.tokens)
+    inside = [
+        Match(m.start - offset, m.end - offset, m.entries)
+        for m in matches
+        if m.start >= offset and m.end <= offset + n
+    ]
+    snapped = snap_tags(tags, inside) if inside else tags
+    if snapped != tags and all(t in labels.tag_index for t in snapped):
+        tags = snapped
+        best = np.asarray([labels.tag_index[t] for t in tags])
     conf = scores[np.arange(n), best].tolist()
     all_tokens = past.tokens + tokens
     slots = _slots(all_tokens, past.tags + tags, past.conf + conf, text)

@@ -23,7 +23,9 @@ from modelspec.context import (
     ContextMatcher,
     Entry,
     HomeContext,
+    Match,
     features,
+    snap_tags,
 )
 from modelspec.names import CONTEXT, INPUT_IDS, INTENT_LOGITS, LENGTHS, SLOT_LOGITS
 from modelspec.tokenizer import Tokenizer
@@ -99,6 +101,38 @@ def test_overlaps_resolve_the_same_way_whatever_the_entry_order():
         assert [(x.start, x.end) for x in m] == [(1, 3)]  # equal length: the earlier wins
 
 
+@pytest.mark.parametrize(
+    ("tags", "matches", "want"),
+    [
+        # part of a match tagged: the whole match, of the tagged kind
+        ("O O B-name I-name", [(1, 4, {"name": [0]})], "O B-name I-name I-name"),
+        # two runs inside one match: one slot
+        ("O B-name B-name I-name", [(1, 4, {"name": [0]})], "O B-name I-name I-name"),
+        # one run over two matches: each its own slot, of its own kind
+        (
+            "O B-name I-name I-name",
+            [(1, 2, {"area": [0]}), (2, 4, {"name": [3]})],
+            "O B-area B-name I-name",
+        ),
+        # tagged as a kind the match lacks: the match's first kind
+        ("O B-name O", [(1, 2, {"area": [0], "floor": [1]})], "O B-area O"),
+        # untagged: a slot of the match's first kind
+        ("O O O", [(2, 3, {"name": [0]})], "O O B-name"),
+        # a match touching another slot is left as tagged
+        (
+            "B-search_query I-search_query O",
+            [(1, 3, {"name": [0]})],
+            "B-search_query I-search_query O",
+        ),
+        # the tags already agree
+        ("O B-area I-area", [(1, 3, {"area": [0]})], "O B-area I-area"),
+    ],
+)
+def test_tags_snap_to_the_matches_of_the_context(tags, matches, want):
+    got = snap_tags(tags.split(), [Match(s, e, k) for s, e, k in matches])
+    assert got == want.split()
+
+
 def test_number_words_and_digits():
     assert english_number(["forty", "five"]) == 45
     assert english_number(["one", "hundred", "and", "twenty", "percent"]) == 120
@@ -131,6 +165,14 @@ def test_an_unseen_name_in_the_context_becomes_one_name_slot_with_its_id(
     names = [s for s in r.slots if s.name == "name"]
     assert [(s.value, s.entry_id, s.entry_name, s.canonical) for s in names] == [
         (value, entry_id, entry_name, entry_name)
+    ]
+
+
+def test_a_name_the_tagger_cuts_short_comes_back_whole_with_a_context(client):
+    home = {"entities": [{"name": "Music Room Tall Robot Mower", "id": "vacuum.mower"}]}
+    r = client.parse("stop music room tall robot mower", context=home)
+    assert [(s.name, s.value, s.entry_id) for s in r.slots] == [
+        ("name", "music room tall robot mower", "vacuum.mower")
     ]
 
 
