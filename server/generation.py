@@ -46,7 +46,10 @@ ADMIT_MODES = (ADMIT_STEP, ADMIT_REQUEST, ADMIT_ONE)
 # vector blocks changes the order of the sums (differences of 1e-7 were measured); in whole
 # blocks a row's numbers are the same in any batch, alone included.
 MEMORY_BLOCK = 16
-# Steps of at most this many rows run on the event loop's thread (about 0.2 ms each).
+# A step of one request alone (at most this many rows: a beam) runs on the event loop's thread
+# (about 0.2 ms): a thread hop would cost more than its run. With other requests running or
+# waiting, steps run on the executor, so the loop takes in new requests meanwhile (inline
+# steps of small shared batches kept the batch at ~2 rows with 16 callers).
 INLINE_ROWS = 4
 
 
@@ -156,9 +159,10 @@ class Generator:
             self._advance(logits, h_n[0])
 
     async def _call(self, loop: asyncio.AbstractEventLoop, fn, arg, rows: int):  # type: ignore[no-untyped-def]
-        """A small batch runs on the loop (a thread hop costs more than its run), then lets
-        the calls waiting on the loop in; a larger one runs on the executor."""
-        if self.executor is None or rows <= INLINE_ROWS:
+        """One request alone runs on the loop (a thread hop costs more than its run), then
+        lets the calls waiting on the loop in; shared batches run on the executor."""
+        alone = len(self.active) == 1 and not self.waiting and rows <= INLINE_ROWS
+        if self.executor is None or alone:
             out = fn(arg)
             await asyncio.sleep(0)
             return out
