@@ -133,6 +133,32 @@ def test_tags_snap_to_the_matches_of_the_context(tags, matches, want):
     assert got == want.split()
 
 
+def test_prepared_contexts_keep_the_most_recent_within_their_bounds():
+    from server.context import PREPARE_MIN_ENTRIES, PreparedContexts, home_context
+
+    def home(tag: str) -> pb.HomeContext:
+        msg = pb.HomeContext()
+        for i in range(PREPARE_MIN_ENTRIES):
+            msg.entities.add(name=f"{tag} lamp {i}", id=f"light.{tag}{i}")
+        return msg
+
+    prepared = PreparedContexts(ContextMatcher(_tok()), max_contexts=2)
+    a, b, c = (home_context(home(t)) for t in "abc")
+    ta = prepared.tables(a)
+    assert prepared.tables(home_context(home("a"))) is ta  # the same bytes: the same tables
+    tb = prepared.tables(b)
+    prepared.tables(a)  # a is now the most recent
+    prepared.tables(c)  # b leaves
+    assert prepared.tables(a) is ta
+    assert prepared.tables(b) is not tb
+    small = home_context(pb.HomeContext(areas=[pb.ContextEntry(name="den")]))
+    assert prepared.tables(small) is not prepared.tables(small)  # small contexts are not kept
+    by_bytes = PreparedContexts(ContextMatcher(_tok()), max_bytes=len(a.key) + len(b.key) - 1)
+    tb = by_bytes.tables(b)
+    by_bytes.tables(a)  # over the byte bound: b leaves
+    assert by_bytes.tables(b) is not tb
+
+
 def test_number_words_and_digits():
     assert english_number(["forty", "five"]) == 45
     assert english_number(["one", "hundred", "and", "twenty", "percent"]) == 120
