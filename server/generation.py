@@ -135,15 +135,13 @@ class Generator:
                 self._wake.clear()
                 await self._wake.wait()
             joined = self._admit()
-            try:
-                if joined:
-                    await self._call(loop, self._encode, joined, len(joined))
-                self._leave_expired()
-                if not self.active:
-                    continue
-                feeds = self._feeds()
-                rows = len(feeds[PREV_IDS])
-                logits, h_n, _ = await self._call(loop, self.runtime.step, feeds, rows)
+            self._leave_expired()
+            if not self.active:
+                continue
+            joined = [j for j in joined if j.left < 0]
+            rows = sum(j.rows for j in self.active)
+            try:  # the joiners' encoding and the step in one call: one thread hop, not two
+                logits, h_n, _ = await self._call(loop, self._encode_and_step, joined, rows)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -159,10 +157,11 @@ class Generator:
             self._advance(logits, h_n[0])
 
     async def _call(self, loop: asyncio.AbstractEventLoop, fn, arg, rows: int):  # type: ignore[no-untyped-def]
-        """One request alone runs on the loop (a thread hop costs more than its run), then
-        lets the calls waiting on the loop in; shared batches run on the executor."""
-        alone = len(self.active) == 1 and not self.waiting and rows <= INLINE_ROWS
-        if self.executor is None or alone:
+        """One request alone (or any request, one at a time) runs on the loop: a thread hop
+        costs more than its run; then the calls waiting on the loop go in. Shared batches run
+        on the executor, so the loop takes in new requests meanwhile."""
+        alone = self.admit == ADMIT_ONE or (len(self.active) == 1 and not self.waiting)
+        if self.executor is None or (alone and rows <= INLINE_ROWS):
             out = fn(arg)
             await asyncio.sleep(0)
             return out
@@ -189,6 +188,12 @@ class Generator:
             joined.append(job)
             rows += job.beam_size
         return joined
+
+    def _encode_and_step(self, joined: list[Job]) -> list[np.ndarray]:
+        """Encode the requests that joined before this step, then run the step."""
+        if joined:
+            self._encode(joined)
+        return self.runtime.step(self._feeds())
 
     def _encode(self, jobs: list[Job]) -> None:
         """Encode the joiners' words in one call (the encoder's rows are exact in any padded
