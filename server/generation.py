@@ -46,10 +46,10 @@ ADMIT_MODES = (ADMIT_STEP, ADMIT_REQUEST, ADMIT_ONE)
 # vector blocks changes the order of the sums (differences of 1e-7 were measured); in whole
 # blocks a row's numbers are the same in any batch, alone included.
 MEMORY_BLOCK = 16
-# A step of one request alone (at most this many rows: a beam) runs on the event loop's thread
-# (about 0.2 ms): a thread hop would cost more than its run. With other requests running or
-# waiting, steps run on the executor, so the loop takes in new requests meanwhile (inline
-# steps of small shared batches kept the batch at ~2 rows with 16 callers).
+# A step of one request alone, or of any request decoded one at a time (at most this many rows:
+# a beam), runs on the event loop's thread (about 0.2 ms): a thread hop would cost more than its
+# run. Shared batches step on the executor, so the loop takes in new requests meanwhile (inline
+# steps of small shared batches kept the batch at ~2.3 rows with 16 callers).
 INLINE_ROWS = 4
 
 
