@@ -298,7 +298,8 @@ def snap_tags(tags: Sequence[str], matches: Sequence[Match]) -> list[str]:
         for e in over:
             out[e.start : e.end] = [OUTSIDE_TAG] * (e.end - e.start)
         out[m.start : m.end] = [f"B-{kind}"] + [f"I-{kind}"] * (m.end - m.start - 1)
-    for t, tag in enumerate(out):  # a slot cut short by a match starts again
-        if tag.startswith("I-") and (t == 0 or out[t - 1][2:] != tag[2:]):
+    for t in range(1, len(out)):  # a slot cut short by a match starts again (the first tag
+        tag = out[t]  # may continue a slot of an earlier stream chunk)
+        if tag.startswith("I-") and out[t - 1][2:] != tag[2:]:
             out[t] = "B-" + tag[2:]
     return out

@@ -126,6 +126,8 @@ def test_overlaps_resolve_the_same_way_whatever_the_entry_order():
         ),
         # the tags already agree
         ("O B-area I-area", [(1, 3, {"area": [0]})], "O B-area I-area"),
+        # a stream chunk's first tag continues a slot of the chunk before it
+        ("I-name O O", [(2, 3, {"area": [0]})], "I-name O B-area"),
     ],
 )
 def test_tags_snap_to_the_matches_of_the_context(tags, matches, want):
