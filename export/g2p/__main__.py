@@ -19,7 +19,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     settings = TrainSettings(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        label_smoothing=args.label_smoothing,
+        average=args.average,
     )
     overrides = {
         k: getattr(args, k)
@@ -77,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=3e-3)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int, default=1)
+    t.add_argument("--label-smoothing", type=float, default=0.1)
+    t.add_argument(
+        "--average",
+        type=int,
+        default=1,
+        help="also score the mean weights of the last K epochs after each epoch; keep the best",
+    )
     t.add_argument("--init", type=Path, help="start from this checkpoint's weights (same recipe)")
     for name in ("embedding-dim", "encoder-hidden", "encoder-layers", "decoder-hidden"):
         t.add_argument(f"--{name}", type=int, default=None)

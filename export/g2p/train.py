@@ -6,7 +6,8 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ class TrainSettings:
     seed: int = 0
     val_every: int = 1
     val_words: int = 3000  # words of the validation split scored after each epoch
+    average: int = 1  # > 1: also score the mean weights of the last `average` epochs
 
 
 def _pairs(vocab: Vocab, entries: Sequence[Entry]) -> list[tuple[list[int], list[int]]]:
@@ -63,6 +65,18 @@ def _tensors(batch: list[tuple[list[int], list[int]]]) -> tuple[torch.Tensor, ..
     dec_in = torch.cat([torch.full((len(batch), 1), BOS_ID), tgt_t[:, :-1]], dim=1)
     dec_in = dec_in.masked_fill(dec_in == TGT_PAD_ID, TGT_PAD_ID)
     return torch.from_numpy(src), torch.from_numpy(src_len), dec_in, tgt_t
+
+
+def average_states(states: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts of one architecture (non-float tensors: the last)."""
+    states = list(states)
+    out = {}
+    for k, last in states[-1].items():
+        if last.is_floating_point():
+            out[k] = torch.stack([s[k] for s in states]).mean(0)
+        else:
+            out[k] = last.clone()
+    return out
 
 
 def fit(
@@ -97,6 +111,7 @@ def fit(
     loss_fn = nn.CrossEntropyLoss(ignore_index=TGT_PAD_ID, label_smoothing=settings.label_smoothing)
     best: dict[str, Any] = {"wer": 2.0}
     best_state = copy.deepcopy(model.state_dict())
+    recent: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, settings.average))
     history = []
     step = 0
     for epoch in range(1, settings.epochs + 1):
@@ -120,6 +135,8 @@ def fit(
             "loss": total_loss / steps_per_epoch,
             "seconds": round(time.perf_counter() - t0, 1),
         }
+        if settings.average > 1:
+            recent.append(copy.deepcopy(model.state_dict()))
         if epoch % settings.val_every == 0 or epoch == settings.epochs:
             rates = error_rates(val_sample, decode_entries(model, vocab, val_sample))
             row.update(val_wer=rates["wer"], val_per=rates["per"])
@@ -128,6 +145,18 @@ def fit(
                 best_state = copy.deepcopy(model.state_dict())
                 if on_best is not None:
                     on_best(best_state, epoch)
+            if len(recent) > 1:  # the mean of the last epochs' weights is a candidate too
+                avg_state = average_states(recent)
+                avg_model = copy.deepcopy(model)
+                avg_model.load_state_dict(avg_state)
+                avg = error_rates(val_sample, decode_entries(avg_model, vocab, val_sample))
+                row.update(val_wer_avg=avg["wer"], val_per_avg=avg["per"], averaged=len(recent))
+                if avg["wer"] < best["wer"]:
+                    best = {"wer": avg["wer"], "per": avg["per"], "epoch": epoch}
+                    best["averaged"] = len(recent)
+                    best_state = avg_state
+                    if on_best is not None:
+                        on_best(best_state, epoch)
         history.append(row)
         log(
             " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
@@ -190,6 +219,7 @@ def train(
             "data": "cmudict",
             "split": "md5(word.lower()) % 10: 0 test, 1 validation, else train",
             "best_epoch": result["best"].get("epoch"),
+            "best_averaged": result["best"].get("averaged", 1),  # epochs averaged, ending there
             "history": result["history"],
             "train_seconds": round(time.perf_counter() - t0, 1),
             "torch": torch.__version__,
