@@ -81,3 +81,14 @@ def test_metadata_that_breaks_the_contract_is_refused():
     bad = good.to_json().replace('"<s>"', '"<go>"')
     with pytest.raises(Seq2SeqMetadataError, match="target vocabulary"):
         Seq2SeqMetadata.from_json(bad)
+
+
+def test_averaged_weights_are_the_mean_of_float_tensors_and_the_last_of_the_others():
+    from export.g2p.train import average_states
+
+    a = {"w": torch.tensor([1.0, 2.0]), "n": torch.tensor(3)}
+    b = {"w": torch.tensor([3.0, 6.0]), "n": torch.tensor(5)}
+    out = average_states([a, b])
+    assert out["w"].tolist() == [2.0, 4.0] and int(out["n"]) == 5
+    out["w"] += 1  # a new tensor: the states averaged are left as they were
+    assert a["w"].tolist() == [1.0, 2.0] and b["w"].tolist() == [3.0, 6.0]
