@@ -175,6 +175,7 @@ def result_dict(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) 
         out["text"] = text
     out["intent"] = {"name": r.intent.name, "confidence": round(r.intent.confidence, 6)}
     out["no_intent"] = r.no_intent
+    out["in_scope_score"] = round(r.in_scope_score, 6)
     out["top_intents"] = [
         {"name": i.name, "confidence": round(i.confidence, 6)} for i in r.top_intents
     ]

@@ -23,6 +23,7 @@ from export.context_sim import EVAL_SIM, context_features, pool_values, simulate
 from export.data import Example, bio_tags, package_intents, without_context
 from export.languages import DEFAULT_LANGUAGE, get_language
 from modelspec.batch import pad_rows
+from modelspec.calibration import in_scope_scores, score_name
 from modelspec.context import (
     CONFIG_CONTEXT_DIM,
     CONTEXT_DIM,
@@ -105,6 +106,7 @@ class Runner:
         self.takes_context = bool(self.meta.config.get(CONFIG_CONTEXT_DIM))
         self.start, self.trans = allowed_transitions(self.meta.slots)
         self.threshold = float(self.meta.calibration.get("threshold", 0.0) or 0.0)
+        self.score = score_name(self.meta.calibration)
 
     def run(
         self, tokens: list[list[str]], contexts: list[HomeContext | None], batch: int = 128
@@ -134,6 +136,7 @@ class Runner:
                     {
                         "intent": self.meta.intents[int(p.argmax())],
                         "confidence": float(p.max()),
+                        "in_scope": float(in_scope_scores(il[r], self.score)),
                         "tags": named,
                         "matches": matches[r],
                     }
@@ -204,7 +207,7 @@ def evaluate(
                 entries["ok"] += ok
     n = len(examples)
     values_kind = [i for i, ex in enumerate(examples) if ex.kind == "values"]
-    reject = [r["confidence"] < runner.threshold for r in res]
+    reject = [r["in_scope"] < runner.threshold for r in res]
     out: dict[str, Any] = {
         "n": n,
         "intent_accuracy": float(
@@ -238,7 +241,7 @@ def out_of_scope_rejection(runner: Runner, texts: Sequence[str]) -> float:
     toks = [[t.text for t in runner.tok.tokenize(x)] for x in texts]
     keep = [t for t in toks if t]
     res = runner.run(keep, [None] * len(keep))
-    return float(np.mean([r["confidence"] < runner.threshold for r in res]))
+    return float(np.mean([r["in_scope"] < runner.threshold for r in res]))
 
 
 def split_pools(

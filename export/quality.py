@@ -1,9 +1,11 @@
 """Evaluations beyond the test split: hand-written paraphrases, out-of-scope, calibration.
 
 The paraphrase and out-of-scope sets in `export/eval/` (Chinese: `export/eval/zh-CN/`) are
-written by hand and never used for training. The confidence threshold is the maximum softmax
-intent probability; it is calibrated on the in-scope validation split so that at most
-`target_frr` of it is rejected.
+written by hand and never used for training. The no-intent threshold applies to a score of the
+intent logits (modelspec/calibration.py: the top softmax probability, or the largest logit for
+the English models); it is calibrated on the in-scope validation split so that at most
+`target_frr` of it is rejected. `out_of_scope_validation.txt`, where a language has one, is the
+out-of-scope set the score was chosen on; `out_of_scope.txt` is reported, never chosen on.
 """
 
 from __future__ import annotations
@@ -23,18 +25,21 @@ from export.metrics import entity_f1
 from export.model import IntentSlotRNN
 from export.train import forward_by_name
 from modelspec.batch import pad_rows
+from modelspec.calibration import MAX_SOFTMAX, SCORES, in_scope_scores
 from modelspec.names import INTENT_LOGITS, PAD_ID, SPECIAL_TOKENS
 from modelspec.tokenizer import Tokenizer
 
 EVAL_DIR = get_language(DEFAULT_LANGUAGE).eval_dir
 PARAPHRASES = EVAL_DIR / "paraphrases.jsonl"
 OUT_OF_SCOPE = EVAL_DIR / "out_of_scope.txt"
-CALIBRATION_METHOD = "max softmax intent probability; rejects <= target_frr of validation"
+CALIBRATION_METHOD = "{score} of the intent logits; rejects <= target_frr of validation"
 TARGET_FRR = 0.02
 # Models with the context input: the threshold rejects at most this share of validation
 # sentences that name unseen names (kind "values") without context, where false rejects cluster.
 NAMES_TARGET_FRR = 0.008
 NAMES_KIND = "values"
+# Choose the no-intent score on the language's out-of-scope validation set (quality_report).
+AUTO_SCORE = "auto"
 
 
 def eval_path(name: str, language: str = DEFAULT_LANGUAGE) -> Path:
@@ -185,23 +190,31 @@ def load_out_of_scope(
     return [s.strip() for s in lines if s.strip() and not s.startswith("#")]
 
 
-def intent_probs(
+def intent_logits(
     model: IntentSlotRNN, tok: Tokenizer, texts: Sequence[str], batch: int = 256
 ) -> np.ndarray:
-    """Softmax intent probabilities [n, intents] of the model for raw texts."""
+    """Intent logits [n, intents] (float64) of the model for raw texts, without a context."""
     model.eval()
     rows = [tok.encode(t)[1] or [PAD_ID] for t in texts]
-    if not rows:
-        return np.zeros((0, model.config.num_intents))
     out = np.zeros((len(rows), model.config.num_intents), dtype=np.float64)
     with torch.no_grad():
         for s in range(0, len(rows), batch):
             chunk = rows[s : s + batch]
             ids, lengths = pad_rows(chunk)
             named = forward_by_name(model, torch.from_numpy(ids), torch.from_numpy(lengths))
-            logits = named[INTENT_LOGITS]
-            out[s : s + len(chunk)] = torch.softmax(logits.double(), -1).numpy()
+            out[s : s + len(chunk)] = named[INTENT_LOGITS].double().numpy()
     return out
+
+
+def intent_probs(
+    model: IntentSlotRNN, tok: Tokenizer, texts: Sequence[str], batch: int = 256
+) -> np.ndarray:
+    """Softmax intent probabilities [n, intents] of the model for raw texts."""
+    logits = intent_logits(model, tok, texts, batch)
+    if not len(logits):
+        return logits
+    e = np.exp(logits - logits.max(1, keepdims=True))
+    return e / e.sum(1, keepdims=True)
 
 
 def calibrate(confidences: np.ndarray, target_frr: float = TARGET_FRR) -> float:
@@ -212,6 +225,19 @@ def calibrate(confidences: np.ndarray, target_frr: float = TARGET_FRR) -> float:
         return 0.0
     # Below c[k] are exactly the k lowest: reject those (strictly below) and keep c[k].
     return float(c[k])
+
+
+def choose_score(
+    in_scope_logits: np.ndarray, out_of_scope_logits: np.ndarray, target_frr: float
+) -> dict[str, float]:
+    """Per score of SCORES: the share of the out-of-scope rows it rejects at the threshold
+    calibrated on the in-scope rows (the same false-reject target for every score)."""
+    out = {}
+    for name in SCORES:
+        threshold = calibrate(in_scope_scores(in_scope_logits, name), target_frr)
+        rejected = in_scope_scores(out_of_scope_logits, name) < threshold
+        out[name] = float(np.mean(rejected)) if len(rejected) else 0.0
+    return out
 
 
 def paraphrase_slot_f1(
@@ -259,8 +285,12 @@ def quality_report(
     train: Sequence[Example] = (),
     tags: Sequence[str] = (),
     calibrate_kind: str = "",
+    score: str = MAX_SOFTMAX,
 ) -> dict[str, Any]:
-    """Paraphrase accuracy, calibration on val, false rejects on test, out-of-scope rejects.
+    """Paraphrase accuracy, calibration of the no-intent `score` on val, false rejects on test,
+    out-of-scope rejects (on the validation set the score was chosen on, and the evaluation set).
+    `score` AUTO_SCORE: the score of SCORES that rejects the most of the out-of-scope
+    validation set at its calibrated threshold (max_softmax without such a set).
 
     A language whose paraphrase file does not keep its kinds has them marked here against its
     templates and the training sentences `train`; with the model's BIO `tags`, the
@@ -276,29 +306,46 @@ def quality_report(
     if para and not lang.eval_kinds_in_file:
         para = mark_kinds(para, {e.text.lower() for e in train}, language)
     oos = load_out_of_scope(oos_path) if oos_path.exists() else []
-    pv = intent_probs(model, tok, [e.text for e in val])
+    oos_val_path = eval_path("out_of_scope_validation.txt", language)
+    oos_val = load_out_of_scope(oos_val_path) if oos_val_path.exists() else []
+
     on = np.asarray([not calibrate_kind or e.kind == calibrate_kind for e in val], dtype=bool)
     if not on.any():
         on[:] = True
-    threshold = calibrate(pv.max(1)[on], target_frr)
-    pt = intent_probs(model, tok, [e.text for e in test])
+    lv = intent_logits(model, tok, [e.text for e in val])
+    lov = intent_logits(model, tok, oos_val)
+    chosen_on = choose_score(lv[on], lov, target_frr)
+    if score == AUTO_SCORE:
+        score = max(chosen_on, key=lambda k: chosen_on[k]) if oos_val else MAX_SOFTMAX
+
+    def scores(texts: Sequence[str]) -> np.ndarray:
+        return in_scope_scores(intent_logits(model, tok, texts).reshape(len(texts), -1), score)
+
+    sv = in_scope_scores(lv, score)
+    threshold = calibrate(sv[on], target_frr)
+    st = scores([e.text for e in test])
     pp = intent_probs(model, tok, [e.text for e in para]).reshape(len(para), len(intents))
+    sp = scores([e.text for e in para])
     po = intent_probs(model, tok, oos)
+    so, sov = scores(oos), in_scope_scores(lov, score)
 
     pred = [intents[i] for i in pp.argmax(1)]
     correct = [p == e.intent for p, e in zip(pred, para)]
-    accepted = pp.max(1) >= threshold
+    accepted = sp >= threshold
     novel = np.asarray([e.kind == "novel" for e in para], dtype=bool)
     misses = Counter((e.intent, p) for p, e, ok in zip(pred, para, correct) if not ok)
     oos_conf = po.max(1)
     report: dict[str, Any] = {
         "calibration": {
             "threshold": threshold,
-            "method": CALIBRATION_METHOD,
+            "score": score,
+            "method": CALIBRATION_METHOD.format(score=score),
             "target_frr": target_frr,
             "val_n": int(on.sum()),
             "val_kind": calibrate_kind or "all",
-            "val_false_reject_rate": float(np.mean(pv.max(1)[on] < threshold)) if len(val) else 0.0,
+            "val_false_reject_rate": float(np.mean(sv[on] < threshold)) if len(val) else 0.0,
+            # out-of-scope validation rejected by each score at its own threshold
+            "scores_on_validation": chosen_on if oos_val else {},
         },
         "paraphrases": {
             "n": len(para),
@@ -320,16 +367,20 @@ def quality_report(
         },
         "out_of_scope": {
             "n": len(oos),
-            "reject_rate": float(np.mean(oos_conf < threshold)) if oos else 0.0,
+            "reject_rate": float(np.mean(so < threshold)) if oos else 0.0,
             "median_confidence": float(np.median(oos_conf)) if oos else 0.0,
+        },
+        "out_of_scope_validation": {
+            "n": len(oos_val),
+            "reject_rate": float(np.mean(sov < threshold)) if oos_val else 0.0,
         },
         "in_scope_test": {
             "n": len(test),
-            "false_reject_rate": float(np.mean(pt.max(1) < threshold)) if len(test) else 0.0,
+            "false_reject_rate": float(np.mean(st < threshold)) if len(test) else 0.0,
             "by_kind": {
                 k: {
                     "n": int(m.sum()),
-                    "false_reject_rate": float(np.mean(pt.max(1)[m] < threshold)),
+                    "false_reject_rate": float(np.mean(st[m] < threshold)),
                 }
                 for k in sorted({e.kind for e in test})
                 if (m := np.asarray([e.kind == k for e in test], dtype=bool)).any()
@@ -350,11 +401,16 @@ def format_quality(q: dict[str, Any]) -> list[str]:
         f"paraphrases  intent acc {p['intent_accuracy']:.4f}  (n={p['n']}; no template "
         f"produces: {p['novel_intent_accuracy']:.4f}, n={p['novel_n']}; accepted and correct "
         f"{p['accepted_and_correct']:.4f})",
-        f"threshold    {c['threshold']:.4f} (calibrated on validation, target false-reject "
-        f"{c['target_frr']:.0%})",
+        f"threshold    {c['threshold']:.4f} on {c.get('score', MAX_SOFTMAX)} (calibrated on "
+        f"validation, target false-reject {c['target_frr']:.1%})",
         f"out of scope reject rate {o['reject_rate']:.4f} (n={o['n']})  in-scope test false-"
         f"reject rate {t['false_reject_rate']:.4f} (n={t['n']})",
     ]
+    if q.get("out_of_scope_validation", {}).get("n"):
+        ov = q["out_of_scope_validation"]
+        lines.append(
+            f"  out of scope (validation set) reject rate {ov['reject_rate']:.4f} (n={ov['n']})"
+        )
     lines += [
         f"  paraphrases, {k:8s} intent acc {v['intent_accuracy']:.4f} (n={v['n']})"
         for k, v in p.get("by_kind", {}).items()

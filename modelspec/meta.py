@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelspec.calibration import UnknownScore, score_name
 from modelspec.names import METADATA_VERSION, OUTSIDE_TAG
 from modelspec.tokenizer import Tokenizer, TokenizerRules
 
@@ -30,7 +31,8 @@ class ModelMetadata:
     parity: dict[str, Any] = field(default_factory=dict)
     io: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
-    # {"threshold": p, "method": ..., "target_frr": ..., ...}: below max softmax p, "no intent"
+    # {"threshold": t, "score": ..., "method": ..., "target_frr": ..., ...}: an utterance whose
+    # score (modelspec/calibration.py; max_softmax when absent) is below t is "no intent"
     calibration: dict[str, Any] = field(default_factory=dict)
     # {"input": tensor name, "features": [...], "matcher": n} when the model takes a context
     context: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +62,10 @@ class ModelMetadata:
         meta = cls(**{k: v for k, v in data.items() if k in known})
         if not meta.slots or meta.slots[0] != OUTSIDE_TAG:
             raise MetadataError(f"slot tags must start with {OUTSIDE_TAG!r}")
+        try:
+            score_name(meta.calibration)
+        except UnknownScore as exc:
+            raise MetadataError(str(exc)) from None
         return meta
 
     def make_tokenizer(self) -> Tokenizer:

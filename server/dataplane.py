@@ -227,10 +227,12 @@ class DataPlane:
             last.slots if last else [],
             [],
             no_intent_threshold=labels.no_intent_threshold,
+            no_intent_score=labels.no_intent_score,
             tag_names=labels.tags,
             total_steps=len(stream.history.tokens),
             chunk_index=stream.chunks,
             no_intent=last.no_intent if last else True,
+            in_scope_score=last.in_scope_score if last else 0.0,
             version=stream.model.version,
             implied=last.implied if last else [],
         )

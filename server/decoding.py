@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from modelspec.calibration import MAX_SOFTMAX, in_scope_scores, score_name
 from modelspec.context import Match, snap_tags
 from modelspec.meta import ModelMetadata
 from modelspec.names import C_N, H_N, INTENT_LOGITS, OUTPUTS, SLOT_LOGITS
@@ -63,6 +64,7 @@ class ParseResult:
     slots: list[SlotOut]
     tags: list[str]
     no_intent_threshold: float = 0.0
+    no_intent_score: str = MAX_SOFTMAX  # what the threshold is compared with
     tag_names: list[str] = field(default_factory=list)
     outputs: np.ndarray | None = None  # [time, directions*hidden]
     slot_scores: np.ndarray | None = None  # [time, tags]
@@ -71,7 +73,8 @@ class ParseResult:
     total_steps: int = 0
     chunk_index: int = 0
     tag_conf: list[float] = field(default_factory=list)  # probability of each step's best tag
-    no_intent: bool = False  # best confidence below the model's calibrated threshold
+    no_intent: bool = False  # in_scope_score below the model's calibrated threshold
+    in_scope_score: float = 0.0  # the model's no-intent score of this utterance
     version: str = ""  # the model version that answered
     implied: list[tuple[str, str]] = field(default_factory=list)  # (slot, value) no word carries
 
@@ -93,8 +96,9 @@ class Labels:
         self.intents = list(meta.intents)
         self.tags = list(meta.slots)
         self.tag_index = {t: i for i, t in enumerate(self.tags)}
-        # Below this intent probability the answer is "no intent" (calibrated at training).
+        # Below this score the answer is "no intent" (calibrated at training).
         self.no_intent_threshold = float(meta.calibration.get("threshold", 0.0) or 0.0)
+        self.no_intent_score = score_name(meta.calibration)
         self.tag_start, self.tag_trans = allowed_transitions(self.tags)
         self.default_top_k = default_top_k
 
@@ -131,7 +135,8 @@ def decode(
     `matches` (the context's, over the whole utterance so far) snap the names, areas and floors
     of this row's tags to the context's spans (modelspec.context.snap_tags)."""
     past = history or History()
-    probs = softmax(out[INTENT_LOGITS][0])
+    logits = out[INTENT_LOGITS][0]
+    probs = softmax(logits)
     k = max(1, min(opts.top_k or labels.default_top_k, len(labels.intents)))
     order = np.argsort(-probs)[:k].tolist()
     plist = probs.tolist()
@@ -157,7 +162,12 @@ def decode(
     conf = scores[np.arange(n), best].tolist()
     all_tokens = past.tokens + tokens
     slots = _slots(all_tokens, past.tags + tags, past.conf + conf, text)
-    no_intent = top[0][1] < labels.no_intent_threshold
+    in_scope = (
+        top[0][1]  # the answer's confidence, exactly
+        if labels.no_intent_score == MAX_SOFTMAX
+        else float(in_scope_scores(logits, labels.no_intent_score))
+    )
+    no_intent = in_scope < labels.no_intent_threshold
     result = ParseResult(
         model,
         tokens,
@@ -166,10 +176,12 @@ def decode(
         slots,
         tags,
         no_intent_threshold=labels.no_intent_threshold,
+        no_intent_score=labels.no_intent_score,
         tag_names=labels.tags,
         total_steps=len(all_tokens),
         tag_conf=conf,
         no_intent=no_intent,
+        in_scope_score=in_scope,
     )
     if opts.steps:
         result.outputs = out[OUTPUTS][0, :n]

@@ -47,6 +47,7 @@ def _fill(res: ParseResult) -> dict[str, object]:
     fields: dict[str, object] = {
         "intent": pb.IntentScore(name=res.intent[0], confidence=res.intent[1]),
         "no_intent": res.no_intent,
+        "in_scope_score": res.in_scope_score,
         "top_intents": [pb.IntentScore(name=n, confidence=c) for n, c in res.top],
         "slots": [
             pb.Slot(
@@ -117,6 +118,7 @@ def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
         ],
         max_tokens=model.limits.max_tokens,
         no_intent_threshold=model.labels.no_intent_threshold,
+        no_intent_score=model.labels.no_intent_score,
         version=model.version,
         versions=versions,
         cuda_tf32=bool(model.runtime.tf32),
@@ -140,6 +142,7 @@ class ParserServicer(pb_grpc.ParserServicer):
             model=res.model,
             model_version=res.version,
             no_intent_threshold=res.no_intent_threshold,
+            no_intent_score=res.no_intent_score,
             **fields,  # type: ignore[arg-type]
         )
 

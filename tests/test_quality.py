@@ -13,6 +13,7 @@ from export.data import load_templates
 from export.pools import make_pools, out_of_scope_sentences
 from export.quality import (
     calibrate,
+    choose_score,
     load_out_of_scope,
     load_paraphrases,
     paraphrase_kind,
@@ -33,6 +34,20 @@ def test_calibration_rejects_at_most_the_target_share():
     t = calibrate(conf, 0.05)
     assert np.mean(conf < t) <= 0.05 and np.mean(conf < t) >= 0.04
     assert calibrate(np.array([0.9, 0.8]), 0.01) == pytest.approx(0.8)
+
+
+def test_the_score_is_chosen_by_what_it_rejects_at_the_same_false_reject_target():
+    rng = np.random.default_rng(0)
+    # In and out of scope alike, one intent far ahead (the softmax is ~1 for both); out of
+    # scope, every logit is low: the largest logit and the log-sum-exp tell them apart.
+    inside = np.zeros((200, 5))
+    inside[:, 0] = 10 + rng.normal(0, 1, 200)
+    outside = np.full((100, 5), -10.0)
+    outside[:, 0] = rng.normal(0, 1, 100)
+    got = choose_score(inside, outside, 0.01)
+    assert set(got) == {"max_softmax", "max_logit", "energy"}
+    assert got["max_logit"] == got["energy"] == 1.0
+    assert got["max_softmax"] < 0.5
 
 
 def test_eval_sets_cover_every_intent_and_stay_out_of_training(splits):

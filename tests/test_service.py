@@ -345,7 +345,7 @@ def test_metrics_count_requests_by_status_and_tokens(default_server, client):
 # ---------------------------------------------------------------- out of scope
 
 
-def _with_threshold(src, dst, threshold):
+def _with_threshold(src, dst, threshold, score=None):
     import json as _json
 
     import onnx
@@ -355,6 +355,8 @@ def _with_threshold(src, dst, threshold):
     proto = onnx.load(str(src))
     blob = _json.loads(proto.metadata_props[0].value)
     blob["calibration"] = {"threshold": threshold, "method": "test"}
+    if score is not None:
+        blob["calibration"]["score"] = score
     onnx.save(proto, str(dst))
     embed_metadata(dst, METADATA_KEY, _json.dumps(blob))
     return dst
@@ -366,6 +368,8 @@ def test_below_the_calibrated_threshold_the_answer_is_no_intent(small_models, tm
         r = c.parse("turn on the kitchen lights", top_k=3)
         assert r.no_intent and r.intent.name == ""
         assert r.no_intent_threshold == pytest.approx(0.999)
+        assert r.no_intent_score == "max_softmax"  # a calibration naming no score
+        assert r.in_scope_score == pytest.approx(r.top_intents[0].confidence)
         assert len(r.top_intents) == 3 and r.top_intents[0].name  # candidates still listed
         assert r.intent.confidence == pytest.approx(r.top_intents[0].confidence)
         assert c.info().no_intent_threshold == pytest.approx(0.999)
@@ -373,3 +377,40 @@ def test_below_the_calibrated_threshold_the_answer_is_no_intent(small_models, tm
     with RunningServer(settings_for(lenient)) as srv, Client(srv.target) as c:
         r = c.parse("turn on the kitchen lights")
         assert not r.no_intent and r.intent.name == r.top_intents[0].name
+
+
+@pytest.mark.parametrize("score", ["max_logit", "energy"])
+def test_the_threshold_applies_to_the_score_the_calibration_names(small_models, tmp_path, score):
+    src = small_models[("gru", "tanh", True, 1)]
+    sess, meta = _onnx(src)
+    text = "turn on the kitchen lights"
+    tok = meta.make_tokenizer()
+    ids = np.array([tok.ids(tok.tokenize(text))], dtype=np.int64)
+    _, _, logits, _ = sess.run(None, {"input_ids": ids, "lengths": np.array([ids.shape[1]])})
+    row = logits[0].astype(np.float64)
+    top = row.max()
+    expected = top if score == "max_logit" else top + np.log(np.exp(row - top).sum())
+    for threshold, rejected in ((expected + 1e-3, True), (expected - 1e-3, False)):
+        path = _with_threshold(src, tmp_path / f"{score}-{rejected}.onnx", threshold, score)
+        with RunningServer(settings_for(path)) as srv, Client(srv.target) as c:
+            r = c.parse(text)
+            info = c.info()
+        assert r.no_intent is rejected and (r.intent.name == "") is rejected
+        assert r.no_intent_score == score == info.no_intent_score
+        assert r.in_scope_score == pytest.approx(expected, abs=1e-4)
+        assert r.no_intent_threshold == pytest.approx(threshold)
+        # the confidence stays the softmax probability whatever the score
+        assert r.top_intents[0].confidence == pytest.approx(softmax(row).max(), rel=1e-5)
+
+
+def test_a_calibration_naming_an_unknown_score_is_refused():
+    import json as _json
+
+    import onnx
+
+    from modelspec.meta import MetadataError
+
+    blob = _json.loads(onnx.load(str(DEFAULT_ONNX)).metadata_props[0].value)
+    blob["calibration"] = {"threshold": 1.0, "score": "entropy"}
+    with pytest.raises(MetadataError, match="calibration score 'entropy' is not one of"):
+        ModelMetadata.from_json(_json.dumps(blob))

@@ -141,7 +141,7 @@ class Steps(_message.Message):
     def __init__(self, outputs: _Optional[_Union[Tensor, _Mapping]] = ..., slot_scores: _Optional[_Union[Tensor, _Mapping]] = ..., tags: _Optional[_Iterable[str]] = ..., tag_names: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ParseResponse(_message.Message):
-    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state", "no_intent", "no_intent_threshold", "model_version", "implied_slots")
+    __slots__ = ("model", "tokens", "intent", "top_intents", "slots", "steps", "state", "no_intent", "no_intent_threshold", "model_version", "implied_slots", "no_intent_score", "in_scope_score")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     TOKENS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -153,6 +153,8 @@ class ParseResponse(_message.Message):
     NO_INTENT_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     IMPLIED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    NO_INTENT_SCORE_FIELD_NUMBER: _ClassVar[int]
+    IN_SCOPE_SCORE_FIELD_NUMBER: _ClassVar[int]
     model: str
     tokens: _containers.RepeatedCompositeFieldContainer[Token]
     intent: IntentScore
@@ -164,7 +166,9 @@ class ParseResponse(_message.Message):
     no_intent_threshold: float
     model_version: str
     implied_slots: _containers.RepeatedCompositeFieldContainer[ImpliedSlot]
-    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., no_intent_threshold: _Optional[float] = ..., model_version: _Optional[str] = ..., implied_slots: _Optional[_Iterable[_Union[ImpliedSlot, _Mapping]]] = ...) -> None: ...
+    no_intent_score: str
+    in_scope_score: float
+    def __init__(self, model: _Optional[str] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., no_intent_threshold: _Optional[float] = ..., model_version: _Optional[str] = ..., implied_slots: _Optional[_Iterable[_Union[ImpliedSlot, _Mapping]]] = ..., no_intent_score: _Optional[str] = ..., in_scope_score: _Optional[float] = ...) -> None: ...
 
 class ParseStreamRequest(_message.Message):
     __slots__ = ("model", "text", "token_ids", "return_steps", "return_state", "top_k", "version", "context")
@@ -187,7 +191,7 @@ class ParseStreamRequest(_message.Message):
     def __init__(self, model: _Optional[str] = ..., text: _Optional[str] = ..., token_ids: _Optional[_Union[TokenIds, _Mapping]] = ..., return_steps: _Optional[bool] = ..., return_state: _Optional[bool] = ..., top_k: _Optional[int] = ..., version: _Optional[str] = ..., context: _Optional[_Union[HomeContext, _Mapping]] = ...) -> None: ...
 
 class ParseStreamResponse(_message.Message):
-    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state", "no_intent", "model", "model_version", "implied_slots")
+    __slots__ = ("chunk_index", "total_steps", "intent", "top_intents", "tokens", "slots", "steps", "state", "no_intent", "model", "model_version", "implied_slots", "in_scope_score")
     CHUNK_INDEX_FIELD_NUMBER: _ClassVar[int]
     TOTAL_STEPS_FIELD_NUMBER: _ClassVar[int]
     INTENT_FIELD_NUMBER: _ClassVar[int]
@@ -200,6 +204,7 @@ class ParseStreamResponse(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     IMPLIED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    IN_SCOPE_SCORE_FIELD_NUMBER: _ClassVar[int]
     chunk_index: int
     total_steps: int
     intent: IntentScore
@@ -212,7 +217,8 @@ class ParseStreamResponse(_message.Message):
     model: str
     model_version: str
     implied_slots: _containers.RepeatedCompositeFieldContainer[ImpliedSlot]
-    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., implied_slots: _Optional[_Iterable[_Union[ImpliedSlot, _Mapping]]] = ...) -> None: ...
+    in_scope_score: float
+    def __init__(self, chunk_index: _Optional[int] = ..., total_steps: _Optional[int] = ..., intent: _Optional[_Union[IntentScore, _Mapping]] = ..., top_intents: _Optional[_Iterable[_Union[IntentScore, _Mapping]]] = ..., tokens: _Optional[_Iterable[_Union[Token, _Mapping]]] = ..., slots: _Optional[_Iterable[_Union[Slot, _Mapping]]] = ..., steps: _Optional[_Union[Steps, _Mapping]] = ..., state: _Optional[_Union[State, _Mapping]] = ..., no_intent: _Optional[bool] = ..., model: _Optional[str] = ..., model_version: _Optional[str] = ..., implied_slots: _Optional[_Iterable[_Union[ImpliedSlot, _Mapping]]] = ..., in_scope_score: _Optional[float] = ...) -> None: ...
 
 class ModelInfoRequest(_message.Message):
     __slots__ = ("model", "version")
@@ -235,7 +241,7 @@ class TensorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., datatype: _Optional[str] = ..., shape: _Optional[_Iterable[str]] = ..., optional: _Optional[bool] = ...) -> None: ...
 
 class ModelInfoResponse(_message.Message):
-    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens", "no_intent_threshold", "version", "versions", "cuda_tf32", "device_max_abs_diff_vs_cpu", "device_max_abs_diff_alone_vs_batch")
+    __slots__ = ("name", "cell", "nonlinearity", "num_layers", "num_directions", "embedding_dim", "hidden_size", "vocab_size", "intents", "slot_tags", "streaming", "execution_provider", "parity_max_abs_diff", "metrics_json", "parity_json", "inputs", "outputs", "max_tokens", "no_intent_threshold", "version", "versions", "cuda_tf32", "device_max_abs_diff_vs_cpu", "device_max_abs_diff_alone_vs_batch", "no_intent_score")
     NAME_FIELD_NUMBER: _ClassVar[int]
     CELL_FIELD_NUMBER: _ClassVar[int]
     NONLINEARITY_FIELD_NUMBER: _ClassVar[int]
@@ -260,6 +266,7 @@ class ModelInfoResponse(_message.Message):
     CUDA_TF32_FIELD_NUMBER: _ClassVar[int]
     DEVICE_MAX_ABS_DIFF_VS_CPU_FIELD_NUMBER: _ClassVar[int]
     DEVICE_MAX_ABS_DIFF_ALONE_VS_BATCH_FIELD_NUMBER: _ClassVar[int]
+    NO_INTENT_SCORE_FIELD_NUMBER: _ClassVar[int]
     name: str
     cell: str
     nonlinearity: str
@@ -284,7 +291,8 @@ class ModelInfoResponse(_message.Message):
     cuda_tf32: bool
     device_max_abs_diff_vs_cpu: float
     device_max_abs_diff_alone_vs_batch: float
-    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ..., version: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., cuda_tf32: _Optional[bool] = ..., device_max_abs_diff_vs_cpu: _Optional[float] = ..., device_max_abs_diff_alone_vs_batch: _Optional[float] = ...) -> None: ...
+    no_intent_score: str
+    def __init__(self, name: _Optional[str] = ..., cell: _Optional[str] = ..., nonlinearity: _Optional[str] = ..., num_layers: _Optional[int] = ..., num_directions: _Optional[int] = ..., embedding_dim: _Optional[int] = ..., hidden_size: _Optional[int] = ..., vocab_size: _Optional[int] = ..., intents: _Optional[_Iterable[str]] = ..., slot_tags: _Optional[_Iterable[str]] = ..., streaming: _Optional[bool] = ..., execution_provider: _Optional[str] = ..., parity_max_abs_diff: _Optional[float] = ..., metrics_json: _Optional[str] = ..., parity_json: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., max_tokens: _Optional[int] = ..., no_intent_threshold: _Optional[float] = ..., version: _Optional[str] = ..., versions: _Optional[_Iterable[str]] = ..., cuda_tf32: _Optional[bool] = ..., device_max_abs_diff_vs_cpu: _Optional[float] = ..., device_max_abs_diff_alone_vs_batch: _Optional[float] = ..., no_intent_score: _Optional[str] = ...) -> None: ...
 
 class GenerateContext(_message.Message):
     __slots__ = ("h0", "memory")
