@@ -42,7 +42,7 @@ from server.model import ModelRegistry
 from server.sequences import SequenceStore
 from server.settings import Settings
 from server.transport import bind, grpc_options, server_credentials
-from server.typed_servicer import ParserServicer
+from server.typed_servicer import ParserServicer, deserializers
 
 if TYPE_CHECKING:
     from server.worker import WorkerLink
@@ -203,7 +203,7 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
         layers.append(AuthInterceptor(tokens))
     layers.append(AdmissionInterceptor(admission))
     server = grpc.aio.server(options=grpc_options(settings))
-    services = Registrar(server, layers)  # handlers wrapped once here, not on every call
+    services = Registrar(server, layers, deserializers())  # wrapped once, not on every call
     rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane, generation), services)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
         GraphInferenceServicer(plane, generation), services

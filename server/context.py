@@ -63,9 +63,10 @@ class RequestContext(HomeContext):
     key: bytes = b""
 
 
-def home_context(msg: Any) -> HomeContext | None:
+def home_context(msg: Any, key: bytes = b"") -> HomeContext | None:
     """The context of a request (a message with `floors`, `areas`, `entities`), None when it
-    has no entries; InvalidArgument when it holds more entries than the limits allow."""
+    has no entries; InvalidArgument when it holds more entries than the limits allow. `key`:
+    the message's wire bytes when known (server/context_wire.py)."""
     if msg is None:
         return None
     counts = []
@@ -77,7 +78,10 @@ def home_context(msg: Any) -> HomeContext | None:
         counts.append(n)
     if not any(counts):
         return None
-    key = msg.SerializeToString() if sum(counts) >= PREPARE_MIN_ENTRIES else b""
+    if sum(counts) < PREPARE_MIN_ENTRIES:
+        key = b""
+    elif not key:
+        key = msg.SerializeToString()
     return RequestContext(msg.floors, msg.areas, msg.entities, key)
 
 

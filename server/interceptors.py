@@ -1,11 +1,10 @@
 """The server's interceptors, one job each: status mapping and metrics; bearer tokens; admission.
 
-Each wraps every kind of handler: unary and streaming, and server-streaming handlers written
-either as async generators or as coroutines that write with `context.write` (the health
-service's Watch is one). `Registrar` applies them once, when a service is registered, so a
-call runs no per-call interceptor chain (grpc.aio awaits every interceptor's
-`intercept_service` on every call); as `grpc.aio.ServerInterceptor`s they wrap the same way,
-cached per method.
+Each wraps every kind of handler: unary and streaming, and server-streaming handlers written either
+as async generators or as coroutines that write with `context.write` (the health service's Watch is
+one). `Registrar` applies them once, when a service is registered, so a call runs no per-call
+interceptor chain (grpc.aio awaits every interceptor's `intercept_service` on every call); as
+`grpc.aio.ServerInterceptor`s they wrap the same way, cached per method.
 """
 
 from __future__ import annotations
@@ -246,16 +245,25 @@ class AdmissionInterceptor(Layer):
         return self.around(behavior, before, leave)
 
 
+Readers = dict[str, Callable[[bytes], Any]] | None  # request deserializers by method
+
+
 class Registrar:
     """Stands in for the server when services are added: every method handler is wrapped by
-    `layers` (outermost first) once, then registered on `server`."""
+    `layers` (outermost first) once, then registered on `server`; a method named in
+    `deserializers` (/package.Service/Method) reads its requests with that function."""
 
-    def __init__(self, server: grpc.aio.Server, layers: list[Layer]) -> None:
+    def __init__(
+        self, server: grpc.aio.Server, layers: list[Layer], deserializers: Readers = None
+    ) -> None:
         self.server = server
         self.layers = layers
+        self.deserializers = deserializers or {}
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """`handler` of `method` (/package.Service/Method) inside every layer."""
+        if read := self.deserializers.get(method):
+            handler = handler._replace(request_deserializer=read)  # type: ignore[attr-defined]
         for layer in reversed(self.layers):
             handler = layer._wrap_handler(method, handler)
         return handler

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, NamedTuple
 
 import grpc
 import numpy as np
@@ -12,6 +13,7 @@ from modelspec.io import TensorSpec
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 from server.context import home_context
+from server.context_wire import Typed, WireContexts, deserializer
 from server.dataplane import DataPlane
 from server.decoding import ParseOptions, ParseResult
 from server.generate_codec import generate_input, response, stream_message
@@ -27,8 +29,11 @@ def _state_in(msg: pb.State) -> tuple[np.ndarray | None, np.ndarray | None]:
     return h, c
 
 
-def _input(req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None) -> ParseInput:
-    """A typed request (or stream chunk) as the data plane's ParseInput."""
+def _input(
+    req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None, wire: WireRead
+) -> ParseInput:
+    """A typed request (or stream chunk) as the data plane's ParseInput; `wire` reads a context
+    the deserializer kept apart (server/context_wire.py)."""
     h0, c0 = _state_in(req.initial_state) if isinstance(req, pb.ParseRequest) else (None, None)
     return ParseInput(
         model=req.model,
@@ -38,7 +43,11 @@ def _input(req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None) -> P
         h0=h0,
         c0=c0,
         options=ParseOptions(top_k=req.top_k, steps=req.return_steps, state=req.return_state),
-        context=home_context(req.context) if req.HasField("context") else None,
+        context=wire.contexts.get(wire.context)
+        if wire.context
+        else home_context(req.context)
+        if req.HasField("context")
+        else None,
     )
 
 
@@ -127,16 +136,41 @@ def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
     )
 
 
+class WireRead(NamedTuple):
+    """A request's context bytes kept apart by the deserializer, and where they are read."""
+
+    context: bytes
+    contexts: WireContexts
+
+
+def _unwrap(request: Any, contexts: WireContexts) -> tuple[Any, WireRead]:
+    """The message and its context bytes (a plain message when not read by `deserializers`)."""
+    if isinstance(request, Typed):
+        return request.message, WireRead(request.context, contexts)
+    return request, WireRead(b"", contexts)
+
+
+def deserializers() -> dict[str, Callable[[bytes], Typed]]:
+    """Request deserializers of the methods that keep a large context apart, by method."""
+    service = pb.DESCRIPTOR.services_by_name["Parser"].full_name
+    return {
+        f"/{service}/Parse": deserializer(pb.ParseRequest),
+        f"/{service}/ParseStream": deserializer(pb.ParseStreamRequest),
+    }
+
+
 class ParserServicer(pb_grpc.ParserServicer):
     """The typed API: each method translates, then makes one data-plane call."""
 
     def __init__(self, plane: DataPlane, generation: GenerationService | None = None) -> None:
         self.plane = plane
         self.generation = generation or GenerationService()
+        self.contexts = WireContexts()
 
-    async def Parse(self, request: pb.ParseRequest, context: object) -> pb.ParseResponse:  # noqa: N802
+    async def Parse(self, request: Typed | pb.ParseRequest, context: object) -> pb.ParseResponse:  # noqa: N802
         """Parse one utterance."""
-        res = await self.plane.parse(_input(request, request.WhichOneof("input")))
+        msg, wire = _unwrap(request, self.contexts)
+        res = await self.plane.parse(_input(msg, msg.WhichOneof("input"), wire))
         fields = _fill(res)
         return pb.ParseResponse(
             model=res.model,
@@ -151,8 +185,9 @@ class ParserServicer(pb_grpc.ParserServicer):
     ) -> AsyncIterator[pb.ParseStreamResponse]:
         """Parse an utterance chunk by chunk, carrying the recurrent state inside the stream."""
         stream = StreamState()
-        async for req in request_iterator:
-            res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk")))
+        async for request in request_iterator:
+            req, wire = _unwrap(request, self.contexts)
+            res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk"), wire))
             yield pb.ParseStreamResponse(
                 model=res.model,
                 model_version=res.version,

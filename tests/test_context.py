@@ -464,3 +464,53 @@ def test_fuzz_contexts_get_an_answer_or_invalid_argument(server, text, floors, a
     for s in r.slots:  # a resolved slot names an entry of its own kind, by that entry's name
         if s.entry_name:
             assert s.entry_name in {e.name for e in kinds[s.name]}
+
+
+def _wire_request(n: int, **fields) -> pb.ParseRequest:
+    ctx = pb.HomeContext()
+    for i in range(n):
+        ctx.entities.add(name=f"lamp {i}", id=f"light.l{i}", aliases=[f"glow {i}"])
+    return pb.ParseRequest(context=ctx, **fields)
+
+
+def test_a_large_context_is_read_apart_and_the_rest_parses_as_protobuf_parses_it():
+    from server.context_wire import split_field
+    from server.typed_servicer import deserializers
+
+    read = deserializers()["/rnnserve.v1.Parser/Parse"]
+    req = _wire_request(80, text="turn on lamp 3", top_k=4, return_steps=True)
+    wire = req.SerializeToString()
+    got = read(wire)
+    assert pb.HomeContext.FromString(got.context) == req.context
+    rest = pb.ParseRequest()
+    rest.CopyFrom(req)
+    rest.ClearField("context")
+    assert got.message == rest
+    # a context sent twice is merged by protobuf: such a message is parsed whole
+    twice = wire + _wire_request(3).SerializeToString()
+    number = pb.ParseRequest.DESCRIPTOR.fields_by_name["context"].number
+    assert split_field(twice, number) is None
+    whole = read(twice)
+    assert whole.context == b"" and whole.message == pb.ParseRequest.FromString(twice)
+    # a small context stays in the message; a cut message is left to protobuf
+    small = _wire_request(2, text="x").SerializeToString()
+    assert read(small) == (pb.ParseRequest.FromString(small), b"")
+    assert split_field(wire[:-3], number) is None
+
+
+def test_context_bytes_that_are_not_a_home_context_are_invalid_argument(server):
+    # the context field holding bytes that do not parse as a HomeContext
+    good = _wire_request(80, text="turn on lamp 3").SerializeToString()
+    rest = pb.ParseRequest(text="turn on lamp 3").SerializeToString()
+    junk = b"\x0a\xff\xff\xff\xff\x0f" + b"\x00" * 2000  # a length running past the end
+    number = pb.ParseRequest.DESCRIPTOR.fields_by_name["context"].number
+    bad = rest + bytes([number << 3 | 2, 0xD6, 0x0F]) + junk  # the context, 2,006 bytes
+    with grpc.insecure_channel(server.target) as ch:
+        call = ch.unary_unary("/rnnserve.v1.Parser/Parse")
+        ok = pb.ParseResponse.FromString(call(good, timeout=10))
+        assert ok.intent.name == "HassTurnOn"
+        with pytest.raises(grpc.RpcError) as err:
+            call(bad, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "context is not a valid HomeContext message" in err.value.details()
+        assert pb.ParseResponse.FromString(call(good, timeout=10)) == ok
