@@ -131,11 +131,15 @@ class NameTable:
     odd: list[int]
     entries: int  # how many entries (texts past this index are aliases)
     index: dict[str, list[int]] = field(default_factory=dict)  # lows[k] -> every such k
+    odd_keys: list[str] = field(default_factory=list)  # the matching key of each odd text
+    firsts: set[str] = field(default_factory=set)  # the first token of every matching key
 
     def __post_init__(self) -> None:
         if not self.index:
             for k, low in enumerate(self.lows):
                 self.index.setdefault(low, []).append(k)
+        if not self.firsts:
+            self.firsts = {key.split(" ", 1)[0] for key in (*self.index, *self.odd_keys)}
 
     def where(self, k: int, entries: Sequence[EntryLike]) -> str:
         """Where text k sits in a request: "entities[3].name" or "areas[0].aliases[1]"."""
@@ -173,7 +177,8 @@ class ContextMatcher:
         joined = "\n".join(texts).lower()
         lows = joined.split("\n")
         odd = _odd_lines(joined, len(lows)) if self._plain_ok else list(range(len(lows)))
-        return NameTable(kind, texts, owners, lows, odd, len(entries))
+        keys = [self.key(texts[k]) for k in odd] if len(lows) == len(texts) else []
+        return NameTable(kind, texts, owners, lows, odd, len(entries), odd_keys=keys)
 
     def tables(self, context: HomeContext) -> list[NameTable]:
         """The name tables of every kind the context has entries of."""
@@ -187,7 +192,10 @@ class ContextMatcher:
         """As `match`, from name tables built once."""
         spans: dict[str, list[tuple[int, int]]] = {}
         n = len(tokens)
+        firsts = set().union(*(t.firsts for t in tables))
         for i in range(n):
+            if tokens[i] not in firsts:  # no name starts with this token
+                continue
             key = ""
             for j in range(i, min(n, i + MAX_MATCH_TOKENS)):
                 key = tokens[j] if j == i else f"{key} {tokens[j]}"
@@ -200,8 +208,8 @@ class ContextMatcher:
             for low in same:
                 for k in t.index[low]:
                     found += [(s, e, t.kind, t.owners[k]) for s, e in spans[low]]
-            for k in t.odd:
-                hit = spans.get(self.key(t.texts[k]))
+            for k, odd_key in zip(t.odd, t.odd_keys):
+                hit = spans.get(odd_key)
                 if hit and t.lows[k] not in same:
                     found += [(s, e, t.kind, t.owners[k]) for s, e in hit]
         return _resolve(found)
