@@ -72,11 +72,14 @@ def make_calls(
         return lambda i: pstub.Parse(reqs[i % len(reqs)], timeout=30)
     if kind.startswith("parse_ctx"):  # "parse_ctx500": Parse with a 500-entity home context
         from bench.home import home
+        from client.api import PARSE_CONTEXT, PARSE_METHOD
+        from client.context import prepare_context
 
-        cstub = pb_grpc.ParserStub(channel)
-        ctx = home(int(kind.removeprefix("parse_ctx")))
-        creqs = [pb.ParseRequest(text=t, context=ctx) for t in texts]
-        return lambda i: cstub.Parse(creqs[i % len(creqs)], timeout=30)
+        # as the Python client sends a prepared context: its bytes after the request's own
+        raw = channel.unary_unary(PARSE_METHOD, response_deserializer=pb.ParseResponse.FromString)
+        tail = prepare_context(home(int(kind.removeprefix("parse_ctx")))).field(PARSE_CONTEXT)
+        wires = [pb.ParseRequest(text=t).SerializeToString() + tail for t in texts]
+        return lambda i: raw(wires[i % len(wires)], timeout=30)
     if kind == "infer":
         istub = v2_grpc.GRPCInferenceServiceStub(channel)
         ireqs = []

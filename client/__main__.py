@@ -19,7 +19,7 @@ from client.api import (
     RnnServeError,
     check_timeout,
 )
-from client.context import ContextError, read_context
+from client.context import ContextError, PreparedContext, prepare_context, read_context
 from rnnserve.v1 import rnnserve_pb2 as pb
 
 UINT32_MAX = 2**32 - 1  # top_k on the wire
@@ -253,12 +253,12 @@ def _emit(args: argparse.Namespace, text: str | None, r: Any) -> None:
         print(human(text, r), flush=True)
 
 
-def _context(args: argparse.Namespace) -> pb.HomeContext | None:
-    """The --context file as a message (read once per command)."""
+def _context(args: argparse.Namespace) -> PreparedContext | None:
+    """The --context file, read and serialized once per command."""
     if not args.context:
         return None
     try:
-        return read_context(args.context)
+        return prepare_context(read_context(args.context))
     except (OSError, ContextError) as exc:
         raise InputError(f"--context: {exc}") from None
 

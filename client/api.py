@@ -5,14 +5,14 @@ from __future__ import annotations
 import itertools
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client.context import context_message
+from client.context import Home, PreparedContext, context_message
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
@@ -60,6 +60,9 @@ def state_message(state: pb.State | dict[str, Any] | None) -> pb.State | None:
             t.values[:] = list(state[key]["values"])
     return msg
 
+
+PARSE_METHOD = f"/{pb.DESCRIPTOR.services_by_name['Parser'].full_name}/Parse"
+PARSE_CONTEXT = pb.ParseRequest.DESCRIPTOR.fields_by_name["context"].number
 
 # Retry only what is safe: parsing is a pure function, so a call the server refused
 # (RESOURCE_EXHAUSTED: admission queue full; UNAVAILABLE: not ready, draining, unreachable)
@@ -161,6 +164,10 @@ class Client:
             (("authorization", f"Bearer {token}"),) if token else ()
         )
         self.stubs = [pb_grpc.ParserStub(ch) for ch in self.channels]
+        self._raw_parse = [  # Parse with the request already serialized
+            ch.unary_unary(PARSE_METHOD, response_deserializer=pb.ParseResponse.FromString)
+            for ch in self.channels
+        ]
         self.health_stubs = [health_pb2_grpc.HealthStub(ch) for ch in self.channels]
         self.stub, self.health_stub = self.stubs[0], self.health_stubs[0]
         self._turn = itertools.cycle(range(connections))  # next() is atomic: thread safe
@@ -200,10 +207,11 @@ class Client:
         steps: bool = False,
         state: bool = False,
         initial_state: pb.State | dict[str, Any] | None = None,
-        context: Mapping[str, Any] | pb.HomeContext | None = None,
+        context: Home | None = None,
     ) -> pb.ParseRequest:
         """Build a ParseRequest from text or token ids; `context` is the caller's home in Home
-        Assistant's shape ({"floors": [...], "areas": [...], "entities": [...]})."""
+        Assistant's shape ({"floors": [...], "areas": [...], "entities": [...]}), or one made
+        once with `client.context.prepare_context` to send with many requests."""
         req = pb.ParseRequest(
             model=model, version=version, top_k=top_k, return_steps=steps, return_state=state
         )
@@ -220,25 +228,42 @@ class Client:
 
     def parse(self, text: str, *, timeout: float | None = None, **kw: Any) -> pb.ParseResponse:
         """Parse one utterance."""
-        return self._call(self.stubs[self._next()].Parse, self.request(text=text, **kw), timeout)
+        return self._parse(timeout, text=text, **kw)
 
     def parse_tokens(
         self, ids: Sequence[int], *, timeout: float | None = None, **kw: Any
     ) -> pb.ParseResponse:
         """Parse token ids (the model's vocabulary ids)."""
-        return self._call(self.stubs[self._next()].Parse, self.request(ids=ids, **kw), timeout)
+        return self._parse(timeout, ids=ids, **kw)
+
+    def _parse(self, timeout: float | None, **kw: Any) -> pb.ParseResponse:
+        """One Parse call; a prepared context travels as its bytes, never re-serialized."""
+        k = self._next()
+        home = kw.get("context")
+        if not isinstance(home, PreparedContext):
+            return self._call(self.stubs[k].Parse, self.request(**kw), timeout)
+        wire = self.request(**{**kw, "context": None}).SerializeToString()
+        return self._call(self._raw_parse[k], wire + home.field(PARSE_CONTEXT), timeout)
 
     def parse_many(
         self, texts: Sequence[str], *, timeout: float | None = None, **kw: Any
     ) -> list[pb.ParseResponse | RnnServeError]:
         """Send all texts at once; answers (or errors) in input order."""
-        return self._all("Parse", [self.request(text=t, **kw) for t in texts], timeout)
+        home = kw.get("context")
+        if not isinstance(home, PreparedContext):
+            reqs = [self.request(text=t, **kw) for t in texts]
+            return self._all([s.Parse for s in self.stubs], reqs, timeout)
+        tail, kw = home.field(PARSE_CONTEXT), {**kw, "context": None}
+        wires = [self.request(text=t, **kw).SerializeToString() + tail for t in texts]
+        return self._all(self._raw_parse, wires, timeout)
 
-    def _all(self, method: str, requests: Sequence[Any], timeout: float | None) -> list[Any]:
-        """Send every request of one unary method at once, spread over the connections;
-        answers (or RnnServeErrors) in input order."""
+    def _all(
+        self, methods: Sequence[Any], requests: Sequence[Any], timeout: float | None
+    ) -> list[Any]:
+        """Send every request of one unary method (its callable per connection) at once,
+        spread over the connections; answers (or RnnServeErrors) in input order."""
         futures = [
-            getattr(self.stubs[self._next()], method).future(
+            methods[self._next()].future(
                 req, timeout=self._deadline(timeout), metadata=self.metadata
             )
             for req in requests
@@ -261,7 +286,7 @@ class Client:
         state: bool = False,
         top_k: int = 0,
         timeout: float | None = None,
-        context: Mapping[str, Any] | pb.HomeContext | None = None,
+        context: Home | None = None,
     ) -> Iterator[pb.ParseStreamResponse]:
         """Send an utterance in chunks (text pieces or token-id lists); one answer per chunk.
 
@@ -363,7 +388,8 @@ class Client:
     ) -> list[pb.GenerateResponse | RnnServeError]:
         """Send all words at once (the server batches their decoder steps); answers (or
         errors) in input order."""
-        return self._all("Generate", [self.generate_request(text=t, **kw) for t in texts], timeout)
+        reqs = [self.generate_request(text=t, **kw) for t in texts]
+        return self._all([s.Generate for s in self.stubs], reqs, timeout)
 
     def generate_stream(
         self, text: str, *, timeout: float | None = None, **kw: Any

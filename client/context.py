@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,46 @@ class ContextError(ValueError):
     """A context that is not Home Assistant's shape; the message names the entry."""
 
 
-def context_message(home: Mapping[str, Any] | pb.HomeContext) -> pb.HomeContext:
+@dataclass(frozen=True)
+class PreparedContext:
+    """A home serialized once (`prepare_context`). A request carrying it sends these bytes as
+    they are; the server reads a large context once per distinct byte string, so a home sent
+    with every request costs neither side a conversion or a parse after the first."""
+
+    message: pb.HomeContext
+    wire: bytes  # the message's serialization
+
+    def field(self, number: int) -> bytes:
+        """The context as field `number` of a request: tag, length, bytes."""
+        return _varint(number << 3 | 2) + _varint(len(self.wire)) + self.wire
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def prepare_context(home: Mapping[str, Any] | pb.HomeContext | PreparedContext) -> PreparedContext:
+    """The context checked and serialized once, to send with many requests."""
+    if isinstance(home, PreparedContext):
+        return home
+    msg = context_message(home)
+    return PreparedContext(msg, msg.SerializeToString())
+
+
+Home = Mapping[str, Any] | pb.HomeContext | PreparedContext
+
+
+def context_message(home: Home) -> pb.HomeContext:
     """A HomeContext message from a dict with `floors`, `areas`, `entities` lists."""
     if isinstance(home, pb.HomeContext):
         return home
+    if isinstance(home, PreparedContext):
+        return home.message
     if not isinstance(home, Mapping):
         raise ContextError("a context is a mapping with floors, areas and entities")
     msg = pb.HomeContext()

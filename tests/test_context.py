@@ -196,6 +196,25 @@ def test_an_unseen_name_in_the_context_becomes_one_name_slot_with_its_id(
     ]
 
 
+def test_a_prepared_context_is_sent_as_its_bytes_and_answers_as_the_dict(client):
+    from client import prepare_context
+
+    fillers = [{"name": f"lamp {i}", "id": f"light.l{i}"} for i in range(60)]
+    home = {**HOME, "entities": [*HOME["entities"], *fillers]}
+    prepared = prepare_context(home)
+    req = client.request(text="turn on the zorblat lamp", top_k=3, context=home)
+    bare = client.request(text="turn on the zorblat lamp", top_k=3)
+    number = pb.ParseRequest.DESCRIPTOR.fields_by_name["context"].number
+    sent = bare.SerializeToString() + prepared.field(number)
+    assert pb.ParseRequest.FromString(sent) == req  # what the client sends for it
+    texts = [u[0] for u in UNSEEN]
+    by_dict = [client.parse(t, context=home, top_k=3) for t in texts]
+    assert [client.parse(t, context=prepared, top_k=3) for t in texts] == by_dict
+    assert client.parse_many(texts, context=prepared, top_k=3) == by_dict
+    assert [r.slots[-1].entry_id for r in by_dict] == [u[2] for u in UNSEEN]
+    assert client.parse_tokens([1, 2], context=prepared).model == "intent"
+
+
 def test_a_name_the_tagger_cuts_short_comes_back_whole_with_a_context(client):
     home = {"entities": [{"name": "Music Room Tall Robot Mower", "id": "vacuum.mower"}]}
     r = client.parse("stop music room tall robot mower", context=home)
