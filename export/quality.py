@@ -285,7 +285,7 @@ def quality_report(
     train: Sequence[Example] = (),
     tags: Sequence[str] = (),
     calibrate_kind: str = "",
-    score: str = MAX_SOFTMAX,
+    score: str = AUTO_SCORE,
 ) -> dict[str, Any]:
     """Paraphrase accuracy, calibration of the no-intent `score` on val, false rejects on test,
     out-of-scope rejects (on the validation set the score was chosen on, and the evaluation set).
