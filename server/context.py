@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -43,6 +43,8 @@ from server.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from server.model import ServedModel
+
+T = TypeVar("T")
 
 LIMITS = {
     FLOOR: ("floors", MAX_FLOORS),
@@ -85,6 +87,37 @@ def home_context(msg: Any, key: bytes = b"") -> HomeContext | None:
     return RequestContext(msg.floors, msg.areas, msg.entities, key)
 
 
+class ByBytes(Generic[T]):
+    """The last `max_entries` values kept by their byte-string keys (at most `max_bytes` of
+    keys in all), least recently used out; thread safe."""
+
+    def __init__(self, max_entries: int = 16, max_bytes: int = 16 << 20) -> None:
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._kept: OrderedDict[bytes, T] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> T | None:
+        """The value kept for `key` (now the most recent), or None."""
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, value: T) -> None:
+        """Keep `value` for `key` (a key longer than max_bytes is not kept)."""
+        if len(key) > self.max_bytes:
+            return
+        with self._lock:
+            if key not in self._kept:
+                self._kept[key] = value
+                self._bytes += len(key)
+            while len(self._kept) > self.max_entries or self._bytes > self.max_bytes:
+                self._bytes -= len(self._kept.popitem(last=False)[0])
+
+
 class PreparedContexts:
     """The checked name tables of the last `max_contexts` large contexts a model was sent (at
     most `max_bytes` of their wire bytes in all), by those bytes."""
@@ -93,21 +126,14 @@ class PreparedContexts:
         self, matcher: ContextMatcher, max_contexts: int = 16, max_bytes: int = 16 << 20
     ) -> None:
         self.matcher = matcher
-        self.max_contexts = max_contexts
-        self.max_bytes = max_bytes
-        self._tables: OrderedDict[bytes, list[NameTable]] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._tables: ByBytes[list[NameTable]] = ByBytes(max_contexts, max_bytes)
 
     def tables(self, ctx: HomeContext) -> list[NameTable]:
         """The context's name tables, checked (InvalidArgument for a bad name or alias)."""
         key = getattr(ctx, "key", b"")
-        if key:
-            with self._lock:
-                found = self._tables.get(key)
-                if found is not None:
-                    self._tables.move_to_end(key)
-                    return found
+        found = self._tables.get(key) if key else None
+        if found is not None:
+            return found
         tables = []
         for kind in CONTEXT_KINDS:
             entries = ctx.of(kind)
@@ -115,13 +141,8 @@ class PreparedContexts:
                 table = self.matcher.table(kind, entries)
                 _check(table, entries)
                 tables.append(table)
-        if key and len(key) <= self.max_bytes:
-            with self._lock:
-                if key not in self._tables:
-                    self._tables[key] = tables
-                    self._bytes += len(key)
-                while len(self._tables) > self.max_contexts or self._bytes > self.max_bytes:
-                    self._bytes -= len(self._tables.popitem(last=False)[0])
+        if key:
+            self._tables.put(key, tables)
         return tables
 
 

@@ -12,8 +12,6 @@ is parsed whole, as protobuf parses it. No grpc here.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -21,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from modelspec.context import HomeContext
 from rnnserve.v1 import rnnserve_pb2 as pb
-from server.context import home_context
+from server.context import ByBytes, home_context
 from server.errors import InvalidArgument
 
 # A context field shorter than this stays in the message (reading it costs less than hashing).
@@ -105,29 +103,19 @@ class WireContexts:
     those bytes in all), parsed and checked, by those bytes."""
 
     def __init__(self, max_contexts: int = 16, max_bytes: int = 16 << 20) -> None:
-        self.max_contexts = max_contexts
-        self.max_bytes = max_bytes
-        self._read: OrderedDict[bytes, HomeContext | None] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
+        self._read: ByBytes[HomeContext] = ByBytes(max_contexts, max_bytes)
 
     def get(self, wire: bytes) -> HomeContext | None:
         """The context these bytes encode (None: no entries); InvalidArgument for bytes that
         are not a HomeContext or a context beyond the limits (neither is kept)."""
-        with self._lock:
-            if wire in self._read:
-                self._read.move_to_end(wire)
-                return self._read[wire]
+        found = self._read.get(wire)
+        if found is not None:
+            return found
         try:
             msg = pb.HomeContext.FromString(wire)
         except DecodeError:
             raise InvalidArgument("context is not a valid HomeContext message") from None
         ctx = home_context(msg, key=wire)
-        if len(wire) <= self.max_bytes:
-            with self._lock:
-                if wire not in self._read:
-                    self._read[wire] = ctx
-                    self._bytes += len(wire)
-                while len(self._read) > self.max_contexts or self._bytes > self.max_bytes:
-                    self._bytes -= len(self._read.popitem(last=False)[0])
+        if ctx is not None:
+            self._read.put(wire, ctx)
         return ctx
