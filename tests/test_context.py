@@ -325,12 +325,15 @@ def test_a_large_context_sent_again_answers_as_the_first_time_and_no_other(clien
 
 
 def test_a_stream_takes_the_context_of_its_first_message():
+    fillers = [{"name": f"lamp {i}", "id": f"light.l{i}"} for i in range(60)]
+    large = {**HOME, "entities": [*HOME["entities"], *fillers]}  # read apart from the message
     with RunningServer(settings_for(STREAM_ONNX)) as srv, Client(srv.target) as c:
-        answers = list(c.stream(["turn on the ", "zorblat lamp"], context=HOME))
-        last = answers[-1]
-        assert [(s.value, s.entry_id) for s in last.slots if s.name == "name"] == [
-            ("zorblat lamp", "light.zorblat")
-        ]
+        for home in (HOME, large, large):
+            answers = list(c.stream(["turn on the ", "zorblat lamp"], context=home))
+            last = answers[-1]
+            assert [(s.value, s.entry_id) for s in last.slots if s.name == "name"] == [
+                ("zorblat lamp", "light.zorblat")
+            ]
 
 
 def test_a_model_without_the_input_answers_as_before_and_resolves_names(tmp_path):
