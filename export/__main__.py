@@ -91,7 +91,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         format_quality,
         quality_report,
     )
-    from export.train import TrainConfig, save_checkpoint, train, train_config_dict
+    from export.train import (
+        TrainConfig,
+        load_checkpoint,
+        save_checkpoint,
+        train,
+        train_config_dict,
+    )
 
     lang = get_language(args.language)
     out = Path(args.out or f"{lang.model_stem}.pt")
@@ -115,7 +121,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience or (30 if args.language == DEFAULT_LANGUAGE else 6),
         slot_span_dropout=args.slot_span_dropout
         or (0.5 if args.language == DEFAULT_LANGUAGE else 0.35),
+        distill_weight=args.distill_weight,
+        distill_temperature=args.distill_temperature,
+        distill_out_of_scope=args.distill_out_of_scope,
+        distill_online=args.distill_online,
+        distill_mix=args.distill_mix,
     )
+    teacher = load_checkpoint(args.distill) if args.distill else None
     arch = _arch(args)
     use_context = args.context if args.context is not None else args.language == DEFAULT_LANGUAGE
     arch[CONFIG_CONTEXT_DIM] = CONTEXT_DIM if use_context else 0
@@ -124,7 +136,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"(val {len(splits['val'])}, test {len(splits['test'])})",
         flush=True,
     )
-    result = train(splits, arch, cfg, log=lambda m: print(m, flush=True))
+    result = train(splits, arch, cfg, log=lambda m: print(m, flush=True), teacher=teacher)
     quality = quality_report(
         result.model,
         result.tokenizer,
@@ -139,6 +151,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     result.metrics.update(quality)
     extra = {**source, "train_config": train_config_dict(cfg), "splits": summarize(splits)}
+    if args.distill:
+        extra["distill"] = str(args.distill)
     save_checkpoint(out, result, extra)
     test = result.metrics["test"]
     report = {
@@ -433,6 +447,41 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=12,
         help="words seen fewer times in training map to <unk> (1: keep every word)",
+    )
+    t.add_argument(
+        "--distill",
+        metavar="CHECKPOINT",
+        help="a teacher checkpoint whose intent and tag distributions the rows trained without "
+        "a context also learn (default: none)",
+    )
+    t.add_argument(
+        "--distill-weight",
+        type=float,
+        default=1.0,
+        help="weight of the distillation term (with --distill)",
+    )
+    t.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=1.0,
+        help="softmax temperature of teacher and student in the distillation term",
+    )
+    t.add_argument(
+        "--distill-out-of-scope",
+        action="store_true",
+        help="distil the out-of-scope rows' intents too (default: they keep the uniform target)",
+    )
+    t.add_argument(
+        "--distill-online",
+        action="store_true",
+        help="run the teacher each batch on the student's input, its word dropout included "
+        "(default: once on the clean sentences)",
+    )
+    t.add_argument(
+        "--distill-mix",
+        action="store_true",
+        help="the rows without a context learn (1 - weight) x their labels + weight x the "
+        "teacher, weight in [0, 1] (default: the teacher's term is added, the labels kept whole)",
     )
     t.add_argument("--out", help="default: models/intent.pt, for zh-CN models/intent-zh.pt")
     t.add_argument(

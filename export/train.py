@@ -61,6 +61,13 @@ class TrainConfig:
     out_of_scope: int = 4000  # generated out-of-scope sentences trained towards uniform intents
     oos_weight: float = 0.5
     context_share: float = 1 - TRAIN_SIM.p_none  # training sentences that get a simulated home
+    # Distillation (with a teacher): KL towards its intent and tag distributions on the rows
+    # that get no context, at this weight and temperature; out-of-scope rows only if asked.
+    distill_weight: float = 1.0
+    distill_temperature: float = 1.0
+    distill_out_of_scope: bool = False
+    distill_online: bool = False  # run the teacher each batch on the student's (dropped) input
+    distill_mix: bool = False  # the KL takes a share of those rows' cross-entropy (not added)
     threads: int = 1
     progress: bool = True
     language: str = DEFAULT_LANGUAGE  # tokenizer rules and out-of-scope sentences
@@ -166,12 +173,17 @@ class ContextPlan:
 
     def rows(self, enc: Encoded, idx: Sequence[int]) -> list[np.ndarray]:
         """Context features of the rows `idx`."""
-        out = []
+        return self.draw(enc, idx)[0]
+
+    def draw(self, enc: Encoded, idx: Sequence[int]) -> tuple[list[np.ndarray], list[bool]]:
+        """Context features of the rows `idx`, and per row whether it drew no context."""
+        out, none = [], []
         for i in idx:
             rng = self.rng or random.Random(self.seed * 1_000_003 + i)
             ctx = simulate_context(enc.tokens[i], enc.gold[i], self.pools, rng, self.sim)
             out.append(context_features(self.matcher, enc.tokens[i], ctx))
-        return out
+            none.append(ctx is None)
+        return out, none
 
 
 def _pad_context(feats: list[np.ndarray]) -> torch.Tensor:
@@ -275,6 +287,11 @@ def forward_by_name(
 
 def _intent_loss(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float) -> torch.Tensor:
     """Cross-entropy on in-scope rows; cross-entropy to the uniform distribution on rows -1."""
+    return _intent_rows(logits, intents, oos_weight).mean()
+
+
+def _intent_rows(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float) -> torch.Tensor:
+    """The intent loss of each row (see _intent_loss)."""
     logp = torch.log_softmax(logits, -1)
     inside = intents >= 0
     per_row = torch.zeros(len(intents))
@@ -282,7 +299,7 @@ def _intent_loss(logits: torch.Tensor, intents: torch.Tensor, oos_weight: float)
         per_row[inside] = -logp[inside].gather(1, intents[inside, None]).squeeze(1)
     if (~inside).any():
         per_row[~inside] = -oos_weight * logp[~inside].mean(-1)
-    return per_row.mean()
+    return per_row
 
 
 def _loss(
@@ -295,6 +312,158 @@ def _loss(
         loss = loss + nn.functional.cross_entropy(
             slots.reshape(-1, slots.shape[-1]), tags.reshape(-1), ignore_index=IGNORE_TAG
         )
+    return loss
+
+
+@dataclass
+class Teacher:
+    """A teacher's intent and tag distributions on the training rows, at a temperature, in the
+    student's label order. The teacher reads each row in its own vocabulary with no context:
+    the clean sentence, run once for all rows (`precompute`), or, online, each batch's rows
+    as the student reads them (the student's word dropout applied)."""
+
+    model: IntentSlotRNN
+    ids: list[list[int]]  # per training row, the teacher's vocabulary ids of its tokens
+    intent_cols: torch.Tensor
+    tag_cols: torch.Tensor
+    temperature: float
+    cache: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # intents [N, I], tags [T_i, S]
+    seconds: float = 0.0  # time spent running the teacher
+
+    def batch(
+        self, idx: Sequence[int], ids: torch.Tensor, lengths: torch.Tensor, enc: Encoded
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Intent [B, I] and tag [B, T, S] distributions of the rows `idx`, whose student
+        input is `ids` (used online only; zero-padded past each row's length)."""
+        if self.cache is not None:
+            rows = [self.cache[1][i] for i in idx]
+            tags = torch.zeros(len(rows), ids.shape[1], rows[0].shape[1])
+            for r, t in enumerate(rows):
+                tags[r, : len(t)] = t
+            return self.cache[0][list(idx)], tags
+        own, _ = pad_rows([np.asarray(self.ids[i]) for i in idx])
+        clean, _ = pad_rows([np.asarray(enc.ids[i]) for i in idx])
+        dropped = (ids == UNK_ID) & (torch.from_numpy(clean) != UNK_ID)
+        intents, tags = self._run(torch.where(dropped, UNK_ID, torch.from_numpy(own)), lengths)
+        inside = torch.arange(ids.shape[1])[None, :] < lengths[:, None]
+        return intents, tags * inside[..., None]
+
+    def precompute(self, batch_size: int = 256) -> None:
+        """Run the teacher once on every row's clean sentence and keep the results."""
+        intents = torch.zeros(len(self.ids), len(self.intent_cols))
+        tags: list[torch.Tensor] = [torch.zeros(0)] * len(self.ids)
+        order = sorted(range(len(self.ids)), key=lambda i: len(self.ids[i]))
+        for n in range(0, len(order), batch_size):
+            idx = order[n : n + batch_size]
+            ids, lengths = pad_rows([np.asarray(self.ids[i]) for i in idx])
+            intents[idx], slots = self._run(torch.from_numpy(ids), torch.from_numpy(lengths))
+            for r, i in enumerate(idx):
+                tags[i] = slots[r, : int(lengths[r])].clone()
+        self.cache = (intents, tags)
+
+    def _run(self, ids: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        start = time.perf_counter()
+        self.model.eval()
+        with torch.no_grad():
+            out = forward_by_name(self.model, ids, lengths)
+        t = self.temperature
+        result = (
+            _in_student_order(out[INTENT_LOGITS], self.intent_cols, t),
+            _in_student_order(out[SLOT_LOGITS], self.tag_cols, t),
+        )
+        self.seconds += time.perf_counter() - start
+        return result
+
+
+def _label_map(teacher: Sequence[str], student: Sequence[str]) -> torch.Tensor:
+    """For each student label, its teacher index (-1 where the teacher lacks it)."""
+    index = {name: i for i, name in enumerate(teacher)}
+    return torch.tensor([index.get(name, -1) for name in student])
+
+
+def _in_student_order(logits: torch.Tensor, columns: torch.Tensor, t: float) -> torch.Tensor:
+    """Softmax(logits / t) over the teacher's labels, moved to the student's label order (a
+    label the teacher lacks gets 0, one the student lacks is dropped) and renormalised."""
+    p = torch.softmax(logits / t, -1)
+    out = torch.where(columns >= 0, p[..., columns.clamp(min=0)], torch.zeros(()))
+    return out / out.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def make_teacher(
+    checkpoint: Checkpoint, enc: Encoded, labels: Labels, temperature: float, online: bool
+) -> Teacher:
+    """A Teacher for the rows of `enc` (labels matched by name); run at once unless online."""
+    teacher = Teacher(
+        checkpoint.model,
+        [checkpoint.tokenizer.ids(tokens) for tokens in enc.tokens],
+        _label_map(checkpoint.labels.intents, labels.intents),
+        _label_map(checkpoint.labels.tags, labels.tags),
+        temperature,
+    )
+    if not online:
+        teacher.precompute()
+    return teacher
+
+
+def _kl(logits: torch.Tensor, target: torch.Tensor, t: float) -> torch.Tensor:
+    """KL(target || softmax(logits / t)) per row of the last axis, times t^2 (Hinton et al.)."""
+    logq = torch.log_softmax(logits / t, -1)
+    return nn.functional.kl_div(logq, target, reduction="none").sum(-1) * t * t
+
+
+def _distill_loss(
+    out: dict[str, torch.Tensor],
+    targets: tuple[torch.Tensor, torch.Tensor],
+    keep: torch.Tensor,
+    tags: torch.Tensor,
+    intents: torch.Tensor,
+    cfg: TrainConfig,
+) -> torch.Tensor:
+    """The mean intent KL over the rows `keep` (in scope only, unless distill_out_of_scope)
+    plus the mean tag KL over their tokens that have a gold tag."""
+    t = cfg.distill_temperature
+    rows = keep if cfg.distill_out_of_scope else keep & (intents >= 0)
+    loss = torch.zeros(())
+    if rows.any():
+        loss = loss + _kl(out[INTENT_LOGITS][rows], targets[0][rows], t).mean()
+    tokens = keep[:, None] & (tags != IGNORE_TAG)
+    if tokens.any():
+        loss = loss + _kl(out[SLOT_LOGITS][tokens], targets[1][tokens], t).mean()
+    return loss
+
+
+def _mixed_loss(
+    out: dict[str, torch.Tensor],
+    targets: tuple[torch.Tensor, torch.Tensor],
+    keep: torch.Tensor,
+    tags: torch.Tensor,
+    intents: torch.Tensor,
+    cfg: TrainConfig,
+) -> torch.Tensor:
+    """_loss, where each distilled row (and each of its tokens) weighs (1 - w) of its
+    cross-entropy plus w of its KL to the teacher (w = distill_weight): the rows without a
+    context weigh as much as without a teacher (the distilled rows as in _distill_loss)."""
+    w, t = cfg.distill_weight, cfg.distill_temperature
+    rows = keep if cfg.distill_out_of_scope else keep & (intents >= 0)
+    ce = _intent_rows(out[INTENT_LOGITS], intents, cfg.oos_weight)
+    kl = torch.zeros_like(ce)
+    if rows.any():
+        kl[rows] = _kl(out[INTENT_LOGITS][rows], targets[0][rows], t)
+    loss = torch.where(rows, (1 - w) * ce + w * kl, ce).mean()
+    valid = tags != IGNORE_TAG
+    if valid.any():
+        slots = out[SLOT_LOGITS]
+        ce_tok = nn.functional.cross_entropy(
+            slots.reshape(-1, slots.shape[-1]),
+            tags.reshape(-1),
+            ignore_index=IGNORE_TAG,
+            reduction="none",
+        ).view_as(tags)
+        tokens = keep[:, None] & valid
+        kl_tok = torch.zeros_like(ce_tok)
+        kl_tok[tokens] = _kl(slots[tokens], targets[1][tokens], t)
+        mixed = torch.where(tokens, (1 - w) * ce_tok + w * kl_tok, ce_tok)
+        loss = loss + mixed.sum() / valid.sum()
     return loss
 
 
@@ -395,8 +564,11 @@ def _train_epoch(
     rng: random.Random,
     nprng: np.random.Generator,
     desc: str,
+    teacher: Teacher | None = None,
 ) -> float:
-    """One pass over shuffled batches with word dropout; the sum of the batch losses."""
+    """One pass over shuffled batches with word dropout; the sum of the batch losses. With a
+    teacher, rows without a context also learn its distributions (`_distill_loss` added to the
+    loss, or `_mixed_loss` with distill_mix)."""
     model.train()
     total = 0.0
     dropout = (cfg.word_dropout, cfg.slot_word_dropout, cfg.slot_span_dropout)
@@ -410,11 +582,23 @@ def _train_epoch(
         unit="batch",
     )
     for idx in bar:
-        ids, lengths, tags, intents, *ctx = _tensors(
-            data.encoded["train"], idx, dropout, nprng, plan
-        )
-        out = forward_by_name(model, ids, lengths, ctx[0] if ctx else None)
-        loss = _loss(out, tags, intents, cfg.oos_weight)
+        ids, lengths, tags, intents = _tensors(data.encoded["train"], idx, dropout, nprng)
+        context, none = None, [True] * len(idx)
+        if plan is not None:
+            feats, none = plan.draw(data.encoded["train"], idx)
+            context = _pad_context(feats)
+        out = forward_by_name(model, ids, lengths, context)
+        if teacher is None:
+            loss = _loss(out, tags, intents, cfg.oos_weight)
+        else:
+            keep = torch.tensor(none)
+            targets = teacher.batch(idx, ids, lengths, data.encoded["train"])
+            if cfg.distill_mix:
+                loss = _mixed_loss(out, targets, keep, tags, intents, cfg)
+            else:
+                loss = _loss(out, tags, intents, cfg.oos_weight)
+                distill = _distill_loss(out, targets, keep, tags, intents, cfg)
+                loss = loss + cfg.distill_weight * distill
         step(loss)
         total += loss.item()
         bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -422,7 +606,11 @@ def _train_epoch(
 
 
 def fit(
-    model: IntentSlotRNN, data: TrainingData, cfg: TrainConfig, log: Callable[[str], None]
+    model: IntentSlotRNN,
+    data: TrainingData,
+    cfg: TrainConfig,
+    log: Callable[[str], None],
+    teacher: Teacher | None = None,
 ) -> tuple[list[dict[str, float]], int]:
     """The epoch loop: AdamW with a one-cycle schedule and gradient clipping, scored on
     validation after each epoch, stopped after `patience` epochs without gain. Leaves the
@@ -446,7 +634,7 @@ def fit(
     best, best_state, best_epoch, bad = -1.0, None, 0, 0
     history = []
     for epoch in range(1, cfg.epochs + 1):
-        total = _train_epoch(model, data, cfg, step, rng, nprng, f"epoch {epoch}")
+        total = _train_epoch(model, data, cfg, step, rng, nprng, f"epoch {epoch}", teacher)
         loss = total / steps_per_epoch
         val = score(model, val_enc, data.labels)
         row = {
@@ -500,14 +688,23 @@ def train(
     arch: dict[str, Any],
     cfg: TrainConfig,
     log: Callable[[str], None] = print,
+    teacher: Checkpoint | None = None,
 ) -> TrainResult:
-    """Train on splits['train'], early-stop on splits['val'], report on splits['test']."""
+    """Train on splits['train'], early-stop on splits['val'], report on splits['test']; with a
+    teacher checkpoint, distil it into the rows trained without a context."""
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
     start = time.perf_counter()
     data = prepare(splits, cfg)
     model = build_model(data, arch)
-    history, best_epoch = fit(model, data, cfg, log)
+    taught = None
+    if teacher is not None:
+        taught = make_teacher(
+            teacher, data.encoded["train"], data.labels, cfg.distill_temperature, cfg.distill_online
+        )
+    history, best_epoch = fit(model, data, cfg, log, taught)
+    if taught is not None:
+        log(f"the teacher ran for {taught.seconds:.1f} s")
     metrics = {name: score(model, data.encoded[name], data.labels) for name in ("val", "test")}
     if model.config.context_dim:
         for name in ("val", "test"):
