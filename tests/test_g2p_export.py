@@ -92,3 +92,30 @@ def test_averaged_weights_are_the_mean_of_float_tensors_and_the_last_of_the_othe
     assert out["w"].tolist() == [2.0, 4.0] and int(out["n"]) == 5
     out["w"] += 1  # a new tensor: the states averaged are left as they were
     assert a["w"].tolist() == [1.0, 2.0] and b["w"].tolist() == [3.0, 6.0]
+
+
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_training_runs_on_its_device_and_keeps_its_best_weights_on_the_cpu(device):
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from export.g2p.train import TrainSettings, fit
+
+    words = ["lamp", "kit", "clip", "jane", "tall", "mower", "room", "light"]
+    entries = [Entry(w, (tuple(c.upper() for c in w),)) for w in words]  # letters as "phonemes"
+    vocab = Vocab.build(entries)
+    torch.manual_seed(0)
+    model = G2P(G2PConfig(len(vocab.chars), len(vocab.phonemes), 16, 16, 1, 32, 0.0))
+    kept: list[int] = []
+
+    def on_best(state: dict, epoch: int) -> None:
+        assert all(t.device.type == "cpu" for t in state.values())
+        kept.append(epoch)
+
+    settings = TrainSettings(epochs=3, batch_size=4, lr=1e-2, average=2, device=device)
+    out = fit(model, vocab, entries, entries, settings, log=lambda _: None, on_best=on_best)
+    assert [r["epoch"] for r in out["history"]] == [1, 2, 3]
+    assert out["history"][-1]["loss"] < out["history"][0]["loss"]
+    assert kept and all(p.device.type == "cpu" for p in model.parameters())

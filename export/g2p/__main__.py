@@ -25,6 +25,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         label_smoothing=args.label_smoothing,
         average=args.average,
+        device=args.device,
     )
     overrides = {
         k: getattr(args, k)
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("embedding-dim", "encoder-hidden", "encoder-layers", "decoder-hidden"):
         t.add_argument(f"--{name}", type=int, default=None)
     t.add_argument("--dropout", type=float, default=None)
+    t.add_argument("--device", default="cpu", help="where batches run: cpu, cuda, cuda:1 ...")
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("export", help="checkpoint -> models/g2p/1/{encoder,step}.onnx")
     e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)

@@ -36,6 +36,7 @@ class TrainSettings:
     val_every: int = 1
     val_words: int = 3000  # words of the validation split scored after each epoch
     average: int = 1  # > 1: also score the mean weights of the last `average` epochs
+    device: str = "cpu"  # where the batches run ("cuda" on a GPU); validation decodes on CPU
 
 
 def _pairs(vocab: Vocab, entries: Sequence[Entry]) -> list[tuple[list[int], list[int]]]:
@@ -92,6 +93,8 @@ def fit(
     `on_best` as they improve, so a stopped run leaves its best weights)."""
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
+    device = torch.device(settings.device)
+    model.to(device)
     pairs = _pairs(vocab, train)
     val_sample = list(val)
     random.Random(settings.seed).shuffle(val_sample)
@@ -110,7 +113,7 @@ def fit(
 
     loss_fn = nn.CrossEntropyLoss(ignore_index=TGT_PAD_ID, label_smoothing=settings.label_smoothing)
     best: dict[str, Any] = {"wer": 2.0}
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = _cpu_state(model)
     recent: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, settings.average))
     history = []
     step = 0
@@ -119,7 +122,7 @@ def fit(
         t0 = time.perf_counter()
         total_loss = 0.0
         for batch in _batches(pairs, settings.batch_size, rng):
-            src, src_len, dec_in, tgt = _tensors(batch)
+            src, src_len, dec_in, tgt = (t.to(device) for t in _tensors(batch))
             for g in opt.param_groups:
                 g["lr"] = lr_at(step)
             logits = model(src, src_len, dec_in)
@@ -135,19 +138,21 @@ def fit(
             "loss": total_loss / steps_per_epoch,
             "seconds": round(time.perf_counter() - t0, 1),
         }
+        state = _cpu_state(model)
         if settings.average > 1:
-            recent.append(copy.deepcopy(model.state_dict()))
+            recent.append(state)
         if epoch % settings.val_every == 0 or epoch == settings.epochs:
-            rates = error_rates(val_sample, decode_entries(model, vocab, val_sample))
+            on_cpu = copy.deepcopy(model).cpu() if device.type != "cpu" else model
+            rates = error_rates(val_sample, decode_entries(on_cpu, vocab, val_sample))
             row.update(val_wer=rates["wer"], val_per=rates["per"])
             if rates["wer"] < best["wer"]:
                 best = {"wer": rates["wer"], "per": rates["per"], "epoch": epoch}
-                best_state = copy.deepcopy(model.state_dict())
+                best_state = state
                 if on_best is not None:
                     on_best(best_state, epoch)
             if len(recent) > 1:  # the mean of the last epochs' weights is a candidate too
                 avg_state = average_states(recent)
-                avg_model = copy.deepcopy(model)
+                avg_model = copy.deepcopy(on_cpu)
                 avg_model.load_state_dict(avg_state)
                 avg = error_rates(val_sample, decode_entries(avg_model, vocab, val_sample))
                 row.update(val_wer_avg=avg["wer"], val_per_avg=avg["per"], averaged=len(recent))
@@ -161,9 +166,15 @@ def fit(
         log(
             " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         )
+    model.cpu()
     model.load_state_dict(best_state)
     model.eval()
     return {"best": best, "history": history}
+
+
+def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU (what checkpoints and validation use)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def train(
