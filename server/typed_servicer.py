@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any, NamedTuple
+from typing import Any
 
 import grpc
 import numpy as np
 
+from modelspec.context import HomeContext
 from modelspec.io import TensorSpec
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
@@ -30,10 +31,9 @@ def _state_in(msg: pb.State) -> tuple[np.ndarray | None, np.ndarray | None]:
 
 
 def _input(
-    req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None, wire: WireRead
+    req: pb.ParseRequest | pb.ParseStreamRequest, which: str | None, context: HomeContext | None
 ) -> ParseInput:
-    """A typed request (or stream chunk) as the data plane's ParseInput; `wire` reads a context
-    the deserializer kept apart (server/context_wire.py)."""
+    """A typed request (or stream chunk) and its context as the data plane's ParseInput."""
     h0, c0 = _state_in(req.initial_state) if isinstance(req, pb.ParseRequest) else (None, None)
     return ParseInput(
         model=req.model,
@@ -43,11 +43,7 @@ def _input(
         h0=h0,
         c0=c0,
         options=ParseOptions(top_k=req.top_k, steps=req.return_steps, state=req.return_state),
-        context=wire.contexts.get(wire.context)
-        if wire.context
-        else home_context(req.context)
-        if req.HasField("context")
-        else None,
+        context=context,
     )
 
 
@@ -136,18 +132,13 @@ def model_info(model: ServedModel, versions: list[str]) -> pb.ModelInfoResponse:
     )
 
 
-class WireRead(NamedTuple):
-    """A request's context bytes kept apart by the deserializer, and where they are read."""
-
-    context: bytes
-    contexts: WireContexts
-
-
-def _unwrap(request: Any, contexts: WireContexts) -> tuple[Any, WireRead]:
-    """The message and its context bytes (a plain message when not read by `deserializers`)."""
-    if isinstance(request, Typed):
-        return request.message, WireRead(request.context, contexts)
-    return request, WireRead(b"", contexts)
+def _unwrap(request: Any, contexts: WireContexts) -> tuple[Any, HomeContext | None]:
+    """The message and its context: read from the bytes the deserializer kept apart
+    (server/context_wire.py), else from the message itself."""
+    msg, wire = request if isinstance(request, Typed) else (request, b"")
+    if wire:
+        return msg, contexts.get(wire)
+    return msg, home_context(msg.context) if msg.HasField("context") else None
 
 
 def deserializers() -> dict[str, Callable[[bytes], Typed]]:
@@ -169,8 +160,8 @@ class ParserServicer(pb_grpc.ParserServicer):
 
     async def Parse(self, request: Typed | pb.ParseRequest, context: object) -> pb.ParseResponse:  # noqa: N802
         """Parse one utterance."""
-        msg, wire = _unwrap(request, self.contexts)
-        res = await self.plane.parse(_input(msg, msg.WhichOneof("input"), wire))
+        msg, home = _unwrap(request, self.contexts)
+        res = await self.plane.parse(_input(msg, msg.WhichOneof("input"), home))
         fields = _fill(res)
         return pb.ParseResponse(
             model=res.model,
@@ -186,8 +177,8 @@ class ParserServicer(pb_grpc.ParserServicer):
         """Parse an utterance chunk by chunk, carrying the recurrent state inside the stream."""
         stream = StreamState()
         async for request in request_iterator:
-            req, wire = _unwrap(request, self.contexts)
-            res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk"), wire))
+            req, home = _unwrap(request, self.contexts)
+            res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk"), home))
             yield pb.ParseStreamResponse(
                 model=res.model,
                 model_version=res.version,
