@@ -9,7 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from export.data import DataError, Example, generate, read_jsonl, summarize, write_jsonl
+from export.data import (
+    DataError,
+    Example,
+    generate,
+    read_jsonl,
+    summarize,
+    trained_split,
+    write_jsonl,
+)
 from export.languages import DEFAULT_LANGUAGE, LANGUAGES, get_language
 from modelspec.context import CONFIG_CONTEXT_DIM, CONTEXT_DIM
 from modelspec.names import CELLS
@@ -174,22 +182,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split_examples(
-    training: dict[str, Any], data_dir: str | None, split: str = "test"
-) -> list[Example]:
-    language = str(training.get("language", DEFAULT_LANGUAGE))
-    path = Path(data_dir or get_language(language).data_dir) / f"{split}.jsonl"
-    if path.exists():
-        return read_jsonl(path)
-    if training.get("data") == "jsonl" and training.get(split):
-        return read_jsonl(training[split])
-    return generate(seed=int(training.get("seed", 13)), language=language)[split]
-
-
-def _test_examples(training: dict[str, Any], data_dir: str | None) -> list[Example]:
-    return _split_examples(training, data_dir, "test")
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     """Export the checkpoint to ONNX, check parity, embed the metadata; optionally quantize."""
     from export.onnx_export import embed_metadata
@@ -202,7 +194,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     ckpt = load_checkpoint(args.checkpoint)
     language = str(ckpt.training.get("language", DEFAULT_LANGUAGE))
-    train = _split_examples(ckpt.training, args.data_dir, "train")
+    train = trained_split(ckpt.training, args.data_dir, "train")
     values = build_values(train, ckpt.tokenizer, language)
     out = Path(args.out or Path(args.checkpoint).with_suffix(".onnx"))
     t0 = time.perf_counter()
@@ -239,7 +231,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         qpath = out.with_suffix(".int8.onnx")
         quantize(out, qpath)
-        cmp = compare(out, qpath, _test_examples(ckpt.training, args.data_dir), meta)
+        cmp = compare(out, qpath, trained_split(ckpt.training, args.data_dir, "test"), meta)
         qmeta = ModelMetadata(
             **{**meta.__dict__, "metrics": {**meta.metrics, "int8_vs_float": cmp}}
         )

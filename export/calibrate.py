@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from export.data import Example, generate, read_jsonl
-from export.languages import DEFAULT_LANGUAGE, get_language
+from export.data import trained_split
+from export.languages import DEFAULT_LANGUAGE
 from export.quality import (
     AUTO_SCORE,
     NAMES_KIND,
@@ -34,23 +34,12 @@ from modelspec.calibration import SCORES
 from modelspec.context import CONFIG_CONTEXT_DIM
 
 
-def checkpoint_splits(training: dict[str, Any], data_dir: str | None) -> dict[str, list[Example]]:
-    """The train/val/test splits a checkpoint was trained on: the language's generated files
-    (`python -m export data` or a training run writes them), else generated again."""
-    language = str(training.get("language", DEFAULT_LANGUAGE))
-    folder = Path(data_dir or get_language(language).data_dir)
-    names = ("train", "val", "test")
-    if all((folder / f"{n}.jsonl").exists() for n in names):
-        return {n: read_jsonl(folder / f"{n}.jsonl") for n in names}
-    return generate(seed=int(training.get("seed", 13)), language=language)
-
-
 def recalibrate(
     checkpoint: Path, report: Path | None, score: str, data_dir: str | None = None
 ) -> dict[str, Any]:
     """The quality report of `checkpoint` with `score`, written into it and into `report`."""
     ckpt = load_checkpoint(checkpoint)
-    splits = checkpoint_splits(ckpt.training, data_dir)
+    splits = {n: trained_split(ckpt.training, data_dir, n) for n in ("train", "val", "test")}
     takes_context = bool(ckpt.model.config.to_dict().get(CONFIG_CONTEXT_DIM))
     quality = quality_report(
         ckpt.model,

@@ -747,3 +747,16 @@ def summarize(splits: dict[str, list[Example]]) -> dict[str, Any]:
         }
         for name, exs in splits.items()
     }
+
+
+def trained_split(training: dict[str, Any], data_dir: str | None, split: str) -> list[Example]:
+    """The examples of `split` (train, val, test) a checkpoint was trained with, from its
+    `training` record: the language's generated file (or `data_dir`'s), else the user's JSONL
+    file it names, else the split generated again with its seed."""
+    language = str(training.get("language", DEFAULT_LANGUAGE))
+    path = Path(data_dir or get_language(language).data_dir) / f"{split}.jsonl"
+    if path.exists():
+        return read_jsonl(path)
+    if training.get("data") == "jsonl" and training.get(split):
+        return read_jsonl(training[split])
+    return generate(seed=int(training.get("seed", 13)), language=language)[split]
