@@ -411,6 +411,15 @@ def _kl(logits: torch.Tensor, target: torch.Tensor, t: float) -> torch.Tensor:
     return nn.functional.kl_div(logq, target, reduction="none").sum(-1) * t * t
 
 
+def _distilled(
+    keep: torch.Tensor, tags: torch.Tensor, intents: torch.Tensor, cfg: TrainConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The rows whose intent is distilled (`keep`, in scope only unless distill_out_of_scope)
+    and the tokens whose tag is (every token of `keep` with a gold tag)."""
+    rows = keep if cfg.distill_out_of_scope else keep & (intents >= 0)
+    return rows, keep[:, None] & (tags != IGNORE_TAG)
+
+
 def _distill_loss(
     out: dict[str, torch.Tensor],
     targets: tuple[torch.Tensor, torch.Tensor],
@@ -422,11 +431,10 @@ def _distill_loss(
     """The mean intent KL over the rows `keep` (in scope only, unless distill_out_of_scope)
     plus the mean tag KL over their tokens that have a gold tag."""
     t = cfg.distill_temperature
-    rows = keep if cfg.distill_out_of_scope else keep & (intents >= 0)
+    rows, tokens = _distilled(keep, tags, intents, cfg)
     loss = torch.zeros(())
     if rows.any():
         loss = loss + _kl(out[INTENT_LOGITS][rows], targets[0][rows], t).mean()
-    tokens = keep[:, None] & (tags != IGNORE_TAG)
     if tokens.any():
         loss = loss + _kl(out[SLOT_LOGITS][tokens], targets[1][tokens], t).mean()
     return loss
@@ -444,7 +452,7 @@ def _mixed_loss(
     cross-entropy plus w of its KL to the teacher (w = distill_weight): the rows without a
     context weigh as much as without a teacher (the distilled rows as in _distill_loss)."""
     w, t = cfg.distill_weight, cfg.distill_temperature
-    rows = keep if cfg.distill_out_of_scope else keep & (intents >= 0)
+    rows, tokens = _distilled(keep, tags, intents, cfg)
     ce = _intent_rows(out[INTENT_LOGITS], intents, cfg.oos_weight)
     kl = torch.zeros_like(ce)
     if rows.any():
@@ -459,7 +467,6 @@ def _mixed_loss(
             ignore_index=IGNORE_TAG,
             reduction="none",
         ).view_as(tags)
-        tokens = keep[:, None] & valid
         kl_tok = torch.zeros_like(ce_tok)
         kl_tok[tokens] = _kl(slots[tokens], targets[1][tokens], t)
         mixed = torch.where(tokens, (1 - w) * ce_tok + w * kl_tok, ce_tok)
