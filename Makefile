@@ -55,7 +55,9 @@ data: $(STAMP)
 
 train: $(STAMP)  ## train the default model, its streaming twin and g2p -> models/{intent,intent-stream,g2p}.pt + reports
 ifeq ($(MODEL_LANG),en)
+	$(PY) -m export train --no-context --out build/intent-plain.pt --report build/intent-plain.report.json $(TRAIN_ARGS)
 	$(PY) -m export train $(TRAIN_ARGS)
+	$(PY) -m export.fallback --checkpoint models/intent.pt --plain build/intent-plain.pt --skip-unsupported
 	$(PY) -m export train --no-bidirectional --out models/intent-stream.pt --report models/intent-stream.report.json $(TRAIN_ARGS)
 	OMP_NUM_THREADS=1 $(PY) -m export.g2p train $(G2P_TRAIN_ARGS)
 	OMP_NUM_THREADS=1 $(PY) -m export.g2p train --init models/g2p.pt --epochs 5 --lr 1e-3 $(G2P_TRAIN_ARGS)

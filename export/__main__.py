@@ -115,6 +115,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         write_jsonl(_data_dir(args) / f"{name}.jsonl", exs)
     cfg = TrainConfig(
         seed=args.seed,
+        train_seed=args.train_seed,
         epochs=args.epochs,
         threads=args.threads,
         progress=not args.no_progress,
@@ -405,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="take the caller's home as an optional input (default: on for en, off otherwise)",
     )
     t.add_argument("--epochs", type=int, default=30)
+    t.add_argument(
+        "--train-seed",
+        type=int,
+        help="seed of the initial weights, the batch order and the dropout (default: --seed, "
+        "which also draws the data split)",
+    )
     t.add_argument("--threads", type=int, default=1)
     t.add_argument("--no-progress", action="store_true")
     t.add_argument(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -27,6 +27,9 @@ class ModelConfig:
     hidden_size: int = 128
     dropout: float = 0.2
     context_dim: int = 0  # width of the optional context input (0: the model takes none)
+    # A context-free twin of the same architecture answers the rows whose context features
+    # are all zero (models with a context input only): export/fallback.py.
+    fallback: bool = False
 
     def __post_init__(self) -> None:
         if self.cell not in CELLS:
@@ -45,6 +48,10 @@ class ModelConfig:
             < 1
         ):
             raise ValueError("sizes must be positive")
+        if self.fallback and not (self.context_dim and self.bidirectional):
+            # A unidirectional model's state carries over chunks, and a chunk's rows may
+            # change network between chunks: only whole-utterance models take a fallback.
+            raise ValueError("a fallback needs a bidirectional model with a context input")
 
     @property
     def num_directions(self) -> int:
@@ -78,6 +85,12 @@ class IntentSlotRNN(nn.Module):
     Positions past a row's length have zero `outputs`. A state with batch 1 is broadcast.
     The context features enter through a bias-free projection added to the embeddings, so
     zero features leave the network exactly as it is without them.
+
+    With `config.fallback`, the submodule `fallback` (the same architecture without a context
+    input, trained without homes) answers every row whose context features are zero over its
+    length, and this network, its intent logits moved by the buffer `context_shift` (which
+    aligns its no-intent scores with the fallback's calibration), answers the others. h0 seeds
+    both; each output row, h_n included, is the answering network's.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -103,6 +116,11 @@ class IntentSlotRNN(nn.Module):
         width = c.num_directions * c.hidden_size
         self.slot_head = nn.Linear(width, c.num_slots)
         self.intent_head = nn.Linear(width, c.num_intents)
+        self.fallback = (
+            IntentSlotRNN(replace(c, context_dim=0, fallback=False)) if c.fallback else None
+        )
+        if c.fallback:
+            self.register_buffer("context_shift", torch.zeros(()))
 
     def zero_state(self, batch: int = 1) -> Tensor:
         """A zero initial state for `batch` rows."""
@@ -118,6 +136,57 @@ class IntentSlotRNN(nn.Module):
         context: Tensor | None = None,
     ) -> tuple[Tensor, ...]:
         """Run the network; see the class docstring for shapes."""
+        if self.fallback is None:
+            return self._run(input_ids, lengths, h0, c0, context)
+        plain = self.plain_answer(input_ids, lengths, h0, c0)
+        if context is None:
+            return plain
+        batch, time = input_ids.shape
+        context = context.expand(batch, time, -1)
+        own = self.context_answer(input_ids, lengths, h0, c0, context)
+        has = self.has_context(lengths, context)
+        per_row = (has.view(batch, 1, 1), has.view(batch, 1, 1), has.view(batch, 1))
+        states = tuple(has.view(1, batch, 1) for _ in own[3:])
+        return tuple(
+            torch.where(m, a, b) for m, a, b in zip(per_row + states, own, plain, strict=True)
+        )
+
+    @staticmethod
+    def has_context(lengths: Tensor, context: Tensor) -> Tensor:
+        """[B] bool: whether a row has any nonzero context feature within its length."""
+        steps = torch.arange(context.shape[1], device=context.device).unsqueeze(0)
+        inside = (steps < lengths.unsqueeze(1)).unsqueeze(2)
+        return ((context != 0) & inside).flatten(1).any(1)
+
+    def plain_answer(
+        self, input_ids: Tensor, lengths: Tensor, h0: Tensor, c0: Tensor | None = None
+    ) -> tuple[Tensor, ...]:
+        """Every row answered by the fallback network (models with a fallback only)."""
+        assert self.fallback is not None
+        return self.fallback(input_ids, lengths, h0, c0)
+
+    def context_answer(
+        self,
+        input_ids: Tensor,
+        lengths: Tensor,
+        h0: Tensor,
+        c0: Tensor | None,
+        context: Tensor | None,
+    ) -> tuple[Tensor, ...]:
+        """Every row answered by the context network, its intent logits moved by
+        `context_shift` (models with a fallback only)."""
+        own = self._run(input_ids, lengths, h0, c0, context)
+        shift = self.get_buffer("context_shift")
+        return (own[0], own[1], own[2] + shift, *own[3:])
+
+    def _run(
+        self,
+        input_ids: Tensor,
+        lengths: Tensor,
+        h0: Tensor,
+        c0: Tensor | None,
+        context: Tensor | None,
+    ) -> tuple[Tensor, ...]:
         c = self.config
         batch, time = input_ids.shape
         x = self.embedding(input_ids)

@@ -12,6 +12,7 @@ import torch
 from onnx import numpy_helper
 
 from export.model import IntentSlotRNN
+from export.onnx_dispatch import dispatch
 from modelspec.io import IOSpec, TensorSpec
 from modelspec.names import (
     BATCH_AXIS,
@@ -69,23 +70,41 @@ def _dynamic_axes(cell: str, context: bool) -> dict[str, dict[int, str]]:
 
 
 class _Positional(torch.nn.Module):
-    """The model with its graph inputs as positional arguments: (ids, lengths, h0[, c0],
-    context) — a GRU's forward has no c0 before the context."""
+    """The model (or one of its answers: `plain_answer`, `context_answer`) with its graph
+    inputs as positional arguments: (ids, lengths, h0[, c0], context) — a GRU's forward has
+    no c0 before the context."""
 
-    def __init__(self, model: IntentSlotRNN) -> None:
+    def __init__(self, model: IntentSlotRNN, answer: str = "") -> None:
         super().__init__()
         self.model = model
+        self.answer = answer
 
     def forward(self, *args: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if has_cell_state(self.model.config.cell):
-            return self.model(*args)
-        ids, lengths, h0, context = args
-        return self.model(ids, lengths, h0, None, context)
+            ids, lengths, h0, c0, context = args
+        else:
+            (ids, lengths, h0, context), c0 = args, None
+        if self.answer == "plain_answer":
+            return self.model.plain_answer(ids, lengths, h0, c0)
+        if self.answer == "context_answer":
+            return self.model.context_answer(ids, lengths, h0, c0, context)
+        return self.model(ids, lengths, h0, c0, context)
 
 
 def to_onnx(model: IntentSlotRNN, opset: int = OPSET) -> onnx.ModelProto:
     """Trace the model and return the ONNX graph with h0/c0 (and the context input) made
-    optional (zero default)."""
+    optional (zero default). A model with a fallback network becomes the dispatching graph of
+    export/onnx_dispatch.py."""
+    if not model.config.fallback:
+        proto = _trace(model, opset)
+    else:
+        pair, plain, own = (_trace(model, opset, a) for a in ("", "plain_answer", "context_answer"))
+        proto = dispatch(pair, plain, own)
+    check_graph(proto, model.config.cell)
+    return proto
+
+
+def _trace(model: IntentSlotRNN, opset: int, answer: str = "") -> onnx.ModelProto:
     model.eval()
     cfg = model.config
     context = cfg.context_dim > 0
@@ -101,7 +120,7 @@ def to_onnx(model: IntentSlotRNN, opset: int = OPSET) -> onnx.ModelProto:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _Positional(model) if context else model,
+            _Positional(model, answer).eval() if context else model,  # export restores its mode
             args,
             buf,  # type: ignore[arg-type]
             input_names=input_names(cfg.cell, context),
@@ -113,7 +132,6 @@ def to_onnx(model: IntentSlotRNN, opset: int = OPSET) -> onnx.ModelProto:
         )
     proto = onnx.load_from_string(buf.getvalue())
     _make_state_optional(proto, model)
-    check_graph(proto, cfg.cell)
     return proto
 
 
@@ -133,13 +151,24 @@ def _make_state_optional(proto: onnx.ModelProto, model: IntentSlotRNN) -> None:
 def check_graph(proto: onnx.ModelProto, cell: str) -> None:
     """Raise ExportError unless the graph has native recurrent nodes and symbolic batch/time."""
     onnx.checker.check_model(proto)
-    ops = {n.op_type for n in proto.graph.node}
+    ops = {n.op_type for n in _nodes(proto.graph)}
     if RECURRENT_OPS[cell] not in ops:
         raise ExportError(f"graph has no native {RECURRENT_OPS[cell]} node (ops: {sorted(ops)})")
     for vi in list(proto.graph.input) + list(proto.graph.output):
         dims = vi.type.tensor_type.shape.dim
         if vi.name in PER_STEP and not (dims[0].dim_param and dims[1].dim_param):
             raise ExportError(f"{vi.name}: batch and time axes must be symbolic")
+
+
+def _nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Every node of the graph and of its subgraphs (If branches)."""
+    out = []
+    for n in graph.node:
+        out.append(n)
+        for a in n.attribute:
+            if a.HasField("g"):
+                out.extend(_nodes(a.g))
+    return out
 
 
 def io_spec(proto: onnx.ModelProto) -> IOSpec:

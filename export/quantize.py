@@ -20,7 +20,12 @@ def quantize(src: str | Path, dst: str | Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
         quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
-        quantize_dynamic(str(pre), str(dst), weight_type=QuantType.QInt8)
+        quantize_dynamic(
+            str(pre),
+            str(dst),
+            weight_type=QuantType.QInt8,
+            extra_options={"EnableSubgraph": True},  # a fallback model's If branches
+        )
 
 
 def compare(

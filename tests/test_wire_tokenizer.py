@@ -26,8 +26,10 @@ def test_a_negative_temperature_keeps_its_sign(client, minus):
     r = client.parse(text)
     plain = client.parse("set the freezer to 18 degrees")
     assert r.intent.name == plain.intent.name == "HassClimateSetTemperature"
-    assert _slots(r) == [("temperature", f"{minus}18")]
-    slot = r.slots[0]
+    # The sign changes the temperature's value and nothing else of the answer.
+    assert ("temperature", f"{minus}18") in _slots(r)
+    assert _slots(r) == [(n, f"{minus}18" if n == "temperature" else v) for n, v in _slots(plain)]
+    slot = next(s for s in r.slots if s.name == "temperature")
     assert text[slot.char_start : slot.char_end] == f"{minus}18"
     assert [t.id for t in r.tokens] == [t.id for t in plain.tokens]  # "-18" maps to <num> as "18"
     assert r.tokens[4].text == f"{minus}18"
