@@ -128,3 +128,42 @@ def test_the_default_model_answers_without_a_context_as_its_plain_network():
     plain = torch.load(DEFAULT_ONNX.with_suffix(".pt"), weights_only=True)["training"]["fallback"]
     assert meta.metrics["test"] == plain["plain_network_metrics"]["test"]
     assert meta.metrics["test"] != plain["context_network_metrics"]["test"]
+
+
+def test_the_shipped_pair_is_rebuilt_from_its_two_networks(tmp_path):
+    """`python -m export.fallback` on the default model's two networks saved apart gives the
+    shipped checkpoint back: the same weights, shift, calibration and figures."""
+    from export.fallback import main
+
+    raw = torch.load(DEFAULT_ONNX.with_suffix(".pt"), weights_only=True)
+    fb = raw["training"]["fallback"]
+    state = raw["state_dict"]
+    ctx = {**raw, "config": {**raw["config"], "fallback": False}}
+    ctx["state_dict"] = {
+        k: v for k, v in state.items() if not k.startswith("fallback.") and k != "context_shift"
+    }
+    ctx["metrics"] = fb["context_network_metrics"]
+    ctx["training"] = {k: v for k, v in raw["training"].items() if k != "fallback"}
+    plain = {**ctx, "config": {**raw["config"], "context_dim": 0, "fallback": False}}
+    plain["state_dict"] = {
+        k.removeprefix("fallback."): v for k, v in state.items() if k.startswith("fallback.")
+    }
+    plain["metrics"] = fb["plain_network_metrics"]
+    torch.save(ctx, tmp_path / "intent.pt")
+    torch.save(plain, tmp_path / "plain.pt")
+    assert (
+        main(["--checkpoint", str(tmp_path / "intent.pt"), "--plain", str(tmp_path / "plain.pt")])
+        == 0
+    )
+    again = torch.load(tmp_path / "intent.pt", weights_only=True)
+    assert again["config"] == raw["config"]
+    assert again["state_dict"].keys() == state.keys()
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in state.items())
+    assert again["metrics"]["calibration"] == raw["metrics"]["calibration"]
+    assert again["metrics"]["test"] == raw["metrics"]["test"]
+    # A paired checkpoint is refused as a context network, and left as it is on request.
+    args = ["--checkpoint", str(tmp_path / "intent.pt"), "--plain", str(tmp_path / "plain.pt")]
+    assert main(args) == 2
+    before = (tmp_path / "intent.pt").read_bytes()
+    assert main([*args, "--skip-unsupported"]) == 0
+    assert (tmp_path / "intent.pt").read_bytes() == before
