@@ -103,6 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         TrainConfig,
         load_checkpoint,
         save_checkpoint,
+        teacher_of,
         train,
         train_config_dict,
     )
@@ -136,7 +137,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         distill_online=args.distill_online,
         distill_mix=args.distill_mix,
     )
-    teacher = load_checkpoint(args.distill) if args.distill else None
+    teacher = teacher_of([load_checkpoint(p) for p in args.distill]) if args.distill else None
     arch = _arch(args)
     use_context = args.context if args.context is not None else args.language == DEFAULT_LANGUAGE
     arch[CONFIG_CONTEXT_DIM] = CONTEXT_DIM if use_context else 0
@@ -161,7 +162,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result.metrics.update(quality)
     extra = {**source, "train_config": train_config_dict(cfg), "splits": summarize(splits)}
     if args.distill:
-        extra["distill"] = str(args.distill)
+        extra["distill"] = [Path(p).name for p in args.distill]
     save_checkpoint(out, result, extra)
     test = result.metrics["test"]
     report = {
@@ -450,8 +451,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument(
         "--distill",
         metavar="CHECKPOINT",
-        help="a teacher checkpoint whose intent and tag distributions the rows trained without "
-        "a context also learn (default: none)",
+        nargs="+",
+        help="teacher checkpoints (several: the mean of their logits) whose intent and tag "
+        "distributions the rows trained without a context also learn (default: none)",
     )
     t.add_argument(
         "--distill-weight",

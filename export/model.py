@@ -209,3 +209,28 @@ class IntentSlotRNN(nn.Module):
         last = last.transpose(0, 1).reshape(batch, c.num_directions * c.hidden_size)
         result = (outputs, self.slot_head(feats), self.intent_head(self.dropout(last)), h_n)
         return result + ((c_n,) if c_n is not None else ())
+
+
+class LogitMean(IntentSlotRNN):
+    """Several trained networks of one architecture answering as one: the mean of their slot
+    and intent logits (`outputs` and the states are the first's). A distillation teacher."""
+
+    def __init__(self, models: list[IntentSlotRNN]) -> None:
+        nn.Module.__init__(self)
+        if len({m.config for m in models}) != 1:
+            raise ValueError("the networks must share one architecture")
+        self.config = models[0].config
+        self.members = nn.ModuleList(models)
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        lengths: Tensor,
+        h0: Tensor,
+        c0: Tensor | None = None,
+        context: Tensor | None = None,
+    ) -> tuple[Tensor, ...]:
+        """As IntentSlotRNN.forward."""
+        outs = [m(input_ids, lengths, h0, c0, context) for m in self.members]
+        slots, intents = (torch.stack([o[i] for o in outs]).mean(0) for i in (1, 2))
+        return (outs[0][0], slots, intents, *outs[0][3:])

@@ -20,7 +20,7 @@ from export.context_sim import simulate as simulate_context
 from export.data import DataError, Example, bio_tags, check_labels
 from export.languages import DEFAULT_LANGUAGE, get_language
 from export.metrics import evaluate
-from export.model import IntentSlotRNN, ModelConfig
+from export.model import IntentSlotRNN, LogitMean, ModelConfig
 from modelspec.batch import pad_rows
 from modelspec.context import CONTEXT_KINDS, ContextMatcher
 from modelspec.names import (
@@ -393,6 +393,19 @@ def _in_student_order(logits: torch.Tensor, columns: torch.Tensor, t: float) -> 
     p = torch.softmax(logits / t, -1)
     out = torch.where(columns >= 0, p[..., columns.clamp(min=0)], torch.zeros(()))
     return out / out.sum(-1, keepdim=True).clamp(min=1e-12)
+
+
+def teacher_of(checkpoints: Sequence[Checkpoint]) -> Checkpoint:
+    """One teacher from several checkpoints of one vocabulary, labels and architecture: the
+    mean of their logits (LogitMean); ValueError when they differ."""
+    first = checkpoints[0]
+    for c in checkpoints[1:]:
+        if c.tokenizer.to_dict() != first.tokenizer.to_dict() or c.labels != first.labels:
+            raise ValueError("teachers must share their vocabulary and labels")
+    if len(checkpoints) == 1:
+        return first
+    model = LogitMean([c.model for c in checkpoints]).eval()
+    return replace(first, model=model)
 
 
 def make_teacher(

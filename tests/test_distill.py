@@ -91,3 +91,32 @@ def test_a_mixed_distillation_shares_each_distilled_rows_weight():
     intents_in = torch.tensor([1, 2, 3, 0])
     got = _mixed_loss(out, targets, everything, tags, intents_in, only)
     assert torch.allclose(got, want)
+
+
+def test_several_teachers_teach_the_mean_of_their_logits(small):
+    from dataclasses import replace
+
+    from export.train import TrainConfig, forward_by_name, make_teacher, prepare, teacher_of, train
+    from modelspec.names import INTENT_LOGITS, SLOT_LOGITS
+
+    arch = {"hidden_size": 8, "embedding_dim": 4}
+    cfgs = [
+        TrainConfig(epochs=1, out_of_scope=50, min_count=1, progress=False, train_seed=s)
+        for s in (1, 2)
+    ]
+    a, b = (_checkpoint(train(small, arch, c, log=lambda m: None)) for c in cfgs)
+    both = teacher_of([a, b])
+    enc = prepare(small, cfgs[0]).encoded["train"]
+    ids, lengths = pad_rows(enc.ids[:4])
+    x = (torch.from_numpy(ids), torch.from_numpy(lengths))
+    with torch.no_grad():
+        outs = [forward_by_name(c.model, *x) for c in (a, b, both)]
+    for name in (INTENT_LOGITS, SLOT_LOGITS):
+        assert torch.allclose(outs[2][name], (outs[0][name] + outs[1][name]) / 2, atol=1e-6)
+    assert not torch.equal(outs[0][INTENT_LOGITS], outs[1][INTENT_LOGITS])  # seeds differ
+    taught = make_teacher(both, enc, both.labels, 1.0, online=False)
+    assert taught.cache is not None
+    want = torch.softmax(outs[2][INTENT_LOGITS], -1)
+    assert torch.allclose(taught.cache[0][:4], want, atol=1e-5)
+    with pytest.raises(ValueError, match="vocabulary"):
+        teacher_of([a, replace(b, labels=replace(b.labels, intents=b.labels.intents[::-1]))])
