@@ -167,3 +167,20 @@ def test_the_shipped_pair_is_rebuilt_from_its_two_networks(tmp_path):
     before = (tmp_path / "intent.pt").read_bytes()
     assert main([*args, "--skip-unsupported"]) == 0
     assert (tmp_path / "intent.pt").read_bytes() == before
+
+
+def test_the_server_answers_with_the_network_the_context_calls_for():
+    """Through the service: a home that names nothing in the utterance is answered exactly as
+    no home (the fallback network); one that names a word of it by the context network."""
+    from client import Client
+
+    from .serving import RunningServer, settings_for
+
+    elsewhere = {"areas": [{"name": "Attic", "id": "attic"}]}
+    here = {"entities": [{"name": "Zorblat Lamp", "id": "light.zorblat"}]}
+    text = "turn on the zorblat lamp"
+    with RunningServer(settings_for(DEFAULT_ONNX)) as srv, Client(srv.target) as c:
+        none, other, named = (c.parse(text, top_k=3, context=h) for h in (None, elsewhere, here))
+    assert other == none
+    assert named.in_scope_score != none.in_scope_score
+    assert [(s.name, s.entry_id) for s in named.slots] == [("name", "light.zorblat")]
