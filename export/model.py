@@ -88,8 +88,9 @@ class IntentSlotRNN(nn.Module):
 
     With `config.fallback`, the submodule `fallback` (the same architecture without a context
     input, trained without homes) answers every row whose context features are zero over its
-    length, and this network, its intent logits moved by the buffer `context_shift` (which
-    aligns its no-intent scores with the fallback's calibration), answers the others. h0 seeds
+    length, and this network, its intent logits moved by the buffer `context_shift` (so that
+    the pair's no-intent threshold decides its rows as its own threshold did), answers the
+    others. h0 seeds
     both; each output row, h_n included, is the answering network's.
     """
 
