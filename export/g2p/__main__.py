@@ -32,7 +32,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         for k in ("embedding_dim", "encoder_hidden", "encoder_layers", "decoder_hidden", "dropout")
         if getattr(args, k) is not None
     }
-    ckpt = train(args.out, overrides, settings, lambda s: print(s, flush=True), args.init)
+    if args.input_feeding:
+        overrides["input_feeding"] = True
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    ckpt = train(args.out, overrides, settings, log, args.init, args.resume)
     report = {k: ckpt[k] for k in ("config", "metrics", "training")}
     args.report.parent.mkdir(parents=True, exist_ok=True)
     args.report.write_text(json.dumps(report, indent=2) + "\n")
@@ -95,6 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_argument(f"--{name}", type=int, default=None)
     t.add_argument("--dropout", type=float, default=None)
     t.add_argument("--device", default="cpu", help="where batches run: cpu, cuda, cuda:1 ...")
+    t.add_argument(
+        "--input-feeding",
+        action="store_true",
+        help="the decoder reads the previous step's attentional vector too (same step graph I/O)",
+    )
+    t.add_argument(
+        "--resume",
+        type=Path,
+        help="write the training state here after every epoch; continue from it if it exists",
+    )
     t.set_defaults(func=cmd_train)
     e = sub.add_parser("export", help="checkpoint -> models/g2p/1/{encoder,step}.onnx")
     e.add_argument("--checkpoint", type=Path, default=DEFAULT_CHECKPOINT)

@@ -27,6 +27,7 @@ class G2PConfig:
     decoder_hidden: int = 256
     dropout: float = 0.2
     cell: str = "gru"
+    input_feeding: bool = False  # the previous step's attentional vector is a decoder input too
 
     @property
     def memory_size(self) -> int:
@@ -55,7 +56,13 @@ class G2P(nn.Module):
     step(prev_ids [B], h0 [1,B,H], memory [B,T,M], memory_lengths [B])
       -> logits [B,V], h_n [1,B,H], attention [B,T]
     forward(input_ids, lengths, dec_in [B,U]) -> logits [B,U,V]: the step applied to every
-    position of dec_in at once (the decoder has no input feeding, so teacher forcing needs no loop).
+    position of dec_in (without input feeding in one GRU call, with it in a loop over U).
+
+    Input feeding (Luong et al., 2015): the decoder GRU reads the previous step's attentional
+    vector tanh(W [h; context]) beside the previous phoneme. That vector is a function of the
+    previous state and the memory only, so the step recomputes it from h0: the state stays h
+    alone and the step graph's inputs and outputs are the same with or without it (the first
+    step feeds the vector of h_init).
     """
 
     def __init__(self, config: G2PConfig) -> None:
@@ -73,7 +80,8 @@ class G2P(nn.Module):
         )
         self.bridge = nn.Linear(c.memory_size, c.decoder_hidden)
         self.tgt_embedding = nn.Embedding(c.tgt_vocab_size, c.embedding_dim, padding_idx=TGT_PAD_ID)
-        self.decoder = nn.GRU(c.embedding_dim, c.decoder_hidden, batch_first=True)
+        feed = c.decoder_hidden if c.input_feeding else 0
+        self.decoder = nn.GRU(c.embedding_dim + feed, c.decoder_hidden, batch_first=True)
         self.attn = nn.Linear(c.decoder_hidden, c.memory_size, bias=False)
         self.combine = nn.Linear(c.decoder_hidden + c.memory_size, c.decoder_hidden)
         self.out = nn.Linear(c.decoder_hidden, c.tgt_vocab_size)
@@ -92,14 +100,18 @@ class G2P(nn.Module):
         h_init = torch.tanh(self.bridge(last)).unsqueeze(0)
         return memory, h_init
 
-    def _attend(self, dec: Tensor, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """dec [B,U,H] -> logits [B,U,V], attention [B,U,T]."""
+    def _mixed(self, dec: Tensor, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """dec [B,U,H] -> attentional vectors tanh(W [dec; context]) [B,U,H], attention [B,U,T]."""
         scores = torch.bmm(self.attn(dec), memory.transpose(1, 2))
         mask = length_mask(memory_lengths, memory.size(1)).unsqueeze(1)
         scores = scores.masked_fill(~mask, NEG_INF)
         weights = torch.softmax(scores, dim=-1)
         context = torch.bmm(weights, memory)
-        mixed = torch.tanh(self.combine(torch.cat([dec, context], dim=-1)))
+        return torch.tanh(self.combine(torch.cat([dec, context], dim=-1))), weights
+
+    def _attend(self, dec: Tensor, memory: Tensor, memory_lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """dec [B,U,H] -> logits [B,U,V], attention [B,U,T]."""
+        mixed, weights = self._mixed(dec, memory, memory_lengths)
         return self.out(self.dropout(mixed)), weights
 
     def step(
@@ -107,6 +119,9 @@ class G2P(nn.Module):
     ) -> tuple[Tensor, Tensor, Tensor]:
         """One decoder step; see the class docstring for shapes."""
         x = self.dropout(self.tgt_embedding(prev_ids)).unsqueeze(1)
+        if self.config.input_feeding:
+            feed, _ = self._mixed(h0.transpose(0, 1), memory, memory_lengths)
+            x = torch.cat([x, feed], dim=-1)
         dec, h_n = self.decoder(x, h0)
         logits, weights = self._attend(dec, memory, memory_lengths)
         return logits.squeeze(1), h_n, weights.squeeze(1)
@@ -115,9 +130,21 @@ class G2P(nn.Module):
         """Teacher-forced logits [B,U,V] for decoder inputs dec_in (<s> then the target)."""
         memory, h_init = self.encode(input_ids, lengths)
         x = self.dropout(self.tgt_embedding(dec_in))
-        dec, _ = self.decoder(x, h_init)
-        logits, _ = self._attend(dec, memory, lengths)
-        return logits
+        if not self.config.input_feeding:
+            dec, _ = self.decoder(x, h_init)
+            logits, _ = self._attend(dec, memory, lengths)
+            return logits
+        # one GRU step at a time with the decoder GRU's own weights (the same equations)
+        w_ih, w_hh, b_ih, b_hh = self.decoder.all_weights[0]
+        h = h_init[0]
+        feed = self._mixed(h.unsqueeze(1), memory, lengths)[0][:, 0]
+        mixed = []
+        for t in range(dec_in.size(1)):
+            step_in = torch.cat([x[:, t], feed], dim=-1)
+            h = torch.gru_cell(step_in, h, w_ih, w_hh, b_ih, b_hh)
+            feed = self._mixed(h.unsqueeze(1), memory, lengths)[0][:, 0]
+            mixed.append(feed)
+        return self.out(self.dropout(torch.stack(mixed, dim=1)))
 
 
 class EncoderGraph(nn.Module):

@@ -8,7 +8,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -88,9 +88,12 @@ def fit(
     settings: TrainSettings,
     log: Callable[[str], None] = print,
     on_best: Callable[[dict[str, Any], int], None] | None = None,
+    resume: Path | None = None,
 ) -> dict[str, Any]:
     """Train; keep the weights of the epoch with the lowest validation word error (handed to
-    `on_best` as they improve, so a stopped run leaves its best weights)."""
+    `on_best` as they improve, so a stopped run leaves its best weights). With `resume`, the
+    whole training state is written there after every epoch and, when the file exists at the
+    start, the run continues from it (same settings) as if it had never stopped."""
     rng = random.Random(settings.seed)
     torch.manual_seed(settings.seed)
     device = torch.device(settings.device)
@@ -115,9 +118,22 @@ def fit(
     best: dict[str, Any] = {"wer": 2.0}
     best_state = _cpu_state(model)
     recent: deque[dict[str, torch.Tensor]] = deque(maxlen=max(1, settings.average))
-    history = []
+    history: list[dict[str, Any]] = []
     step = 0
-    for epoch in range(1, settings.epochs + 1):
+    first = 1
+    if resume is not None and resume.exists():
+        saved = torch.load(resume, map_location="cpu", weights_only=False)
+        if saved["settings"] != settings.__dict__:
+            raise ValueError(f"{resume}: saved with other settings {saved['settings']}")
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        rng.setstate(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        best, best_state, history = saved["best"], saved["best_state"], saved["history"]
+        recent.extend(saved["recent"])
+        step, first = saved["step"], saved["epoch"] + 1
+        log(f"resumed from {resume} after epoch {saved['epoch']}")
+    for epoch in range(first, settings.epochs + 1):
         model.train()
         t0 = time.perf_counter()
         total_loss = 0.0
@@ -163,6 +179,24 @@ def fit(
                     if on_best is not None:
                         on_best(best_state, epoch)
         history.append(row)
+        if resume is not None:
+            saved = {
+                "settings": settings.__dict__,
+                "epoch": epoch,
+                "step": step,
+                "model": _cpu_state(model),
+                "optimizer": opt.state_dict(),
+                "rng": rng.getstate(),
+                "torch_rng": torch.get_rng_state(),
+                "best": best,
+                "best_state": best_state,
+                "recent": list(recent),
+                "history": history,
+            }
+            resume.parent.mkdir(parents=True, exist_ok=True)
+            tmp = resume.with_name(resume.name + ".tmp")
+            torch.save(saved, tmp)
+            tmp.replace(resume)  # a run stopped while writing keeps the previous epoch's state
         log(
             " ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
         )
@@ -170,6 +204,16 @@ def fit(
     model.load_state_dict(best_state)
     model.eval()
     return {"best": best, "history": history}
+
+
+def with_input_feeding(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model's weights without input feeding as weights of the same model with it: the
+    decoder GRU's new input columns (the fed vector) are zero, so it computes the same."""
+    out = dict(state)
+    w = state["decoder.weight_ih_l0"]
+    feed = state["decoder.weight_hh_l0"].size(1)
+    out["decoder.weight_ih_l0"] = torch.cat([w, w.new_zeros(w.size(0), feed)], dim=1)
+    return out
 
 
 def _cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -183,9 +227,11 @@ def train(
     settings: TrainSettings | None = None,
     log: Callable[[str], None] = print,
     init: Path | None = None,
+    resume: Path | None = None,
 ) -> dict[str, Any]:
     """Load CMUdict, split it, train (from `init`'s weights when given: a second stage with
-    its own schedule), score validation and test (greedy), save the checkpoint."""
+    its own schedule; continuing the run saved in `resume` when that file exists), score
+    validation and test (greedy), save the checkpoint."""
     settings = settings or TrainSettings()
     splits = split_entries(load_cmudict())
     vocab = Vocab.build(splits["train"])
@@ -195,9 +241,11 @@ def train(
     before: list[dict[str, Any]] = []
     if init is not None:
         prev, prev_vocab, prev_ckpt = load_checkpoint(init)
-        if prev.config != config or prev_vocab != vocab:
+        widen = config.input_feeding and not prev.config.input_feeding
+        expected = replace(config, input_feeding=False) if widen else config
+        if prev_vocab != vocab or prev.config != expected:
             raise ValueError(f"{init}: another architecture or vocabulary")
-        model.load_state_dict(prev.state_dict())
+        model.load_state_dict(with_input_feeding(prev.state_dict()) if widen else prev.state_dict())
         before = [*prev_ckpt["training"].get("stages", []), prev_ckpt["training"]]
         before[-1] = {k: v for k, v in before[-1].items() if k != "stages"}
     log(
@@ -214,7 +262,7 @@ def train(
     def save_best(state: dict[str, Any], epoch: int) -> None:
         torch.save({**base, "state_dict": state, "training": {"best_epoch": epoch}}, out)
 
-    result = fit(model, vocab, splits["train"], splits["val"], settings, log, save_best)
+    result = fit(model, vocab, splits["train"], splits["val"], settings, log, save_best, resume)
     metrics = {
         name: error_rates(splits[name], decode_entries(model, vocab, splits[name]))
         for name in ("val", "test")
