@@ -62,6 +62,7 @@ ifeq ($(MODEL_LANG),en)
 	OMP_NUM_THREADS=1 $(PY) -m export.g2p train $(G2P_TRAIN_ARGS)
 	OMP_NUM_THREADS=1 $(PY) -m export.g2p train --init models/g2p.pt --epochs 5 --lr 1e-3 $(G2P_TRAIN_ARGS)
 	OMP_NUM_THREADS=1 $(PY) -m export.g2p train --init models/g2p.pt --epochs 26 --lr 1.5e-3 --average 5 $(G2P_TRAIN_ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m export.g2p train --init models/g2p.pt --input-feeding --epochs 20 --lr 1e-3 --average 5 $(G2P_TRAIN_ARGS)
 else
 	$(PY) -m export train --language $(MODEL_LANG) --epochs 20 --out $(MODEL_STEM).pt --report $(MODEL_STEM).report.json $(TRAIN_ARGS)
 	$(PY) -m export train --language $(MODEL_LANG) --epochs 20 --no-bidirectional --out $(MODEL_STEM)-stream.pt --report $(MODEL_STEM)-stream.report.json $(TRAIN_ARGS)
