@@ -38,7 +38,8 @@ def _branch(proto: onnx.ModelProto, prefix: str) -> onnx.GraphProto:
     return g
 
 
-def _const(name: str, value: int) -> onnx.NodeProto:
+def _const(name: str, value: int | list[int]) -> onnx.NodeProto:
+    """An int64 constant: a scalar, or a 1-D tensor from a list."""
     return helper.make_node(
         "Constant", [], [name], value=numpy_helper.from_array(np.asarray(value, dtype=np.int64))
     )
@@ -51,18 +52,8 @@ def _choice_nodes() -> list[onnx.NodeProto]:
     return [
         _const(p + "zero", 0),
         _const(p + "one", 1),
-        helper.make_node(
-            "Constant",
-            [],
-            [p + "axis1"],
-            value=numpy_helper.from_array(np.asarray([1], dtype=np.int64)),
-        ),
-        helper.make_node(
-            "Constant",
-            [],
-            [p + "axis0"],
-            value=numpy_helper.from_array(np.asarray([0], dtype=np.int64)),
-        ),
+        _const(p + "axis1", [1]),
+        _const(p + "axis0", [0]),
         n("Shape", [INPUT_IDS], [p + "shape"]),
         n("Gather", [p + "shape", p + "one"], [p + "time"], axis=0),
         n("Range", [p + "zero", p + "time", p + "one"], [p + "steps"]),
