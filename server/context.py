@@ -251,6 +251,7 @@ def finish(
         first, last = tokens[start], tokens[end - 1]
         chars = (first.char_start, last.char_end) if first.char_start >= 0 else (-1, -1)
         text = " ".join(texts[start:end])
+        value = values.canonical(slot, texts[start:end], domain) or value
         result.slots.append(SlotOut(slot, text, start, end, *chars, 0.0, canonical=value))
         result.slots.sort(key=lambda s: s.token_start)
     result.implied = [(DOMAIN, implied)] if implied != NONE else []

@@ -251,6 +251,20 @@ def test_canonical_values_of_spoken_forms_and_numbers(client):
 
 
 @pytest.mark.parametrize(
+    ("text", "state"),
+    [("is our media room spotlights on", "on"), ("are the locks unlocked", "unlocked")],
+)
+def test_a_state_the_tagger_leaves_untagged_is_found_in_the_list(client, text, state):
+    # The model tags no state in the first sentence; the state list finds "on" among the
+    # untagged words (the intent has a `state` slot), with no character offsets lost.
+    r = client.parse(text)
+    assert r.intent.name == "HassGetState"
+    states = [s for s in r.slots if s.name == "state"]
+    assert [s.canonical for s in states] == [state]
+    assert text[states[0].char_start : states[0].char_end] == states[0].value
+
+
+@pytest.mark.parametrize(
     ("text", "domain"),
     [
         ("how many of our nursery windows are locked", "lock"),
