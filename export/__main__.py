@@ -131,6 +131,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patience=args.patience or (30 if args.language == DEFAULT_LANGUAGE else 6),
         slot_span_dropout=args.slot_span_dropout
         or (0.5 if args.language == DEFAULT_LANGUAGE else 0.35),
+        slot_word_swap=args.slot_word_swap,
         distill_weight=args.distill_weight,
         distill_temperature=args.distill_temperature,
         distill_out_of_scope=args.distill_out_of_scope,
@@ -430,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--slot-span-dropout",
         type=float,
         help="probability that a whole slot value turns into <unk> (default: 0.5 for en, 0.35)",
+    )
+    t.add_argument(
+        "--slot-word-swap",
+        type=float,
+        default=0.0,
+        help="probability that a word of a name, area or floor turns into a random vocabulary "
+        "word (default: 0)",
     )
     t.add_argument(
         "--oos-weight",

@@ -28,6 +28,7 @@ from modelspec.names import (
     NUM,
     OUTSIDE_TAG,
     SLOT_LOGITS,
+    SPECIAL_TOKENS,
     UNK_ID,
     has_cell_state,
     output_names,
@@ -55,6 +56,9 @@ class TrainConfig:
     word_dropout: float = 0.03
     slot_word_dropout: float = 0.35
     slot_span_dropout: float = 0.35  # a whole slot value to <unk> (unseen multi-word names)
+    # A word of a name, area or floor (not dropped) to a random vocabulary word: known words in
+    # unseen names ("front music room").
+    slot_word_swap: float = 0.0
     # Words inside these free-text slots do not count towards the vocabulary.
     vocab_skip_slots: tuple[str, ...] = ("message", "search_query", "item", "conversation_command")
     extra_slot_loss: bool = False  # extra templates' slot tags in the loss (off: intent only)
@@ -207,10 +211,12 @@ def _tensors(
     dropout: tuple[float, float, float] | None,
     rng: np.random.Generator | None,
     plan: ContextPlan | None = None,
+    swap: tuple[float, np.ndarray, int] | None = None,
 ) -> tuple[torch.Tensor, ...]:
     """Padded ids, lengths, tags, intents (and context features with a plan) of the rows
     `idx`. With `dropout` = (word, slot word, whole slot value) probabilities and an rng,
-    words turn into `<unk>`."""
+    words turn into `<unk>`; with `swap` = (probability, which tag ids it applies to,
+    vocabulary size), words under those tags that stay turn into random vocabulary words."""
     rows, row_tags = [], []
     for i in idx:
         row, tag = np.asarray(enc.ids[i]), np.asarray(enc.tags[i])
@@ -223,6 +229,12 @@ def _tensors(
                 whole = rng.random(int(span.max()) + 1) < dropout[2]
                 drop |= mask & (span >= 0) & whole[np.maximum(span, 0)]
             row = np.where(drop, UNK_ID, row)
+            if swap is not None:
+                p_swap, swappable, vocab = swap
+                tag_ids = np.maximum(np.asarray(enc.tags[i]), 0)
+                hit = ~drop & swappable[tag_ids] & (rng.random(len(row)) < p_swap)
+                words = rng.integers(len(SPECIAL_TOKENS), vocab, len(row))
+                row = np.where(hit, words, row)
         rows.append(row)
         row_tags.append(tag)
     ids, lengths = pad_rows(rows)
@@ -607,8 +619,15 @@ def _train_epoch(
         leave=False,
         unit="batch",
     )
+    swap = None
+    if cfg.slot_word_swap > 0:
+        kinds = {f"{p}-{k}" for k in CONTEXT_KINDS for p in ("B", "I")}
+        swappable = np.asarray([t in kinds for t in data.labels.tags], dtype=bool)
+        swap = (cfg.slot_word_swap, swappable, data.tokenizer.vocab_size)
     for idx in bar:
-        ids, lengths, tags, intents = _tensors(data.encoded["train"], idx, dropout, nprng)
+        ids, lengths, tags, intents = _tensors(
+            data.encoded["train"], idx, dropout, nprng, swap=swap
+        )
         context, none = None, [True] * len(idx)
         if plan is not None:
             feats, none = plan.draw(data.encoded["train"], idx)
