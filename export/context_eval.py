@@ -42,7 +42,7 @@ from modelspec.tags import (
     log_softmax,
     softmax,
 )
-from modelspec.values import DOMAIN, NONE, SlotValues, implied_words
+from modelspec.values import DOMAIN, NONE, SlotValues, implied_words, with_slots
 
 # Free text and names: no canonical value of their own.
 FREE = {"message", "search_query", "item", "conversation_command", "name", "area", "floor"}
@@ -175,7 +175,9 @@ def evaluate(
         pred_ents = decode_bio(r["tags"])
         gold_sets.append({(e.slot, e.start, e.end) for e in decode_bio(tags)})
         pred_sets.append({(e.slot, e.start, e.end) for e in pred_ents})
-        implied = runner.values.implied_value(r["intent"], implied_words(toks, r["tags"]))
+        found = runner.values.untagged(r["intent"], toks, r["tags"])
+        marked = with_slots(r["tags"], found)
+        implied = runner.values.implied_value(r["intent"], implied_words(toks, marked))
         if DOMAIN in gold or implied != NONE:
             canon[DOMAIN]["n"] += DOMAIN in gold
             canon[DOMAIN]["ok"] += DOMAIN in gold and implied == gold[DOMAIN]
@@ -183,7 +185,7 @@ def evaluate(
         by_slot = {
             runner.values.slot_for(r["intent"], e.slot, toks[e.start : e.end]): e for e in pred_ents
         }
-        for slot, start, end, _ in runner.values.untagged(r["intent"], toks, r["tags"]):
+        for slot, start, end, _ in found:
             by_slot[slot] = Entity(slot, start, end)
         for slot, value in gold.items():
             if slot in FREE or slot == DOMAIN:

@@ -57,6 +57,15 @@ def implied_words(tokens: Sequence[str], tags: Sequence[str]) -> list[str]:
     return words + sorted(marks)
 
 
+def with_slots(tags: Sequence[str], found: Sequence[tuple[str, int, int, str]]) -> list[str]:
+    """`tags` with the slots `SlotValues.untagged` found marked as if the model had tagged them
+    (so that they count towards the implied values like any other slot)."""
+    out = list(tags)
+    for slot, start, end, _ in found:
+        out[start:end] = [f"B-{slot}"] + [f"I-{slot}"] * (end - start - 1)
+    return out
+
+
 def english_number(words: Sequence[str]) -> float | None:
     """The number that English words (or digits) say: "forty five" -> 45, "one hundred and
     twenty" -> 120, "21.5" -> 21.5, "twenty-one" (tokens twenty, one) -> 21; None otherwise."""

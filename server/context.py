@@ -37,7 +37,7 @@ from modelspec.context import (
     features,
     find,
 )
-from modelspec.values import DOMAIN, NONE, SlotValues, implied_words
+from modelspec.values import DOMAIN, NONE, SlotValues, implied_words, with_slots
 from server.decoding import ParseResult, SlotOut, TokenOut
 from server.errors import InvalidArgument
 
@@ -229,7 +229,9 @@ def finish(
     """Give each slot its canonical value (and the context entry it names) and list the values
     the utterance implies; `tokens` and `tags` cover the whole utterance so far."""
     texts = [t.text for t in tokens]
-    implied = values.implied_value(intent, implied_words(texts, tags)) if intent else NONE
+    found = values.untagged(intent, texts, tags)
+    marked = with_slots(tags, found)
+    implied = values.implied_value(intent, implied_words(texts, marked)) if intent else NONE
     domain = implied
     slots: list[SlotOut] = []
     for s in result.slots:
@@ -247,7 +249,7 @@ def finish(
         s if s.entry_id else replace(s, canonical=_canonical(values, s, texts, domain))
         for s in slots
     ]
-    for slot, start, end, value in values.untagged(intent, texts, tags):
+    for slot, start, end, value in found:
         first, last = tokens[start], tokens[end - 1]
         chars = (first.char_start, last.char_end) if first.char_start >= 0 else (-1, -1)
         text = " ".join(texts[start:end])

@@ -264,6 +264,16 @@ def test_a_state_the_tagger_leaves_untagged_is_found_in_the_list(client, text, s
     assert text[states[0].char_start : states[0].char_end] == states[0].value
 
 
+def test_a_slot_found_in_the_lists_counts_towards_the_implied_domain(client):
+    # The tagger leaves "windows" untagged; the list finds device_class `window`, and the
+    # implied domain reads it like a tagged slot (none without it).
+    r = client.parse("raise the windows around the penthouse")
+    assert [(s.name, s.canonical) for s in r.slots if s.name == "device_class"] == [
+        ("device_class", "window")
+    ]
+    assert {i.name: i.value for i in r.implied_slots} == {"domain": "cover"}
+
+
 @pytest.mark.parametrize(
     ("text", "domain"),
     [
