@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -29,6 +30,12 @@ log = logging.getLogger("rnnserve.batcher")
 
 PER_STEP = (OUTPUTS, SLOT_LOGITS)
 STATES = (H_N, C_N)
+# A lone small request on an idle server runs on the event loop's thread: the two thread hops
+# cost more than its run (docs/performance.md). "Idle": since the previous request reached the
+# batcher, the loop's thread spent at least this long off the CPU (waiting for calls). Under
+# load it never waits that long, and batches go to the workers, beside its gRPC work.
+INLINE_AFTER_IDLE_S = 250e-6
+INLINE_MAX_ELEMENTS = 64  # rows x steps of an inline run
 
 
 @dataclass
@@ -111,7 +118,8 @@ class Batcher:
     No task sits between a request and onnxruntime: `submit` queues the rows and, when a
     worker is free, starts a batch with everything queued; when a batch finishes, its
     callback starts the next one from what queued up meanwhile. With `executor=None` the
-    batch runs on the event loop itself (one callback per batch, no thread hand-off).
+    batch runs on the event loop itself (one callback per batch, no thread hand-off); with
+    workers, a lone small request on an idle server runs there too (`_idle_for`).
     """
 
     def __init__(
@@ -136,6 +144,9 @@ class Batcher:
         self._inflight: set[Future[Any]] = set()
         self._stopped: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.workers = self.free
+        self._last = (time.perf_counter(), time.thread_time())  # the previous submit
+        self.inline_runs = 0
 
     def start(self) -> None:
         """Bind to the running loop."""
@@ -155,7 +166,9 @@ class Batcher:
         c0: np.ndarray | None,
         context: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
-        """Queue validated rows and wait for their outputs."""
+        """Queue validated rows and wait for their outputs (at once on an idle server)."""
+        if self._idle_for(ids):
+            return self._run_inline(_Item(ids, lengths, h0, c0, context, None))  # type: ignore[arg-type]
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
         item = _Item(ids, lengths, h0, c0, context, fut)
@@ -171,6 +184,32 @@ class Batcher:
             else:
                 self._dispatch()
         return await fut
+
+    def _idle_for(self, ids: np.ndarray) -> bool:
+        """Whether this request may run on the loop's thread: workers idle, nothing queued, no
+        batching delay asked for, a small input, and the loop thread idle before it came."""
+        wall, cpu = time.perf_counter(), time.thread_time()  # called on the loop's thread
+        idle = (wall - self._last[0]) - (cpu - self._last[1])
+        self._last = (wall, cpu)
+        return (
+            self.executor is not None
+            and self.free == self.workers
+            and not self.pending
+            and self.max_delay_s <= 0
+            and ids.size <= INLINE_MAX_ELEMENTS
+            and idle >= INLINE_AFTER_IDLE_S
+        )
+
+    def _run_inline(self, item: _Item) -> dict[str, np.ndarray]:
+        self.inline_runs += 1
+        try:
+            out = run_batch(self.rt, [item])[0]
+        except Exception:
+            log.error("batch of 1 request failed", exc_info=True)
+            raise
+        if self.on_batch is not None:
+            self.on_batch(item.rows, 1)
+        return out
 
     def _on_timer(self) -> None:
         self._timer = None

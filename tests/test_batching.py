@@ -164,6 +164,75 @@ def test_a_failed_batch_fails_only_its_own_requests():
     np.testing.assert_array_equal(first["h_n"], third["h_n"])
 
 
+def test_a_lone_request_on_an_idle_server_runs_on_the_loop_and_equals_the_batched_answer():
+    """After the loop waited for calls, a lone small request runs at once on its thread; after
+    the loop was busy, or with a batching delay, or for a long input, it goes to a worker."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt = ModelRuntime(DEFAULT_ONNX)
+    one = np.array([3], np.int64)
+    ids = np.array([[24, 5, 7]], np.int64)
+    long_ids = np.full((1, 65), 24, np.int64)
+    want = rt.run(ids, one, None, None)
+
+    def burn(seconds: float) -> None:  # the loop's thread busy, as under load
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    async def go(batcher: Batcher) -> list[tuple[int, dict]]:
+        batcher.start()
+        seen = []
+
+        async def submit(rows: np.ndarray) -> None:
+            out = await batcher.submit(rows, np.array([rows.shape[1]], np.int64), None, None)
+            seen.append((batcher.inline_runs, out))
+
+        await asyncio.sleep(0.01)  # idle: the next request runs inline
+        await submit(ids)
+        burn(0.005)  # busy since that request: a worker runs the next one
+        await submit(ids)
+        await asyncio.sleep(0.01)  # idle again, but a long input goes to a worker
+        await submit(long_ids)
+        await asyncio.sleep(0.01)
+        await submit(ids)
+        return seen
+
+    with ThreadPoolExecutor(1) as ex:
+        seen = asyncio.run(go(Batcher(rt, executor=ex, workers=1, max_rows=32, max_delay_s=0)))
+        assert [n for n, _ in seen] == [1, 1, 1, 2]
+        delayed = Batcher(rt, executor=ex, workers=1, max_rows=32, max_delay_s=0.001)
+        assert [n for n, _ in asyncio.run(go(delayed))] == [0, 0, 0, 0]
+    for _, out in seen[:2] + seen[3:]:
+        for name, arr in want.items():
+            np.testing.assert_array_equal(out[name], arr)
+
+
+def test_an_inline_request_that_fails_fails_alone():
+    from concurrent.futures import ThreadPoolExecutor
+
+    rt = ModelRuntime(DEFAULT_ONNX)
+    one = np.array([3], np.int64)
+
+    async def go(batcher: Batcher):
+        batcher.start()
+        await asyncio.sleep(0.01)
+        try:
+            await batcher.submit(np.array([[10**9, 5, 7]], np.int64), one, None, None)
+        except Exception as exc:  # out of the embedding table, past validation
+            failed = exc
+        await asyncio.sleep(0.01)
+        ok = await batcher.submit(np.array([[24, 5, 7]], np.int64), one, None, None)
+        return failed, ok, batcher.inline_runs
+
+    with ThreadPoolExecutor(1) as ex:
+        failed, ok, runs = asyncio.run(
+            go(Batcher(rt, executor=ex, workers=1, max_rows=32, max_delay_s=0))
+        )
+    assert isinstance(failed, Exception) and runs == 2
+    assert ok["intent_logits"].shape == (1, len(rt.meta.intents))
+
+
 # ---------------------------------------------------------------- v2 sequences
 
 
