@@ -168,7 +168,7 @@ class Batcher:
     ) -> dict[str, np.ndarray]:
         """Queue validated rows and wait for their outputs (at once on an idle server)."""
         if self._idle_for(ids):
-            return self._run_inline(_Item(ids, lengths, h0, c0, context, None))  # type: ignore[arg-type]
+            return self._run_inline(ids, lengths, h0, c0, context)
         loop = self._loop or asyncio.get_running_loop()
         fut: asyncio.Future[dict[str, np.ndarray]] = loop.create_future()
         item = _Item(ids, lengths, h0, c0, context, fut)
@@ -200,15 +200,23 @@ class Batcher:
             and idle >= INLINE_AFTER_IDLE_S
         )
 
-    def _run_inline(self, item: _Item) -> dict[str, np.ndarray]:
+    def _run_inline(
+        self,
+        ids: np.ndarray,
+        lengths: np.ndarray,
+        h0: np.ndarray | None,
+        c0: np.ndarray | None,
+        context: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """Run one request now, on the calling (loop) thread: a batch of its own rows."""
         self.inline_runs += 1
         try:
-            out = run_batch(self.rt, [item])[0]
+            out = self.rt.run(ids, lengths, h0, c0, context=context)
         except Exception:
             log.error("batch of 1 request failed", exc_info=True)
             raise
         if self.on_batch is not None:
-            self.on_batch(item.rows, 1)
+            self.on_batch(int(ids.shape[0]), 1)
         return out
 
     def _on_timer(self) -> None:
