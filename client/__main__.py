@@ -7,7 +7,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -59,6 +59,20 @@ def top_k_arg(text: str) -> int:
             f"must be a whole number >= 0 (0: the server's default), not {text!r}"
         )
     return int(digits)
+
+
+def count_arg(zero: str) -> Callable[[str], int]:
+    """A flag taking a whole number >= 0 that fits the wire's uint32, 0 meaning `zero`."""
+
+    def parse(text: str) -> int:
+        digits = text.strip()
+        if not (digits.isascii() and digits.isdigit() and int(digits) <= UINT32_MAX):
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number >= 0 (0: {zero}), not {text!r}"
+            )
+        return int(digits)
+
+    return parse
 
 
 def connections_arg(text: str) -> int:
@@ -504,9 +518,12 @@ def build_parser(prog: str = "python -m client") -> Parser:
         "generate", parents=[common], help="output sequences (g2p: pronunciations of words)"
     )
     gen.add_argument("texts", nargs="+", help="words or names, or - for one per stdin line")
-    gen.add_argument("--beam-size", type=int, default=0, help="beam search width (0: greedy)")
-    gen.add_argument("--max-steps", type=int, default=0, help="decoder steps at most (0: model's)")
-    gen.add_argument("--num-results", type=int, default=0, help="beam search: the best N (0: 1)")
+    for flag, zero, what in (
+        ("--beam-size", "greedy", "beam search width"),
+        ("--max-steps", "the model's", "decoder steps at most"),
+        ("--num-results", "1", "beam search: the best N"),
+    ):
+        gen.add_argument(flag, type=count_arg(zero), default=0, help=f"{what} (0: {zero})")
     sub.add_parser("info", parents=[common], help="describe the model")
     health = sub.add_parser("health", parents=[common], help="grpc.health.v1 check")
     health.add_argument("--service", default="", help="service name ('' = whole server)")

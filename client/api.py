@@ -405,10 +405,16 @@ class Client:
             raise RnnServeError.from_rpc(err) from None
 
     def health(self, service: str = "", *, timeout: float | None = None) -> str:
-        """grpc.health.v1 status name: SERVING, NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN."""
-        resp = self._call(
-            self.health_stubs[self._next()].Check,
-            health_pb2.HealthCheckRequest(service=service),
-            timeout,
-        )
+        """grpc.health.v1 status name: SERVING, NOT_SERVING, SERVICE_UNKNOWN (a service the
+        server does not report on: Check answers NOT_FOUND), UNKNOWN."""
+        try:
+            resp = self._call(
+                self.health_stubs[self._next()].Check,
+                health_pb2.HealthCheckRequest(service=service),
+                timeout,
+            )
+        except RnnServeError as err:
+            if err.code == "NOT_FOUND":
+                return "SERVICE_UNKNOWN"
+            raise
         return str(health_pb2.HealthCheckResponse.ServingStatus.Name(resp.status))

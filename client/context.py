@@ -85,7 +85,12 @@ def context_message(home: Home) -> pb.HomeContext:
 
 def read_context(path: str | Path) -> pb.HomeContext:
     """A context file: JSON, or YAML (needs PyYAML) such as Home Assistant's _fixtures.yaml."""
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ContextError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ContextError(f"{path} is not UTF-8 text") from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -96,8 +101,16 @@ def read_context(path: str | Path) -> pb.HomeContext:
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ContextError(f"{path}: not JSON or YAML ({exc})") from None
+            raise ContextError(f"{path}: not JSON or YAML ({_yaml_problem(exc)})") from None
     try:
         return context_message(data)
     except ContextError as exc:
         raise ContextError(f"{path}: {exc}") from None
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """A YAML error in one line: where it is and what is wrong."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "malformed"
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return " ".join(f"{where}{problem}".split())

@@ -75,6 +75,14 @@ def test_cli_info_and_health(server):
     assert health.returncode == 0 and health.stdout.strip() == "SERVING"
 
 
+def test_cli_health_of_a_service_the_server_does_not_report_on(server):
+    out = client("health", "--service", "no.such.Service", "--target", server.target)
+    assert out.returncode == 1
+    assert out.stdout.strip() == "SERVICE_UNKNOWN" and not out.stderr
+    out = client("health", "--service", "rnnserve.v1.Parser", "--target", server.target)
+    assert out.returncode == 0 and out.stdout.strip() == "SERVING"
+
+
 def test_cli_reports_the_status_and_fails(server):
     out = client("parse", "   ", "--target", server.target)
     assert out.returncode == 1
@@ -284,6 +292,37 @@ def test_bad_numbers_and_targets_are_usage_errors(server, flags, message):
     out = client("parse", "what time is it", "--target", server.target, *flags)
     assert out.returncode == 2
     assert _one_line(out).startswith(f"error: {message}")
+
+
+@pytest.mark.parametrize(
+    ("flag", "zero"),
+    [("--beam-size", "greedy"), ("--max-steps", "the model's"), ("--num-results", "1")],
+)
+@pytest.mark.parametrize("value", ["-1", "2.5", "many", str(2**32)])
+def test_bad_generate_numbers_are_usage_errors(server, flag, zero, value):
+    out = client("generate", "hello", "--target", server.target, f"{flag}={value}")
+    assert out.returncode == 2
+    assert _one_line(out) == (
+        f"error: argument {flag}: must be a whole number >= 0 (0: {zero}), not {value!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "cannot read {}: No such file or directory"),
+        (b"\xff\xfeareas: []\n", "{} is not UTF-8 text"),
+        (b"areas: [\n", "{}: not JSON or YAML (line 2, column 1: expected the node content"),
+        (b"a: b\n  c: d\n", "{}: not JSON or YAML (line 2, column 4: mapping values are not"),
+    ],
+)
+def test_an_unusable_context_file_is_named_in_one_line(server, tmp_path, content, message):
+    path = tmp_path / "_fixtures.yaml"
+    if content is not None:
+        path.write_bytes(content)
+    out = client("parse", "turn on the lamp", "--target", server.target, "--context", str(path))
+    assert out.returncode == 2
+    assert _one_line(out).startswith("error: --context: " + message.format(path))
 
 
 def test_good_numbers_are_taken(server):
