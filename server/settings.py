@@ -23,6 +23,8 @@ LIMITS = {
 DEVICES = ("auto", "cpu", "cuda")
 CONTROL_MODES = ("none", "poll", "explicit")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+NON_NEGATIVE = "warmup_runs drain_seconds max_batch_delay_us inference_threads max_connection_age"
+TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class Settings:
         if self.model_name and self.model_repository:
             raise ValueError("model-name names a single --model; a repository names its models")
         if self.log_level not in LOG_LEVELS:
-            raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}")
+            levels = ", ".join(LOG_LEVELS)
+            raise ValueError(f"log-level must be one of {levels}, not {self.log_level!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is out of range")
         if not -1 <= self.metrics_port <= 65535:
@@ -108,20 +111,9 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
-        if (
-            min(
-                self.warmup_runs,
-                self.drain_seconds,
-                self.max_batch_delay_us,
-                self.inference_threads,
-                self.max_connection_age,
-            )
-            < 0
-        ):
-            raise ValueError(
-                "warmup-runs, drain-seconds, max-batch-delay-us, inference-threads, "
-                "max-connection-age must not be negative"
-            )
+        for name in NON_NEGATIVE.split():
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name.replace('_', '-')} must not be negative")
         if self.sequence_idle_timeout <= 0:
             raise ValueError("sequence-idle-timeout must be positive")
         for name, top in LIMITS.items():
@@ -266,20 +258,23 @@ def build_parser(prog: str = "python -m server") -> argparse.ArgumentParser:
     return p
 
 
-def _coerce(name: str, raw: str | bool) -> object:
+def _coerce(name: str, raw: str | bool, source: str) -> object:
+    """`raw` as the setting's type; ValueError naming `source` (the flag or the variable)."""
     kind = {f.name: f.type for f in fields(Settings)}[name]
+    if isinstance(raw, bool):
+        return raw
     if kind in ("bool", bool):
-        if isinstance(raw, bool):
-            return raw
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    assert isinstance(raw, str)
+        if raw.strip().lower() not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"{source}: {raw!r} is not one of 1/0, true/false, yes/no, on/off")
+        return raw.strip().lower() in TRUE_WORDS
     try:
         if kind in ("int", int):
             return int(raw)
         if kind in ("float", float):
             return float(raw)
     except ValueError:
-        raise ValueError(f"{name.replace('_', '-')}: {raw!r} is not a number") from None
+        what = "a whole number" if kind in ("int", int) else "a number"
+        raise ValueError(f"{source}: {raw!r} is not {what}") from None
     if kind in ("Path", Path):
         return Path(raw)
     return raw
@@ -292,9 +287,10 @@ def parse_settings(
     args = build_parser(prog).parse_args(list(argv))
     values: dict[str, object] = {}
     for f in fields(Settings):
-        env = environ.get(ENV_PREFIX + f.name.upper())
+        env_name = ENV_PREFIX + f.name.upper()
         flag = getattr(args, f.name)
-        raw = flag if flag is not None else env
+        raw = flag if flag is not None else environ.get(env_name)
+        source = env_name if flag is None else "--" + f.name.replace("_", "-")
         if raw is not None:
-            values[f.name] = _coerce(f.name, raw)
+            values[f.name] = _coerce(f.name, raw, source)
     return Settings(**values)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -437,9 +438,53 @@ def test_cuda_without_cuda_is_a_clear_error():
 
 def test_bad_flags_exit_2():
     out = _start("--port", "notaport")
-    assert out.returncode == 2 and "not a number" in out.stderr
+    assert (
+        out.returncode == 2 and _one_line(out) == "error: --port: 'notaport' is not a whole number"
+    )
     out = _start("--device", "tpu")
     assert out.returncode == 2 and "device must be one of" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "env", "message"),
+    [
+        (["--max-tokens", "1.5"], {}, "--max-tokens: '1.5' is not a whole number"),
+        ([], {"RNNSERVE_MAX_QUEUE": "lots"}, "RNNSERVE_MAX_QUEUE: 'lots' is not a whole number"),
+        ([], {"RNNSERVE_DRAIN_SECONDS": "soon"}, "RNNSERVE_DRAIN_SECONDS: 'soon' is not a number"),
+        *[
+            ([f"--{name}", "-1"], {}, f"{name} must not be negative")
+            for name in ("warmup-runs", "drain-seconds", "max-batch-delay-us")
+            + ("inference-threads", "max-connection-age")
+        ],
+        (["--log-level", "loud"], {}, "log-level must be one of debug, info, warning, error, not"),
+        *[
+            ([], {var: value}, f"{var}: {value!r} is not one of 1/0, true/false, yes/no, on/off")
+            for var, value in (
+                ("RNNSERVE_CUDA_TF32", "maybe"),
+                ("RNNSERVE_ALLOW_MISSING_PARITY", "2"),
+            )
+        ],
+    ],
+)
+def test_a_bad_setting_is_named_in_one_line_with_exit_2(argv, env, message):
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        parse_settings(argv, env)
+    out = subprocess.run(
+        [PY, "-m", "server", "--port", "0", "--metrics-port", "-1", *argv],
+        cwd=ROOT,
+        env={**ENV, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2
+    assert _one_line(out).startswith(f"error: {message}")
+
+
+def test_boolean_variables_take_the_usual_words():
+    for value, expected in (("1", True), ("Yes", True), ("on", True), ("0", False), ("off", False)):
+        assert parse_settings([], {"RNNSERVE_CUDA_TF32": value}).cuda_tf32 is expected
+    assert parse_settings(["--cuda-tf32"], {"RNNSERVE_CUDA_TF32": "no"}).cuda_tf32 is True
 
 
 def test_settings_flags_win_over_environment():
