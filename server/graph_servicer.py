@@ -3,6 +3,7 @@ graph (`NAME.encoder`, `NAME.step`) go to server/graphs.py, all others to the da
 
 from __future__ import annotations
 
+from modelspec.io import DATATYPE_NAMES
 from rnnserve.kserve import grpc_predict_v2_pb2 as pb
 from server import v2_codec
 from server.dataplane import DataPlane
@@ -19,10 +20,12 @@ def _metadata(model: GraphModel, versions: list[str]) -> pb.ModelMetadataRespons
         versions=versions,
         platform=v2_codec.PLATFORM,
         inputs=[
-            tensor(name=t.name, datatype=t.dtype.upper(), shape=t.dims) for t in model.io.inputs
+            tensor(name=t.name, datatype=DATATYPE_NAMES[t.dtype], shape=t.dims)
+            for t in model.io.inputs
         ],
         outputs=[
-            tensor(name=t.name, datatype=t.dtype.upper(), shape=t.dims) for t in model.io.outputs
+            tensor(name=t.name, datatype=DATATYPE_NAMES[t.dtype], shape=t.dims)
+            for t in model.io.outputs
         ],
     )
 

@@ -143,9 +143,10 @@ def _check(model: GraphModel, feeds: Mapping[str, np.ndarray]) -> dict[str, np.n
     names = model.io.input_names
     missing = [n for n in names if n not in feeds]
     extra = [n for n in feeds if n not in names]
-    if missing or extra:
-        what = f"lacks {missing[0]!r}" if missing else f"has no input {extra[0]!r}"
-        raise InvalidArgument(f"model {model.name!r} {what} (inputs: {', '.join(names)})")
+    if missing:
+        raise InvalidArgument(f"input {missing[0]!r} is required (inputs: {', '.join(names)})")
+    if extra:
+        raise InvalidArgument(f"unknown input {extra[0]!r}; inputs: {', '.join(names)}")
     rt = model.owner.runtime
     limits = model.owner.limits
     if ENC_INPUT_IDS in names:  # the encoder

@@ -262,6 +262,9 @@ def test_the_graphs_are_ordinary_v2_models(v2stub):
     meta = v2stub.ModelMetadata(v2.ModelMetadataRequest(name="g2p.step"), timeout=10)
     assert [t.name for t in meta.inputs] == ["prev_ids", "h0", "memory", "memory_lengths"]
     assert [t.name for t in meta.outputs] == ["logits", "h_n", "attention"]
+    kinds = [t.datatype for t in (*meta.inputs, *meta.outputs)]
+    assert kinds == ["INT64", "FP32", "FP32", "INT64", "FP32", "FP32", "FP32"]
+    assert meta.platform == "onnxruntime_onnx"
     assert v2stub.ModelReady(v2.ModelReadyRequest(name="g2p.encoder"), timeout=10).ready
     cfg = v2stub.ModelConfig(v2.ModelConfigRequest(name="g2p.encoder"), timeout=10).config
     assert cfg.parameters["seq2seq_role"].string_value == "encoder"
@@ -270,7 +273,12 @@ def test_the_graphs_are_ordinary_v2_models(v2stub):
 @pytest.mark.parametrize(
     ("model", "feeds", "message"),
     [
-        ("g2p.encoder", {"input_ids": np.asarray([[3, 4]])}, "lacks 'lengths'"),
+        ("g2p.encoder", {"input_ids": np.asarray([[3, 4]])}, "input 'lengths' is required"),
+        (
+            "g2p.encoder",
+            {"input_ids": np.asarray([[3]]), "lengths": np.asarray([1]), "h0": np.zeros(1)},
+            "unknown input 'h0'; inputs: input_ids, lengths",
+        ),
         (
             "g2p.encoder",
             {"input_ids": np.asarray([[3, 999]]), "lengths": np.asarray([2])},
