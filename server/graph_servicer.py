@@ -90,9 +90,9 @@ class GraphInferenceServicer(InferenceServicer):
             resp.models.add(name=name, version=version, state=READY)
         return resp
 
-    async def ModelInfer(self, request, context):  # noqa: N802
-        """Run a model (or graph) on raw tensors."""
+    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """Run a model (or graph) on raw tensors: for ModelInfer and ModelStreamInfer alike."""
         if self.graphs.owns(request.model_name):
             result = await self.graphs.infer(v2_codec.infer_input(request))
             return v2_codec.infer_response(result, request.id)
-        return await super().ModelInfer(request, context)
+        return await super().infer(request)

@@ -64,10 +64,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         await self.plane.unload_model(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
-    async def ModelInfer(self, request, context):  # noqa: N802
-        """Run the model on raw tensors."""
+    async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
+        """One v2 request, run: what ModelInfer and each ModelStreamInfer request answer."""
         result = await self.plane.infer(v2_codec.infer_input(request))
         return v2_codec.infer_response(result, request.id)
+
+    async def ModelInfer(self, request, context):  # noqa: N802
+        """Run the model on raw tensors."""
+        return await self.infer(request)
 
     async def ModelStreamInfer(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.ModelInferRequest], context
@@ -75,10 +79,7 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         """Each request answered in order; a bad request answers with error_message only."""
         async for req in request_iterator:
             try:
-                result = await self.plane.infer(v2_codec.infer_input(req))
-                yield pb.ModelStreamInferResponse(
-                    infer_response=v2_codec.infer_response(result, req.id)
-                )
+                yield pb.ModelStreamInferResponse(infer_response=await self.infer(req))
             except ServeError as exc:
                 yield pb.ModelStreamInferResponse(error_message=f"{exc.code}: {exc}")
             except Exception:

@@ -270,6 +270,27 @@ def test_the_graphs_are_ordinary_v2_models(v2stub):
     assert cfg.parameters["seq2seq_role"].string_value == "encoder"
 
 
+def test_the_graphs_answer_on_model_stream_infer_as_on_model_infer(v2stub):
+    ids, lengths = np.asarray([[3, 4, 5]], "<i8"), np.asarray([3], "<i8")
+    req = v2.ModelInferRequest(model_name="g2p.encoder", id="enc-1")
+    for name, a in (("input_ids", ids), ("lengths", lengths)):
+        req.inputs.add(name=name, datatype="INT64", shape=list(a.shape))
+        req.raw_input_contents.append(a.tobytes())
+    bad = v2.ModelInferRequest(model_name="g2p.encoder")
+    bad.CopyFrom(req)
+    del bad.inputs[1], bad.raw_input_contents[1]
+    one = v2stub.ModelInfer(req, timeout=10)
+    streamed = list(v2stub.ModelStreamInfer(iter([req, bad, req]), timeout=10))
+    assert [m.error_message for m in streamed] == [
+        "",
+        "INVALID_ARGUMENT: input 'lengths' is required (inputs: input_ids, lengths)",
+        "",
+    ]
+    for m in (streamed[0], streamed[2]):
+        assert m.infer_response == one and one.id == "enc-1"
+        assert [o.name for o in one.outputs] == ["memory", "h_init"]
+
+
 @pytest.mark.parametrize(
     ("model", "feeds", "message"),
     [
