@@ -168,7 +168,8 @@ class GenerationService:
         if not version:
             return versions[max(versions, key=int)]
         if version not in versions:
-            raise NotFound(f"model {name!r} has no version {version!r}")
+            ready = ", ".join(sorted(versions, key=int))
+            raise NotFound(f"model {name!r} has no version {version!r} (ready: {ready})")
         return versions[version]
 
     # ------------------------------------------------------------------ requests

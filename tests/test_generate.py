@@ -351,7 +351,11 @@ def test_bad_v2_graph_requests_are_invalid_argument(v2stub, model, feeds, messag
             "context.memory has shape [1, 3]",
         ),
         (pb.GenerateRequest(model="nope", text="lamp"), "NOT_FOUND", "unknown generation model"),
-        (pb.GenerateRequest(text="lamp", version="7"), "NOT_FOUND", "no version '7'"),
+        (
+            pb.GenerateRequest(text="lamp", version="7"),
+            "NOT_FOUND",
+            "model 'g2p' has no version '7' (ready: 1)",
+        ),
     ],
 )
 def test_bad_requests_get_a_precise_status(stub, request_, code, message):
