@@ -130,6 +130,10 @@ def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
 
 def single(path: Path, name: str) -> dict[str, ModelSource]:
     """A repository of one model file (`--model FILE`), version 1."""
+    if path.is_dir():
+        return {
+            name: ModelSource(name, error=f"{path} is a folder: serve it with --model-repository")
+        }
     try:
         versions = {FLAT_VERSION: VersionFile(path, _stamp(path))}
     except OSError:

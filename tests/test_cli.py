@@ -404,6 +404,7 @@ def test_bad_model_files_fail_with_one_line(tmp_path):
     text.write_text("not a model")
     cases = [
         (tmp_path / "missing.onnx", "no such model file"),
+        (tmp_path, "is a folder: serve it with --model-repository"),
         (truncated, "not a loadable ONNX model"),
         (text, "not a loadable ONNX model"),
         (_strip_metadata(DEFAULT_ONNX, tmp_path / "bare.onnx"), "no 'rnnserve' metadata"),
