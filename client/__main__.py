@@ -260,6 +260,13 @@ def _encodable(text: str) -> bool:
     return True
 
 
+def shown(text: str, most: int = 80) -> str:
+    """An input as an error line names it: quoted, and cut after `most` characters."""
+    if len(text) <= most:
+        return repr(text)
+    return f"{text[: most - 20]!r}… ({len(text)} characters)"
+
+
 def _emit(args: argparse.Namespace, text: str | None, r: Any) -> None:
     if args.json:
         print(json.dumps(result_dict(text, r), ensure_ascii=False), flush=True)
@@ -302,7 +309,7 @@ def cmd_parse(args: argparse.Namespace, client: Client) -> int:
     status = 0
     for text, r in zip(texts, results):
         if isinstance(r, RnnServeError):
-            print(f"{r.code}: {r.message} ({text!r})", file=sys.stderr)
+            print(f"{r.code}: {r.message} ({shown(text)})", file=sys.stderr)
             status = 1
         else:
             _emit(args, text, r)
@@ -339,6 +346,9 @@ def cmd_stream(args: argparse.Namespace, client: Client) -> int:
         if err.code == "INVALID_ARGUMENT" and answered < len(sent):
             raise RnnServeError(err.code, f"{err.message} (stdin line {sent[answered]})") from None
         raise
+    if not sent:
+        print("error: nothing to stream", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -419,7 +429,7 @@ def cmd_generate(args: argparse.Namespace, client: Client) -> int:
         failed = [(w, r) for w, r in zip(item.split(), answers) if isinstance(r, RnnServeError)]
         for word, err in failed:
             assert isinstance(err, RnnServeError)
-            print(f"{err.code}: {err.message} ({word!r})", file=sys.stderr)
+            print(f"{err.code}: {err.message} ({shown(word)})", file=sys.stderr)
             status = 1
         if failed:
             continue

@@ -164,6 +164,21 @@ def test_text_arguments_and_stdin_must_be_utf8(server):
     assert _one_line(out) == "error: stdin line 2 is not UTF-8 text"
 
 
+def test_a_refused_long_utterance_is_named_cut_short(server):
+    out = client("parse", "what time is it", "b" * 10_000, "--target", server.target)
+    assert out.returncode == 1 and "HassGetCurrentTime" in out.stdout
+    assert _one_line(out) == (
+        f"INVALID_ARGUMENT: text has 10000 characters; the limit is 8192 ({'b' * 60!r}… "
+        "(10000 characters))"
+    )
+
+
+def test_a_stream_with_nothing_to_send_is_a_usage_error(uni_server):
+    out = client("stream", "--target", uni_server.target, stdin="\n  \n")
+    assert out.returncode == 2 and not out.stdout
+    assert _one_line(out) == "error: nothing to stream"
+
+
 def test_a_closed_output_pipe_ends_quietly(server):
     read_end, write_end = os.pipe()
     os.close(read_end)  # nobody will read: the first write fails with EPIPE
