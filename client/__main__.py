@@ -15,6 +15,7 @@ from client.api import (
     DEFAULT_TARGET,
     DEFAULT_TIMEOUT,
     MAX_TIMEOUT,
+    UINT32_MAX,
     Client,
     RnnServeError,
     check_timeout,
@@ -22,7 +23,6 @@ from client.api import (
 from client.context import ContextError, PreparedContext, prepare_context, read_context
 from rnnserve.v1 import rnnserve_pb2 as pb
 
-UINT32_MAX = 2**32 - 1  # top_k on the wire
 INT64_MAX = 2**63 - 1  # a token id on the wire
 
 

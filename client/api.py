@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,20 @@ def check_timeout(seconds: float) -> float:
             f" not {seconds!r}"
         )
     return seconds
+
+
+UINT32_MAX = 2**32 - 1
+
+
+def check_counts(**counts: int) -> None:
+    """ValueError naming the first of `counts` that is not a whole number in [0, 2**32)."""
+    for name, value in counts.items():
+        try:
+            whole = operator.index(value)
+        except TypeError:
+            whole = -1
+        if not 0 <= whole <= UINT32_MAX:
+            raise ValueError(f"{name} must be a whole number from 0 to {UINT32_MAX}, not {value!r}")
 
 
 def state_message(state: pb.State | dict[str, Any] | None) -> pb.State | None:
@@ -212,6 +227,7 @@ class Client:
         """Build a ParseRequest from text or token ids; `context` is the caller's home in Home
         Assistant's shape ({"floors": [...], "areas": [...], "entities": [...]}), or one made
         once with `client.context.prepare_context` to send with many requests."""
+        check_counts(top_k=top_k)
         req = pb.ParseRequest(
             model=model, version=version, top_k=top_k, return_steps=steps, return_state=state
         )
@@ -293,6 +309,7 @@ class Client:
         An exception raised while reading `chunks` (or turning one into a request) ends the
         stream: the chunks before it are answered, then the exception is raised here.
         """
+        check_counts(top_k=top_k)
         deadline = self._deadline(timeout)
         failed: list[Exception] = []
         home = context_message(context) if context is not None else None
@@ -353,6 +370,7 @@ class Client:
     ) -> pb.GenerateRequest:
         """Build a GenerateRequest from a word, source ids, or (1 vs N) h0 and/or memory
         (array-likes: h0 [hidden], memory [source, width] or [width])."""
+        check_counts(beam_size=beam_size, max_steps=max_steps, num_results=num_results)
         req = pb.GenerateRequest(
             model=model,
             version=version,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import grpc
 import numpy as np
 import onnxruntime as ort
@@ -205,6 +207,18 @@ def test_a_state_outside_what_the_cell_produces_is_refused(
         assert needle in err.value.message
         ok = c.parse("turn on the lamp", initial_state=_state(0.5, 0.5 if cell == "lstm" else None))
         assert all(np.isfinite(i.confidence) for i in ok.top_intents)
+
+
+@pytest.mark.parametrize("top_k", [-1, 2**32, 1.5, "3"])
+def test_a_count_the_wire_cannot_carry_is_named_before_any_call(client, top_k):
+    message = f"top_k must be a whole number from 0 to 4294967295, not {top_k!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        client.parse("what time is it", top_k=top_k)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        list(client.stream(["turn on"], top_k=top_k))
+    with pytest.raises(ValueError, match=re.escape(message.replace("top_k", "beam_size"))):
+        client.generate("lamp", beam_size=top_k)
+    assert client.parse("what time is it", top_k=np.int64(2)).top_intents[1].name
 
 
 def test_unknown_model_info_is_not_found(client):
