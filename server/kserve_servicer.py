@@ -10,7 +10,7 @@ from rnnserve.kserve import grpc_predict_v2_pb2 as pb
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as pb_grpc
 from server import v2_codec
 from server.dataplane import DataPlane
-from server.errors import INTERNAL_MESSAGE, ServeError
+from server.errors import INTERNAL_MESSAGE, InvalidArgument, ServeError
 from server.version import SERVER_NAME, SERVER_VERSION
 
 log = logging.getLogger("rnnserve.kserve")
@@ -55,7 +55,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return v2_codec.repository_index(self.plane.repository_index(request.ready))
 
     async def RepositoryModelLoad(self, request, context):  # noqa: N802
-        """Load or reload a model (explicit control mode)."""
+        """Load or reload a model (explicit control mode) as the repository holds it; Triton's
+        overrides (a `config` parameter, `file:` contents) are refused, not ignored."""
+        for key in request.parameters:
+            if key == "config" or key.startswith("file:"):
+                raise InvalidArgument(
+                    f"parameter {key!r} is not supported: a model loads as the repository "
+                    "holds it (place its files and config.json there)"
+                )
         await self.plane.load_model(request.model_name)
         return pb.RepositoryModelLoadResponse()
 

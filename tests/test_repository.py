@@ -145,6 +145,17 @@ def test_explicit_load_and_unload(tmp_path, files):
         with pytest.raises(grpc.RpcError) as rpc_err:
             stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="nope"), timeout=10)
         assert rpc_err.value.code() == grpc.StatusCode.NOT_FOUND
+        for key, value in (("config", '{"max_batch_size": 4}'), ("file:1/model.onnx", "x")):
+            load = v2.RepositoryModelLoadRequest(model_name="uni")
+            load.parameters[key].string_param = value
+            with pytest.raises(grpc.RpcError) as rpc_err:
+                stub.RepositoryModelLoad(load, timeout=10)
+            assert rpc_err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert rpc_err.value.details() == (
+                f"parameter {key!r} is not supported: a model loads as the repository holds it "
+                "(place its files and config.json there)"
+            )
+        assert c.parse(TEXT, model="uni").model_version == "3"
 
 
 def test_load_and_unload_need_explicit_mode(tmp_path, files):
