@@ -23,6 +23,8 @@ LIMITS = {
 DEVICES = ("auto", "cpu", "cuda")
 CONTROL_MODES = ("none", "poll", "explicit")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+AT_LEAST_ONE = """intra_op_threads max_tokens max_text_chars max_stream_tokens max_batch_rows
+max_message_bytes default_top_k max_batch_size max_sequences max_queue max_streams workers"""
 NON_NEGATIVE = "warmup_runs drain_seconds max_batch_delay_us inference_threads max_connection_age"
 TRUE_WORDS, FALSE_WORDS = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
@@ -88,6 +90,14 @@ class Settings:
             )
         if self.model_name and self.model_repository:
             raise ValueError("model-name names a single --model; a repository names its models")
+        if not self.host.strip() or str(self.model) in ("", "."):
+            raise ValueError(f"{'host' if not self.host.strip() else 'model'} must not be empty")
+        if self.model_name != self.model_name.strip():
+            raise ValueError(f"model-name {self.model_name!r} starts or ends with a blank")
+        if "/" in self.model_name:
+            raise ValueError(
+                f"model-name {self.model_name!r} holds a '/': a model name is not a path"
+            )
         if self.log_level not in LOG_LEVELS:
             levels = ", ".join(LOG_LEVELS)
             raise ValueError(f"log-level must be one of {levels}, not {self.log_level!r}")
@@ -95,20 +105,7 @@ class Settings:
             raise ValueError(f"port {self.port} is out of range")
         if not -1 <= self.metrics_port <= 65535:
             raise ValueError(f"metrics port {self.metrics_port} is out of range")
-        for name in (
-            "intra_op_threads",
-            "max_tokens",
-            "max_text_chars",
-            "max_stream_tokens",
-            "max_batch_rows",
-            "max_message_bytes",
-            "default_top_k",
-            "max_batch_size",
-            "max_sequences",
-            "max_queue",
-            "max_streams",
-            "workers",
-        ):
+        for name in AT_LEAST_ONE.split():
             if getattr(self, name) < 1:
                 raise ValueError(f"{name.replace('_', '-')} must be at least 1")
         for name in NON_NEGATIVE.split():

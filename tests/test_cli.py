@@ -473,6 +473,10 @@ def test_bad_flags_exit_2():
             + ("inference-threads", "max-connection-age")
         ],
         (["--log-level", "loud"], {}, "log-level must be one of debug, info, warning, error, not"),
+        (["--host="], {}, "host must not be empty"),
+        ([], {"RNNSERVE_MODEL": ""}, "model must not be empty"),
+        (["--model-name", " "], {}, "model-name ' ' starts or ends with a blank"),
+        (["--model-name", "a/b"], {}, "model-name 'a/b' holds a '/': a model name is not a path"),
         *[
             ([], {var: value}, f"{var}: {value!r} is not one of 1/0, true/false, yes/no, on/off")
             for var, value in (
