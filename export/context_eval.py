@@ -171,7 +171,8 @@ def evaluate(
     canon: dict[str, Counter[str]] = defaultdict(Counter)
     entries: Counter[str] = Counter()
     gold_sets, pred_sets = [], []
-    for toks, tags, r, gold, ctx in zip(tokens, gold_tags, res, golds, contexts):
+    for ex, toks, tags, r, gold, ctx in zip(examples, tokens, gold_tags, res, golds, contexts):
+        offsets = runner.tok.tokenize(ex.text)  # the tokens of bio_tags, with their offsets
         pred_ents = decode_bio(r["tags"])
         gold_sets.append({(e.slot, e.start, e.end) for e in decode_bio(tags)})
         pred_sets.append({(e.slot, e.start, e.end) for e in pred_ents})
@@ -192,7 +193,9 @@ def evaluate(
                 continue
             e = by_slot.get(slot)
             span = toks[e.start : e.end] if e else []
-            pred = (runner.values.canonical(slot, span, implied) or " ".join(span)) if e else ""
+            # as the server answers: the list value or number, else the words as said
+            said = ex.text[offsets[e.start].start : offsets[e.end - 1].end] if e else ""
+            pred = (runner.values.canonical(slot, span, implied) or said) if e else ""
             canon[slot]["n"] += 1
             canon[slot]["ok"] += _same(pred, value)
         if ctx is not None:

@@ -46,6 +46,7 @@ class Language:
     joiner: str  # between such a word and the sentence
     number_as_digits: float  # share of numbers written as digits (the rest as words)
     number_rulesets: tuple[str, ...] = ()  # RBNF rulesets for number words (empty: all)
+    number_words: str = ""  # how the server reads number words (SlotValues.number_words)
     cjk: bool = False  # whitespace next to a CJK character is dropped (hassil does too)
     # A generated sentence that reads wrong though a template produces it ("一楼楼的灯").
     odd: Callable[[str, Sequence[Any]], bool] | None = None
@@ -80,6 +81,7 @@ def _english() -> Language:
         skip_suffixes=("please", "for me", "thanks"),
         joiner=" ",
         number_as_digits=0.85,
+        number_words="en",
     )
 
 
@@ -102,6 +104,7 @@ def _chinese() -> Language:
         number_as_digits=0.7,
         # "二" and "两" (2 before a measure word or a unit: "两分钟", "两百")
         number_rulesets=("spellout-cardinal", "spellout-cardinal-alternate2"),
+        number_words="zh",
         cjk=True,
         odd=pools_zh.odd_sentence,
         max_name_tokens=8,

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from export.data import Example, bio_tags, load_templates, package_intents
-from export.languages import DEFAULT_LANGUAGE
+from export.languages import DEFAULT_LANGUAGE, get_language
 from modelspec.tokenizer import Tokenizer
 from modelspec.values import DOMAIN, NONE, SlotValues, implied_words
 
@@ -110,7 +110,7 @@ def build_values(
         text,
         tuple(sorted(numbers)),
         kept,
-        "en" if language == DEFAULT_LANGUAGE else "",
+        get_language(language).number_words,
         {k: sorted(v) for k, v in sorted(intent_slots.items())},
         {k: "/".join(sorted(v)) for k, v in sorted(types.items())},
     )

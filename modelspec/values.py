@@ -109,6 +109,59 @@ def english_number(words: Sequence[str]) -> float | None:
     return value
 
 
+_ZH_DIGITS = {
+    "零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7,
+    "八": 8, "九": 9,
+}  # fmt: skip
+_ZH_UNITS = {"十": 10, "百": 100, "千": 1000}
+_ZH_PREFIX = "百分之"  # "百分之三十": thirty percent
+_ZH_SUFFIXES = ("%", "度", "摄氏度", "k")  # "k": kelvin, lower-cased by the tokenizer
+
+
+def chinese_number(tokens: Sequence[str]) -> float | None:
+    """The number that Chinese numerals (or digits) say: "五十六" -> 56, "十六" -> 16, "一百零五"
+    -> 105, "两万" -> 20000, "二十一点五" -> 21.5, "百分之三十" -> 30, "26" -> 26; None otherwise.
+    The tokens are joined without spaces (one token per Han character, digit runs whole)."""
+    s = "".join(tokens).strip()
+    s = s.removeprefix(_ZH_PREFIX)
+    for suffix in _ZH_SUFFIXES:
+        s = s.removesuffix(suffix)
+    if not s:
+        return None
+    num = _digits(s)
+    if num is not None:
+        return num
+    whole, _, fraction = s.partition("点")
+    value = _chinese_integer(whole)
+    if value is None:
+        return None
+    if fraction:
+        digits = [_ZH_DIGITS.get(ch, int(ch) if ch.isdigit() else -1) for ch in fraction]
+        if any(d < 0 for d in digits):
+            return None
+        value += float("0." + "".join(str(d) for d in digits))
+    return value
+
+
+def _chinese_integer(s: str) -> float | None:
+    """ "五十六" -> 56; digits may stand for the numerals ("3十" -> 30); None for other text."""
+    if not s:
+        return None
+    total, section, number = 0, 0, 0
+    for ch in s:
+        if ch in _ZH_DIGITS or (ch.isdigit() and ch.isascii()):
+            number = _ZH_DIGITS[ch] if ch in _ZH_DIGITS else int(ch)
+        elif ch in _ZH_UNITS:
+            section += (number or 1) * _ZH_UNITS[ch]
+            number = 0
+        elif ch == "万":
+            total += ((section + number) or 1) * 10_000
+            section = number = 0
+        else:
+            return None
+    return float(total + section + number)
+
+
 def _digits(w: str) -> float | None:
     try:
         return float(w.replace(",", "."))
@@ -131,7 +184,7 @@ class SlotValues:
     numbers: tuple[str, ...] = ()  # slots that hold numbers
     # intent -> word -> {implied value or NONE: count}; the word "" holds the intent's prior
     implied: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
-    number_words: str = ""  # "en": English number words are read
+    number_words: str = ""  # "en": English number words are read; "zh": Chinese numerals
     intent_slots: dict[str, list[str]] = field(default_factory=dict)  # slots each intent has
     number_types: dict[str, str] = field(default_factory=dict)  # number slot -> percentage, ...
 
@@ -214,6 +267,8 @@ class SlotValues:
         if slot in self.numbers:
             if self.number_words == "en":
                 n = english_number(tokens)
+            elif self.number_words == "zh":
+                n = chinese_number(tokens)
             else:
                 n = _digits(tokens[0]) if len(tokens) == 1 else None
             return "" if n is None else format_number(n)
@@ -236,7 +291,12 @@ class SlotValues:
                     options = self.text.get(slot, {}).get(spoken, ())
                     domains = {d for d, _ in options if d and d in prior}
                     if len(domains) == 1:
-                        return domains.pop()
+                        (only,) = domains
+                        means = {v for d, v in options if d == only}
+                        # a form any domain also says with another meaning does not decide
+                        # ("开了": a cover's open, anything else's on)
+                        if all(v in means for d, v in options if not d):
+                            return only
         seen = [table[w] for w in dict.fromkeys(words) if w and w in table]
         best, best_score = NONE, -math.inf
         for value, n in sorted(prior.items()):

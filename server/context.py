@@ -225,9 +225,11 @@ def finish(
     tokens: Sequence[TokenOut],
     intent: str,
     tags: Sequence[str],
+    text: str = "",
 ) -> None:
     """Give each slot its canonical value (and the context entry it names) and list the values
-    the utterance implies; `tokens` and `tags` cover the whole utterance so far."""
+    the utterance implies; `tokens`, `tags` and `text` cover the whole utterance so far (a slot
+    found by its spoken form keeps the words as said: "开了", not "开 了")."""
     texts = [t.text for t in tokens]
     found = values.untagged(intent, texts, tags)
     marked = with_slots(tags, found)
@@ -252,8 +254,8 @@ def finish(
     for slot, start, end, value in found:
         first, last = tokens[start], tokens[end - 1]
         chars = (first.char_start, last.char_end) if first.char_start >= 0 else (-1, -1)
-        text = " ".join(texts[start:end])
+        said = text[chars[0] : chars[1]] if chars[0] >= 0 and text else " ".join(texts[start:end])
         value = values.canonical(slot, texts[start:end], domain) or value
-        result.slots.append(SlotOut(slot, text, start, end, *chars, 0.0, canonical=value))
+        result.slots.append(SlotOut(slot, said, start, end, *chars, 0.0, canonical=value))
         result.slots.sort(key=lambda s: s.token_start)
     result.implied = [(DOMAIN, implied)] if implied != NONE else []

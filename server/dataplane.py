@@ -158,7 +158,7 @@ class DataPlane:
         )
         matches = home.matches if home is not None and model.takes_context else ()
         result = decode(model.name, model.labels, tokens, out, opts, req.text or "", None, matches)
-        finish(result, model.values, home, tokens, result.intent[0], result.tags)
+        finish(result, model.values, home, tokens, result.intent[0], result.tags, req.text or "")
         result.version = model.version
         return result
 
@@ -202,7 +202,7 @@ class DataPlane:
         )
         history = stream.history
         every, tags = history.tokens + tokens, history.tags + result.tags
-        finish(result, model.values, stream.home, every, result.intent[0], tags)
+        finish(result, model.values, stream.home, every, result.intent[0], tags, text)
         stream.h, stream.c = out[H_N], out.get(C_N)
         history.tokens, history.tags = history.tokens + tokens, history.tags + result.tags
         history.conf, history.text = history.conf + result.tag_conf, text

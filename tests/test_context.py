@@ -29,7 +29,7 @@ from modelspec.context import (
 )
 from modelspec.names import CONTEXT, INPUT_IDS, INTENT_LOGITS, LENGTHS, SLOT_LOGITS
 from modelspec.tokenizer import Tokenizer
-from modelspec.values import english_number
+from modelspec.values import SlotValues, chinese_number, english_number
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
 from rnnserve.v1 import rnnserve_pb2 as pb
@@ -167,6 +167,51 @@ def test_number_words_and_digits():
     assert english_number(["21.5"]) == 21.5
     assert english_number(["two", "and", "a", "half"]) == 2.5
     assert english_number(["blue"]) is None
+
+
+@pytest.mark.parametrize(
+    ("said", "number"),
+    [
+        ("五十六", 56),
+        ("十六", 16),
+        ("十", 10),
+        ("一百零五", 105),
+        ("一百〇五", 105),
+        ("两百", 200),
+        ("两万", 20000),
+        ("一千二百", 1200),
+        ("二十一点五", 21.5),
+        ("百分之三十", 30),
+        ("七千k", 7000),
+        ("二十五度", 25),
+        ("零", 0),
+    ],
+)
+def test_chinese_numerals_are_numbers(said, number):
+    assert chinese_number(list(said)) == number  # one token per Han character
+
+
+def test_digits_are_numbers_in_chinese_too_and_words_are_not():
+    assert chinese_number(["26"]) == 26 and chinese_number(["21.5"]) == 21.5
+    assert chinese_number(list("客厅")) is None and chinese_number(["blue"]) is None
+    assert chinese_number(list("百分之")) is None and chinese_number([]) is None
+
+
+def test_a_state_that_any_domain_says_otherwise_does_not_decide_the_domain():
+    # "开了" is a cover's "open" and anything else's "on"; "锁上" is only ever "locked"
+    values = SlotValues(
+        text={
+            "state": {
+                "开 了": [["", "on"], ["", "open"], ["cover", "open"]],
+                "锁 上": [["", "locked"], ["lock", "locked"]],
+            }
+        },
+        implied={"HassGetState": {"": {"switch": 10, "cover": 5, "lock": 5}}},
+    )
+    assert values.implied_value("HassGetState", ["{state=开 了}"]) == "switch"  # the prior
+    assert values.implied_value("HassGetState", ["{state=锁 上}"]) == "lock"
+    assert values.canonical("state", ["开", "了"], "switch") == "on"
+    assert values.canonical("state", ["开", "了"], "cover") == "open"
 
 
 # ---------------------------------------------------------------- over the wire

@@ -183,10 +183,47 @@ def test_a_real_server_parses_chinese():
     ):
         time = client.parse("现在几点了？")
         light = client.parse("打开客厅的灯")
+        numbers = [
+            client.parse(t)
+            for t in (
+                "把客厅灯的亮度调到五十",
+                "设置一个二十五分钟的计时器",
+                "把卧室空调温度调到二十一点五度",
+            )
+        ]
+        fans = client.parse("有多少风扇是关着的")
     assert time.intent.name == "HassGetCurrentTime" and not time.no_intent
     assert light.intent.name == "HassTurnOn" and not light.no_intent
     (area,) = [s for s in light.slots if s.name == "area"]
     assert (area.value, area.char_start, area.char_end) == ("客厅", 2, 4)
+    # Chinese numerals answer as numbers, with the words as said
+    said = [(s.name, s.value, s.canonical) for r in numbers for s in r.slots if s.name != "name"]
+    assert said == [
+        ("brightness", "五十", "50"),
+        ("minutes", "二十五", "25"),
+        ("temperature", "二十一点五", "21.5"),
+    ]
+    # "关着" of a fan is "off" (a cover's would be "closed"): the state does not decide the domain
+    assert [(s.name, s.value, s.canonical) for s in fans.slots] == [("state", "关着", "off")]
+    assert [(i.name, i.value) for i in fans.implied_slots] == [("domain", "fan")]
+
+
+def test_a_state_found_in_the_lists_keeps_the_words_as_said():
+    from modelspec.values import SlotValues
+    from server.context import finish
+    from server.decoding import ParseResult, TokenOut
+
+    text = "开关开了吗"
+    tokens = [TokenOut(ch, 0, i, i + 1) for i, ch in enumerate(text)]
+    values = SlotValues(
+        text={"state": {"开 了": [["", "on"], ["cover", "open"]]}},
+        intent_slots={"HassGetState": ["state"]},
+    )
+    result = ParseResult("m", tokens, ("HassGetState", 1.0), [], [], ["O"] * 5)
+    finish(result, values, None, tokens, "HassGetState", ["O"] * 5, text)
+    assert [(s.name, s.value, s.char_start, s.char_end, s.canonical) for s in result.slots] == [
+        ("state", "开了", 2, 4, "on")
+    ]
 
 
 def test_the_chinese_streaming_model_reads_chunk_by_chunk_as_in_one_go():
