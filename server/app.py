@@ -206,7 +206,7 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
     services = Registrar(server, layers, deserializers())  # wrapped once, not on every call
     rnnserve_pb2_grpc.add_ParserServicer_to_server(ParserServicer(plane, generation), services)
     grpc_predict_v2_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(
-        GraphInferenceServicer(plane, generation), services
+        GraphInferenceServicer(plane, generation, settings.max_message_bytes), services
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, services)

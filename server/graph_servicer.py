@@ -59,9 +59,11 @@ def _config(model: GraphModel) -> pb.ModelConfigResponse:
 class GraphInferenceServicer(InferenceServicer):
     """InferenceServicer that also serves the graphs of the encoder–decoder models."""
 
-    def __init__(self, plane: DataPlane, generation: GenerationService) -> None:
+    def __init__(
+        self, plane: DataPlane, generation: GenerationService, max_message_bytes: int = 2**31 - 1
+    ) -> None:
         super().__init__(plane)
-        self.graphs = GraphModels(generation)
+        self.graphs = GraphModels(generation, max_message_bytes)
 
     async def ModelReady(self, request, context):  # noqa: N802
         """Whether this model (or graph) can take requests."""

@@ -27,10 +27,11 @@ from modelspec.seq2seq import (
     STEP_H0,
     STEP_SUFFIX,
 )
-from server.errors import InvalidArgument, NotFound
+from server.errors import InvalidArgument, NotFound, ResourceExhausted
 from server.generation_service import GenerationService, Seq2SeqModel
 from server.requests import InferInput, InferResult
 from server.seq2seq import Graph
+from server.validation import ANSWER_OVERHEAD
 
 MAX_ROWS = 256
 
@@ -53,8 +54,9 @@ class GraphModel:
 class GraphModels:
     """Looks the v2 names of the encoder–decoder graphs up, and runs them."""
 
-    def __init__(self, generation: GenerationService) -> None:
+    def __init__(self, generation: GenerationService, max_message_bytes: int = 2**31 - 1) -> None:
         self.generation = generation
+        self.max_message_bytes = max_message_bytes
 
     def _split(self, name: str) -> tuple[str, str] | None:
         for suffix in (ENCODER_SUFFIX, STEP_SUFFIX):
@@ -71,6 +73,11 @@ class GraphModels:
         found = self._split(name)
         if found is None:
             raise NotFound(f"unknown model {name!r}")
+        versions = self.versions(name)
+        if version and version not in versions:
+            raise NotFound(
+                f"model {name!r} has no version {version!r} (ready: {', '.join(versions)})"
+            )
         owner = self.generation.find(found[0], version)
         rt = owner.runtime
         graph = rt.encoder if found[1] == ENCODER_SUFFIX else rt.step_graph
@@ -97,6 +104,7 @@ class GraphModels:
         unknown = [n for n in wanted if n not in model.io.output_names]
         if unknown:
             raise InvalidArgument(f"model {model.name!r} has no output {unknown[0]!r}")
+        self._answer_fits(model, feeds, wanted)
         executor = model.owner.generator.executor
         if executor is None:
             out = model.graph.run(wanted, feeds)
@@ -107,6 +115,26 @@ class GraphModels:
             if not math.isfinite(float(np.asarray(arr, np.float64).sum())):
                 raise InvalidArgument("the model produced non-finite values for this input")
         return InferResult(model.name, model.version, dict(zip(wanted, out)))
+
+    def _answer_fits(
+        self, model: GraphModel, feeds: Mapping[str, np.ndarray], wanted: list[str]
+    ) -> None:
+        """The answer fits --max-message-bytes: refuse before the run, not after it."""
+        axes = {
+            axis: size
+            for t in model.io.inputs
+            for axis, size in zip(t.shape, feeds[t.name].shape)
+            if isinstance(axis, str)
+        }
+        size = ANSWER_OVERHEAD
+        for t in model.io.outputs:
+            if t.name in wanted:
+                size += 4 * math.prod(axes[a] if isinstance(a, str) else a for a in t.shape)
+        if size > self.max_message_bytes:
+            raise ResourceExhausted(
+                f"the answer would be about {size} bytes, over the {self.max_message_bytes}-byte "
+                "message limit; ask for fewer outputs or send fewer rows or steps"
+            )
 
 
 def _int(feeds: Mapping[str, np.ndarray], name: str, rank: int) -> np.ndarray:

@@ -270,6 +270,36 @@ def test_the_graphs_are_ordinary_v2_models(v2stub):
     assert cfg.parameters["seq2seq_role"].string_value == "encoder"
 
 
+def _encoder_request(rows: int, width: int, *outputs: str, version: str = ""):
+    ids, lengths = np.full((rows, width), 3, "<i8"), np.full((rows,), width, "<i8")
+    req = v2.ModelInferRequest(model_name="g2p.encoder", model_version=version)
+    for name, a in (("input_ids", ids), ("lengths", lengths)):
+        req.inputs.add(name=name, datatype="INT64", shape=list(a.shape))
+        req.raw_input_contents.append(a.tobytes())
+    for name in outputs:
+        req.outputs.add(name=name)
+    return req
+
+
+def test_a_graph_answer_over_the_message_limit_is_refused_before_the_run(v2stub):
+    with pytest.raises(grpc.RpcError) as err:
+        v2stub.ModelInfer(_encoder_request(256, 64), timeout=30)
+    assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert err.value.details() == (
+        "the answer would be about 17043456 bytes, over the 4194304-byte message limit; ask for "
+        "fewer outputs or send fewer rows or steps"
+    )  # 4 bytes a value of memory [256, 64, 256] and h_init [1, 256, 256], plus 4096
+    small = v2stub.ModelInfer(_encoder_request(256, 64, "h_init"), timeout=30)
+    assert [(o.name, list(o.shape)) for o in small.outputs] == [("h_init", [1, 256, 256])]
+
+
+def test_an_unknown_graph_version_names_the_graph_and_the_ready_ones(v2stub):
+    with pytest.raises(grpc.RpcError) as err:
+        v2stub.ModelInfer(_encoder_request(1, 2, version="2"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert err.value.details() == "model 'g2p.encoder' has no version '2' (ready: 1)"
+
+
 def test_the_graphs_answer_on_model_stream_infer_as_on_model_infer(v2stub):
     ids, lengths = np.asarray([[3, 4, 5]], "<i8"), np.asarray([3], "<i8")
     req = v2.ModelInferRequest(model_name="g2p.encoder", id="enc-1")
