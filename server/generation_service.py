@@ -18,12 +18,13 @@ from prometheus_client import Histogram
 from modelspec.names import STATE_LIMIT
 from modelspec.seq2seq import MEMORY, STEP_H0
 from server.beam import Hypothesis, Job, TokenEvent, make_job
-from server.errors import InvalidArgument, ModelLoadError, NotFound
+from server.errors import InvalidArgument, ModelLoadError, NotFound, ResourceExhausted
 from server.generation import ADMIT_MODES, ADMIT_STEP, Generator
 from server.metrics import Metrics
 from server.repository import CONFIG_FILE, ModelSource, scan_seq2seq
 from server.seq2seq import GenerationLimits, Seq2SeqRuntime
 from server.settings import RuntimeSettings, Settings
+from server.validation import ANSWER_OVERHEAD
 
 log = logging.getLogger("rnnserve.generation")
 
@@ -81,6 +82,7 @@ class GenerationService:
         self.failed: dict[tuple[str, str], str] = {}
         self.limits = limits or GenerationLimits()
         self.on_step: Callable[[str, str, int], None] | None = None  # (model, version, rows)
+        self.max_message_bytes = 2**31 - 1  # --max-message-bytes: an answer's size at most
 
     def load(
         self,
@@ -186,6 +188,15 @@ class GenerationService:
         results = req.num_results or 1
         if not 1 <= results <= beam:
             raise InvalidArgument(f"num_results {results} is outside [1, beam_size {beam}]")
+        # The longest answer: every hypothesis and the top one at max_steps, each step a token,
+        # an id and a score (16 bytes at most), and with return_states a state row of floats.
+        per_step = 16 + (4 * model.runtime.hidden if req.return_states else 0)
+        size = ANSWER_OVERHEAD + (results + 1) * steps * per_step
+        if size > self.max_message_bytes:
+            raise ResourceExhausted(
+                f"the answer could be about {size} bytes, over the {self.max_message_bytes}-byte "
+                "message limit; ask for fewer max_steps or num_results, or no return_states"
+            )
         opts = {
             "beam_size": beam,
             "max_steps": steps,
@@ -267,6 +278,7 @@ def from_repository(
 ) -> GenerationService:
     """The encoder–decoder models of --model-repository, loaded (a failed one is logged)."""
     service = GenerationService()
+    service.max_message_bytes = settings.max_message_bytes
     if metrics is not None:
         rows = Histogram(
             "rnnserve_generate_step_rows",

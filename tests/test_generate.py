@@ -395,6 +395,27 @@ def test_bad_requests_get_a_precise_status(stub, request_, code, message):
     assert message in err.value.details()
 
 
+def test_an_answer_that_could_exceed_the_message_limit_is_refused_before_decoding(repo):
+    settings = settings_for(DEFAULT_ONNX, model_repository=str(repo), max_message_bytes=50_000)
+    with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as channel:
+        small = pb_grpc.ParserStub(channel)
+        big = pb.GenerateRequest(
+            text=LONG, beam_size=8, num_results=8, max_steps=64, return_states=True
+        )
+        message = (
+            "the answer could be about 603136 bytes, over the 50000-byte message limit; ask for "
+            "fewer max_steps or num_results, or no return_states"
+        )  # 4096 + 9 hypotheses x 64 steps x (16 + 4 x 256)
+        for call in (small.Generate, lambda r, **kw: list(small.GenerateStream(r, **kw))):
+            with pytest.raises(grpc.RpcError) as err:
+                call(big, timeout=30)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert err.value.details() == message
+        one = small.Generate(pb.GenerateRequest(text="lamp", max_steps=10, return_states=True))
+        assert list(one.tokens) == ["L", "AE1", "M", "P"]
+        assert list(one.hypotheses[0].states.shape) == [5, 256]
+
+
 def test_a_passed_deadline_is_deadline_exceeded(stub):
     with pytest.raises(grpc.RpcError) as err:
         stub.Generate(pb.GenerateRequest(text=LONG, beam_size=8, max_steps=64), timeout=0.0005)
