@@ -6,6 +6,7 @@ import itertools
 import json
 import math
 import operator
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,9 @@ def check_timeout(seconds: float) -> float:
 
 
 UINT32_MAX = 2**32 - 1
+# Calls of parse_many/generate_many in flight at once: half a server's default --max-queue
+# (256), so a long list keeps the server busy without filling the queue it admits calls from.
+IN_FLIGHT = 128
 
 
 def check_counts(**counts: int) -> None:
@@ -276,14 +280,18 @@ class Client:
     def _all(
         self, methods: Sequence[Any], requests: Sequence[Any], timeout: float | None
     ) -> list[Any]:
-        """Send every request of one unary method (its callable per connection) at once,
-        spread over the connections; answers (or RnnServeErrors) in input order."""
-        futures = [
-            methods[self._next()].future(
+        """Send every request of one unary method (its callable per connection), at most
+        IN_FLIGHT at a time, spread over the connections; answers (or RnnServeErrors) in input
+        order. Each request's deadline starts when it is sent."""
+        slots = threading.BoundedSemaphore(IN_FLIGHT)
+        futures = []
+        for req in requests:
+            slots.acquire()
+            f = methods[self._next()].future(
                 req, timeout=self._deadline(timeout), metadata=self.metadata
             )
-            for req in requests
-        ]
+            f.add_done_callback(lambda _: slots.release())
+            futures.append(f)
         out: list[Any] = []
         for f in futures:
             try:

@@ -17,7 +17,7 @@ import grpc
 import numpy as np
 import pytest
 
-from client import Client
+from client import Client, RnnServeError
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
 from rnnserve.v1 import rnnserve_pb2 as pb
@@ -420,6 +420,19 @@ def test_a_passed_deadline_is_deadline_exceeded(stub):
     with pytest.raises(grpc.RpcError) as err:
         stub.Generate(pb.GenerateRequest(text=LONG, beam_size=8, max_steps=64), timeout=0.0005)
     assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_word_list_longer_than_the_server_queue_is_answered_whole(server):
+    words = [LONG, "lamp", "kitchen"] * 200  # 600 calls; the server admits 256 at once
+    with Client(server.target, timeout=60) as c:
+        answers = c.generate_many(words, beam_size=4)
+    failed = [a for a in answers if isinstance(a, RnnServeError)]
+    assert not failed, failed[:3]
+    assert [a.tokens for a in answers[1:3]] == [
+        ["L", "AE1", "M", "P"],
+        ["K", "IH1", "CH", "AH0", "N"],
+    ]
+    assert len({tuple(a.tokens) for a in answers[::3]}) == 1
 
 
 def test_cli_generate_prints_pronunciations(server):
