@@ -33,16 +33,24 @@ def _list_refs(exp: Any, rules: dict[str, Any], out: list[Any], depth: int = 0) 
         _list_refs(rules[exp.rule_name].expression, rules, out, depth + 1)
 
 
-def implied_of(template: str, language: str = DEFAULT_LANGUAGE) -> str:
-    """The `domain` a template's block fixes (NONE for none, or for an extra template)."""
+def implied_of(template: str, language: str = DEFAULT_LANGUAGE) -> tuple[str, str]:
+    """The slot and value a template's block fixes without a word saying it: mostly `domain`;
+    (DOMAIN, NONE) for none, or for an extra template."""
     parts = template.split("/")
     if len(parts) != 3 or not parts[1].isdigit():
-        return NONE
+        return DOMAIN, NONE
     intent = package_intents(language).parsed.intents.get(parts[0])
     if intent is None or int(parts[1]) >= len(intent.data):
-        return NONE
-    value = (intent.data[int(parts[1])].slots or {}).get(DOMAIN)
-    return str(value) if isinstance(value, str) else NONE
+        return DOMAIN, NONE
+    fixed = {
+        k: v for k, v in (intent.data[int(parts[1])].slots or {}).items() if isinstance(v, str)
+    }
+    if DOMAIN in fixed:
+        return DOMAIN, str(fixed[DOMAIN])
+    if len(fixed) == 1:
+        ((slot, value),) = fixed.items()
+        return slot, str(value)
+    return DOMAIN, NONE
 
 
 def outside_words(ex: Example, tok: Tokenizer) -> list[str]:
@@ -88,10 +96,16 @@ def build_values(
         for slot, keys in sorted(counts.items())
     }
     implied: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
-    for ex in train:
-        if ex.template.startswith("extra:") or not ex.intent:
-            continue
-        value = implied_of(ex.template, language)
+    implied_slots: dict[str, set[str]] = defaultdict(set)
+    kept_examples = [ex for ex in train if ex.intent and not ex.template.startswith("extra:")]
+    fixed = [implied_of(ex.template, language) for ex in kept_examples]
+    for ex, (slot, value) in zip(kept_examples, fixed):
+        if value != NONE:
+            implied_slots[ex.intent].add(slot)
+    for ex, (_, value) in zip(kept_examples, fixed):
+        own = implied_slots.get(ex.intent, set()) - {DOMAIN}
+        if own and any(sp.slot in own for sp in ex.slots):
+            continue  # the value is said ("音量调高百分之十"): the server implies none then
         implied[ex.intent][""][value] += 1
         for w in set(outside_words(ex, tok)):
             implied[ex.intent][w][value] += 1
@@ -101,6 +115,8 @@ def build_values(
     for intent, words in sorted(implied.items()):
         if set(words[""]) == {NONE}:
             continue
+        if len(implied_slots[intent]) > 1:  # one table per intent: one slot it implies
+            raise ValueError(f"{intent} implies values of {sorted(implied_slots[intent])}")
         kept[intent] = {w: dict(c) for w, c in sorted(words.items())}
     intent_slots: dict[str, set[str]] = defaultdict(set)
     for ex in train:
@@ -113,4 +129,5 @@ def build_values(
         get_language(language).number_words,
         {k: sorted(v) for k, v in sorted(intent_slots.items())},
         {k: "/".join(sorted(v)) for k, v in sorted(types.items())},
+        {i: s.pop() for i, s in sorted(implied_slots.items()) if i in kept and s != {DOMAIN}},
     )

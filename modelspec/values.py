@@ -187,6 +187,9 @@ class SlotValues:
     number_words: str = ""  # "en": English number words are read; "zh": Chinese numerals
     intent_slots: dict[str, list[str]] = field(default_factory=dict)  # slots each intent has
     number_types: dict[str, str] = field(default_factory=dict)  # number slot -> percentage, ...
+    # intent -> the slot its implied table predicts, where that is not `domain` (zh-CN's
+    # HassSetVolumeRelative: "声音调大" implies volume_step "up")
+    implied_slot: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the metadata's `values`)."""
@@ -198,6 +201,7 @@ class SlotValues:
             "number_words": self.number_words,
             "intent_slots": self.intent_slots,
             "number_types": self.number_types,
+            "implied_slot": self.implied_slot,
         }
 
     @classmethod
@@ -212,6 +216,7 @@ class SlotValues:
             str(d.get("number_words", "")),
             dict(d.get("intent_slots", {})),
             dict(d.get("number_types", {})),
+            dict(d.get("implied_slot", {})),
         )
 
     def untagged(
@@ -274,12 +279,17 @@ class SlotValues:
             return "" if n is None else format_number(n)
         return ""
 
+    def implied_name(self, intent: str) -> str:
+        """The slot whose value an utterance of `intent` implies (`domain` unless the tables
+        say otherwise)."""
+        return self.implied_slot.get(intent, DOMAIN)
+
     def implied_value(self, intent: str, words: Sequence[str]) -> str:
-        """The implied `domain` of an utterance of `intent` whose words outside its slots are
-        `words` (NONE when it implies none). A state whose spoken form belongs to one of the
-        intent's domains only decides ("is the window locked": lock, "are the doors shut":
-        cover); else naive Bayes over the words seen in training with each value, the intent's
-        sentences counted as the prior."""
+        """The implied value (of `implied_name(intent)`, mostly `domain`) of an utterance of
+        `intent` whose words outside its slots are `words` (NONE when it implies none). A state
+        whose spoken form belongs to one of the intent's domains only decides ("is the window
+        locked": lock, "are the doors shut": cover); else naive Bayes over the words seen in
+        training with each value, the intent's sentences counted as the prior."""
         table = self.implied.get(intent)
         if not table:
             return NONE

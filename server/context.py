@@ -234,7 +234,8 @@ def finish(
     found = values.untagged(intent, texts, tags)
     marked = with_slots(tags, found)
     implied = values.implied_value(intent, implied_words(texts, marked)) if intent else NONE
-    domain = implied
+    implied_name = values.implied_name(intent)
+    domain = implied if implied_name == DOMAIN else NONE
     slots: list[SlotOut] = []
     for s in result.slots:
         name = values.slot_for(intent, s.name, texts[s.token_start : s.token_end])
@@ -258,4 +259,8 @@ def finish(
         value = values.canonical(slot, texts[start:end], domain) or value
         result.slots.append(SlotOut(slot, said, start, end, *chars, 0.0, canonical=value))
         result.slots.sort(key=lambda s: s.token_start)
-    result.implied = [(DOMAIN, implied)] if implied != NONE else []
+    told = {s.name for s in result.slots}  # a slot the utterance says is not also implied
+    if implied != NONE and implied_name not in told:
+        result.implied = [(implied_name, implied)]
+    else:
+        result.implied = []

@@ -212,6 +212,11 @@ def test_a_state_that_any_domain_says_otherwise_does_not_decide_the_domain():
     assert values.implied_value("HassGetState", ["{state=锁 上}"]) == "lock"
     assert values.canonical("state", ["开", "了"], "switch") == "on"
     assert values.canonical("state", ["开", "了"], "cover") == "open"
+    assert values.implied_name("HassGetState") == "domain"  # unless the tables name another
+    volume = SlotValues(implied_slot={"HassSetVolumeRelative": "volume_step"})
+    assert SlotValues.from_dict(volume.to_dict()).implied_name("HassSetVolumeRelative") == (
+        "volume_step"
+    )
 
 
 # ---------------------------------------------------------------- over the wire

@@ -192,6 +192,7 @@ def test_a_real_server_parses_chinese():
             )
         ]
         fans = client.parse("有多少风扇是关着的")
+        louder, told = client.parse("音量调高"), client.parse("把音量调高百分之十")
     assert time.intent.name == "HassGetCurrentTime" and not time.no_intent
     assert light.intent.name == "HassTurnOn" and not light.no_intent
     (area,) = [s for s in light.slots if s.name == "area"]
@@ -206,6 +207,11 @@ def test_a_real_server_parses_chinese():
     # "关着" of a fan is "off" (a cover's would be "closed"): the state does not decide the domain
     assert [(s.name, s.value, s.canonical) for s in fans.slots] == [("state", "关着", "off")]
     assert [(i.name, i.value) for i in fans.implied_slots] == [("domain", "fan")]
+    # the template fixes volume_step "up" with no word for it; a said value is a slot instead
+    assert louder.intent.name == told.intent.name == "HassSetVolumeRelative"
+    assert [(i.name, i.value) for i in louder.implied_slots] == [("volume_step", "up")]
+    assert [(s.name, s.canonical) for s in told.slots] == [("volume_step", "10")]
+    assert not told.implied_slots
 
 
 def test_a_state_found_in_the_lists_keeps_the_words_as_said():
