@@ -18,8 +18,9 @@ from typing import Any, Final
 from modelspec.tags import decode_bio
 
 # Closed-list slots looked up among the untagged words when the model tags none ("raise windows
-# around the penthouse": device_class window; "is each and every fan on": state on).
-FALLBACK_SLOTS: Final = ("device_class", "state")
+# around the penthouse": device_class window; "is each and every fan on": state on; "the
+# server room uplighter red": color red).
+FALLBACK_SLOTS: Final = ("device_class", "state", "color")
 # Closed-list slots whose spoken form, when it belongs to one domain of an intent only, decides
 # the implied `domain` ("locked" is a lock's state, "shut" a cover's).
 DECIDING_SLOTS: Final = ("state",)

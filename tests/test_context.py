@@ -213,6 +213,13 @@ def test_a_state_that_any_domain_says_otherwise_does_not_decide_the_domain():
     assert values.canonical("state", ["开", "了"], "switch") == "on"
     assert values.canonical("state", ["开", "了"], "cover") == "open"
     assert values.implied_name("HassGetState") == "domain"  # unless the tables name another
+    colors = SlotValues(
+        text={"color": {"red": [["", "red"]]}}, intent_slots={"HassLightSet": ["color"]}
+    )
+    assert colors.untagged("HassLightSet", ["uplighter", "red"], ["B-name", "O"]) == [
+        ("color", 1, 2, "red")
+    ]
+    assert not colors.untagged("HassTurnOn", ["uplighter", "red"], ["B-name", "O"])
     volume = SlotValues(implied_slot={"HassSetVolumeRelative": "volume_step"})
     assert SlotValues.from_dict(volume.to_dict()).implied_name("HassSetVolumeRelative") == (
         "volume_step"
