@@ -21,6 +21,7 @@ import grpc
 from server.admission import Admission
 from server.auth import OPEN_PREFIXES, TokenStore, check_metadata
 from server.errors import INTERNAL_MESSAGE, DeadlineExceeded, ServeError
+from server.malformed import guard
 from server.metrics import Metrics
 
 log = logging.getLogger("rnnserve.server")
@@ -262,8 +263,8 @@ class Registrar:
 
     def wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         """`handler` of `method` (/package.Service/Method) inside every layer."""
-        if read := self.deserializers.get(method):
-            handler = handler._replace(request_deserializer=read)  # type: ignore[attr-defined]
+        read = self.deserializers.get(method) or handler.request_deserializer
+        handler = guard(method, handler._replace(request_deserializer=read))  # type: ignore[attr-defined]
         for layer in reversed(self.layers):
             handler = layer._wrap_handler(method, handler)
         return handler

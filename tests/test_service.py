@@ -221,6 +221,35 @@ def test_a_count_the_wire_cannot_carry_is_named_before_any_call(client, top_k):
     assert client.parse("what time is it", top_k=np.int64(2)).top_intents[1].name
 
 
+@pytest.mark.parametrize(
+    ("method", "wire"),
+    [
+        ("/rnnserve.v1.Parser/Parse", b"\x12\x02\xff\xfe"),  # text: not UTF-8
+        ("/rnnserve.v1.Parser/Parse", b"\xff\xff\xff"),  # not protobuf at all
+        ("/rnnserve.v1.Parser/ModelInfo", b"\x0a\x05intent"),  # a field cut short
+        ("/inference.GRPCInferenceService/ModelInfer", b"\xff\xff\xff"),
+        ("/grpc.health.v1.Health/Check", b"\x0a\x01\xff"),
+    ],
+)
+def test_request_bytes_that_do_not_parse_are_invalid_argument(default_server, method, wire):
+    with grpc.insecure_channel(default_server.target) as channel:
+        call = channel.unary_unary(method, request_serializer=bytes, response_deserializer=bytes)
+        with pytest.raises(grpc.RpcError) as err:
+            call(wire, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        name = method.rsplit("/", 1)[1]
+        assert err.value.details() == f"the request is not a valid message for {name}"
+        stream = channel.stream_stream(
+            "/rnnserve.v1.Parser/ParseStream", request_serializer=bytes, response_deserializer=bytes
+        )
+        with pytest.raises(grpc.RpcError) as err:
+            list(stream(iter([wire])))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert err.value.details() == "the request is not a valid message for ParseStream"
+    with Client(default_server.target) as c:
+        assert c.parse("what time is it").intent.name == "HassGetCurrentTime"
+
+
 def test_unknown_model_info_is_not_found(client):
     with pytest.raises(RnnServeError) as err:
         client.info("other")
