@@ -118,9 +118,8 @@ class GenerationService:
                 gen = Generator(rt, limits, executor, mode)
                 if self.on_step is not None:
                     gen.on_step = functools.partial(self.on_step, src.name, version)
-                self.models.setdefault(src.name, {})[version] = Seq2SeqModel(
-                    src.name, version, rt, gen
-                )
+                model = Seq2SeqModel(src.name, version, rt, gen)
+                self.models.setdefault(src.name, {})[version] = model
                 log.info("model loaded", extra={"model": src.name, "version": version})
         return problems
 
@@ -136,13 +135,20 @@ class GenerationService:
             return limits, admit
         try:
             conf = json.loads(path.read_text(encoding="utf-8")).get("generation", {})
+            if not isinstance(conf, dict):
+                raise ValueError("generation must be an object")
             mode = conf.pop("batching", admit)
             if mode not in ADMIT_MODES:
                 raise ValueError(f"batching must be one of {', '.join(ADMIT_MODES)}")
+            for key, value in conf.items():
+                if key not in GenerationLimits.__dataclass_fields__:
+                    raise ValueError(f"unknown setting {key!r}")
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{key} must be a whole number >= 1, not {value!r}")
             limits = replace(limits, **conf)
-            if min(limits.__dict__.values()) < 1 or limits.default_steps > limits.max_steps:
-                raise ValueError("limits must be positive, default_steps <= max_steps")
-        except (OSError, ValueError, TypeError, AttributeError) as exc:
+            if limits.default_steps > limits.max_steps:
+                raise ValueError(f"default_steps {limits.default_steps} is over max_steps")
+        except (OSError, ValueError) as exc:
             raise ModelLoadError(f"{path}: bad generation settings ({exc})") from None
         return limits, mode
 
@@ -177,7 +183,7 @@ class GenerationService:
     # ------------------------------------------------------------------ requests
 
     def _job(self, model: Seq2SeqModel, req: GenerateInput) -> tuple[Job, list[str]]:
-        """Check a request against the model and its limits; the job and its input tokens."""
+        """Check a request against the model and its limits (its longest answer included)."""
         lim = model.limits
         beam = req.beam_size or 1
         if not 1 <= beam <= lim.max_beam_size:
@@ -188,8 +194,6 @@ class GenerationService:
         results = req.num_results or 1
         if not 1 <= results <= beam:
             raise InvalidArgument(f"num_results {results} is outside [1, beam_size {beam}]")
-        # The longest answer: every hypothesis and the top one at max_steps, each step a token,
-        # an id and a score (16 bytes at most), and with return_states a state row of floats.
         per_step = 16 + (4 * model.runtime.hidden if req.return_states else 0)
         size = ANSWER_OVERHEAD + (results + 1) * steps * per_step
         if size > self.max_message_bytes:

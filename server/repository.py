@@ -119,7 +119,7 @@ def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
     except OSError as exc:
         return ModelSource(name, error=f"{folder}: cannot read ({exc.strerror})")
     if not versions:
-        return ModelSource(name, error=f"{folder}: no version folder holds a {model_file}")
+        return ModelSource(name, error=f"{folder}: no version folder holds {model_file}")
     return ModelSource(
         name,
         versions,

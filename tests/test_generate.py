@@ -416,6 +416,32 @@ def test_an_answer_that_could_exceed_the_message_limit_is_refused_before_decodin
         assert list(one.hypotheses[0].states.shape) == [5, 256]
 
 
+@pytest.mark.parametrize(
+    ("generation", "problem"),
+    [
+        ({"max_step": 10}, "unknown setting 'max_step'"),
+        ({"max_steps": "ten"}, "max_steps must be a whole number >= 1, not 'ten'"),
+        ({"max_steps": 2.5}, "max_steps must be a whole number >= 1, not 2.5"),
+        ({"max_beam_size": True}, "max_beam_size must be a whole number >= 1, not True"),
+        ({"default_steps": 50, "max_steps": 20}, "default_steps 50 is over max_steps"),
+        ({"batching": "fast"}, "batching must be one of step, request, one"),
+        (["step"], "generation must be an object"),
+    ],
+)
+def test_bad_generation_settings_name_the_setting(tmp_path, caplog, generation, problem):
+    shutil.copy(DEFAULT_ONNX, tmp_path / "intent.onnx")
+    shutil.copytree(G2P_DIR, tmp_path / "g2p")
+    config = tmp_path / "g2p" / "config.json"
+    config.write_text(json.dumps({"generation": generation}))
+    settings = settings_for(DEFAULT_ONNX, model_repository=str(tmp_path))
+    with caplog.at_level("WARNING", "rnnserve.generation"), RunningServer(settings) as srv:
+        with Client(srv.target) as c, pytest.raises(RnnServeError) as err:
+            c.generate("lamp")
+        assert err.value.code == "NOT_FOUND"
+    reasons = [getattr(r, "reason", "") for r in caplog.records if r.msg == "model not loaded"]
+    assert reasons == [f"{config}: bad generation settings ({problem})"]
+
+
 def test_a_passed_deadline_is_deadline_exceeded(stub):
     with pytest.raises(grpc.RpcError) as err:
         stub.Generate(pb.GenerateRequest(text=LONG, beam_size=8, max_steps=64), timeout=0.0005)
