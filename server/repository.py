@@ -118,6 +118,10 @@ def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
         return ModelSource(name, error=str(exc))
     except OSError as exc:
         return ModelSource(name, error=f"{folder}: cannot read ({exc.strerror})")
+    if not versions and present:
+        held = ", ".join(str(v) for v in sorted(present))
+        error = f"{folder / CONFIG_FILE}: version_policy selects none of the versions held ({held})"
+        return ModelSource(name, error=error)
     if not versions:
         return ModelSource(name, error=f"{folder}: no version folder holds {model_file}")
     return ModelSource(

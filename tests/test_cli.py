@@ -433,6 +433,19 @@ def test_bad_model_files_fail_with_one_line(tmp_path):
         assert str(path) in lines[0]
 
 
+def test_a_version_policy_selecting_no_held_version_says_so(tmp_path):
+    for version in (1, 2):
+        (tmp_path / "intent" / str(version)).mkdir(parents=True)
+        (tmp_path / "intent" / str(version) / "model.onnx").write_bytes(DEFAULT_ONNX.read_bytes())
+    config = tmp_path / "intent" / "config.json"
+    config.write_text('{"version_policy": {"specific": {"versions": [7]}}}')
+    out = _start("--model-repository", str(tmp_path))
+    assert out.returncode == 1
+    assert _one_line(out) == (
+        f"error: {config}: version_policy selects none of the versions held (1, 2)"
+    )
+
+
 def test_model_without_parity_is_refused_unless_forced(tmp_path):
     path = _strip_metadata(DEFAULT_ONNX, tmp_path / "noparity.onnx", "parity")
     out = _start("--model", str(path))
