@@ -1,12 +1,12 @@
 """Bearer tokens from a file re-read when it changes; checked by the server's auth interceptor.
 
-The store fails closed. At start-up, a token file that cannot be read, is not UTF-8, or holds no
-token (only blank lines and `#` comments) is an error. Once serving, a change that leaves the file
-in one of those states leaves the store with no token: every guarded call is answered
-PERMISSION_DENIED (health and reflection stay open) until the file holds tokens again, when they
-are loaded at the next call. Each such change logs one warning naming the file and the reason
-(never a token), and the number of loaded tokens, 0, goes to `on_change` (the server's
-`rnnserve_auth_tokens` gauge).
+The store fails closed. At start-up, a token file that cannot be read, is not UTF-8, holds a
+token that is not printable ASCII, or holds no token (only blank lines and `#` comments) is an
+error. Once serving, a change that leaves the file in one of those states leaves the store with
+no token: every guarded call is answered PERMISSION_DENIED (health and reflection stay open)
+until the file holds tokens again, when they are loaded at the next call. Each such change logs
+one warning naming the file and the reason (never a token), and the number of loaded tokens, 0,
+goes to `on_change` (the server's `rnnserve_auth_tokens` gauge).
 
 PERMISSION_DENIED rather than UNAVAILABLE: emptying the file is how every token is revoked, and a
 revoked token is a token that is not accepted. UNAVAILABLE would tell clients, meshes and load
@@ -30,6 +30,7 @@ log = logging.getLogger("rnnserve.auth")
 OPEN_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 HEADER = "authorization"
 SCHEME = "bearer "
+BOM = b"\xef\xbb\xbf"
 
 Stamp = tuple[int, int, int]
 
@@ -66,14 +67,17 @@ class TokenStore:
         except OSError as exc:
             return None, [], f"cannot read the token file ({exc.strerror})"
         try:
-            text = raw.decode("utf-8")
+            text = raw.removeprefix(BOM).decode("utf-8")  # editors may start the file with a BOM
         except UnicodeDecodeError as exc:
             return stamp, [], f"the token file is not UTF-8 (byte {exc.start})"
-        tokens = [
-            ln.strip().encode()
-            for ln in text.splitlines()
-            if ln.strip() and not ln.lstrip().startswith("#")
-        ]
+        tokens = []
+        for number, line in enumerate(text.splitlines(), 1):
+            token = line.strip()
+            if not token or token.startswith("#"):
+                continue
+            if not (token.isascii() and token.isprintable()):
+                return stamp, [], f"line {number}: a token must be printable ASCII (as gRPC sends)"
+            tokens.append(token.encode())
         return stamp, tokens, None if tokens else "no tokens (one per line)"
 
     def tokens(self) -> list[bytes]:

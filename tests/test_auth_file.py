@@ -142,6 +142,11 @@ def test_the_warning_is_one_json_line_that_never_holds_a_token(tmp_path):
         (b"# tokens go here\n\n", NO_TOKENS),
         (b"file-token-one\n\xff\n", "the token file is not UTF-8 (byte 15)"),
         (None, "cannot read the token file (No such file or directory)"),
+        (
+            b"file-token-one\ncaf\xc3\xa9\n",
+            "line 2: a token must be printable ASCII (as gRPC sends)",
+        ),
+        (b"tab\ttoken\n", "line 1: a token must be printable ASCII (as gRPC sends)"),
     ],
 )
 def test_an_unusable_file_at_start_up_is_a_one_line_error(tmp_path, content, reason):
@@ -159,6 +164,14 @@ def test_an_unusable_file_at_start_up_is_a_one_line_error(tmp_path, content, rea
     )
     assert out.returncode == 1
     assert out.stderr.splitlines() == [f"error: {path}: {reason}"]
+
+
+def test_a_token_file_starting_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_bytes(b"\xef\xbb\xbf" + TOKENS[0].encode() + b"\r\n")
+    with RunningServer(settings_for(DEFAULT_ONNX, auth_token_file=str(path))) as srv:
+        assert _parse_code(srv.target, TOKENS[0]) == "OK"
+        assert _parse_code(srv.target, TOKENS[1]) == "PERMISSION_DENIED"
 
 
 def test_the_token_count_reaches_the_gauge(tmp_path):
