@@ -123,7 +123,7 @@ def bearer_token(token: str, source: str) -> str:
 def token_file_arg(path: str) -> str:
     """--token-file: the file's first line that is neither blank nor a # comment."""
     try:
-        text = _read(path).decode("utf-8")
+        text = _read(path).decode("utf-8-sig")  # a byte-order mark is not part of the token
     except UnicodeDecodeError:
         raise argparse.ArgumentTypeError(f"{path} is not UTF-8 text") from None
     if not text.strip():

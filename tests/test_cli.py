@@ -348,6 +348,13 @@ def test_good_numbers_are_taken(server):
     assert len(json.loads(out.stdout)["top_intents"]) == 2
 
 
+def test_a_token_file_starting_with_a_byte_order_mark_is_read(server, tmp_path):
+    path = tmp_path / "token"
+    path.write_bytes(b"\xef\xbb\xbfsome-token\r\n")
+    out = client("health", "--target", server.target, "--token-file", str(path))
+    assert out.returncode == 0 and out.stdout.strip() == "SERVING", out.stderr
+
+
 def test_a_token_the_channel_cannot_carry_is_a_usage_error(server):
     out = client("health", "--target", server.target, env={"RNNSERVE_TOKEN": "t\u00f6ken"})
     assert out.returncode == 2
