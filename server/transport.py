@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import grpc
@@ -11,6 +12,8 @@ from server.ports import probe_port
 from server.settings import Settings
 
 PENDING_FLOOR = 4096  # calls gRPC's core may hold before the server takes them
+CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----")
+PRIVATE_KEY = re.compile(rb"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----")
 
 
 def _read(path: str, what: str) -> bytes:
@@ -20,13 +23,24 @@ def _read(path: str, what: str) -> bytes:
         raise ModelLoadError(f"{path}: cannot read the {what} ({exc.strerror})") from None
 
 
+def _pem(path: str, what: str, block: re.Pattern[bytes]) -> bytes:
+    """The file's bytes when it holds the PEM block gRPC needs (else one line saying so)."""
+    data = _read(path, what)
+    if not block.search(data):
+        kind = "unencrypted PEM private key" if block is PRIVATE_KEY else "PEM certificate"
+        raise ModelLoadError(f"{path}: the {what} file holds no {kind}")
+    return data
+
+
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     """TLS (and mutual TLS with --tls-client-ca) credentials, or None for plaintext."""
     if not settings.tls_cert:
         return None
-    cert = _read(settings.tls_cert, "TLS certificate")
-    key = _read(settings.tls_key, "TLS key")
-    client_ca = _read(settings.tls_client_ca, "client CA") if settings.tls_client_ca else None
+    cert = _pem(settings.tls_cert, "TLS certificate", CERTIFICATE)
+    key = _pem(settings.tls_key, "TLS key", PRIVATE_KEY)
+    client_ca = (
+        _pem(settings.tls_client_ca, "client CA", CERTIFICATE) if settings.tls_client_ca else None
+    )
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )

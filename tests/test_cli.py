@@ -453,6 +453,28 @@ def test_a_version_policy_selecting_no_held_version_says_so(tmp_path):
     )
 
 
+def test_tls_files_without_their_pem_block_are_named_at_start(tmp_path, pki):
+    notes = _text(tmp_path / "notes.pem", "not a certificate")
+    cert, key = str(pki["server"].cert), str(pki["server"].key)
+    for flags, message in (
+        (
+            ["--tls-cert", str(notes), "--tls-key", key],
+            f"{notes}: the TLS certificate file holds no PEM certificate",
+        ),
+        (
+            ["--tls-cert", cert, "--tls-key", cert],
+            f"{cert}: the TLS key file holds no unencrypted PEM private key",
+        ),
+        (
+            ["--tls-cert", cert, "--tls-key", key, "--tls-client-ca", key],
+            f"{key}: the client CA file holds no PEM certificate",
+        ),
+    ):
+        out = _start("--model", str(DEFAULT_ONNX), *flags)
+        assert out.returncode == 1
+        assert _one_line(out) == f"error: {message}"
+
+
 def test_model_without_parity_is_refused_unless_forced(tmp_path):
     path = _strip_metadata(DEFAULT_ONNX, tmp_path / "noparity.onnx", "parity")
     out = _start("--model", str(path))
