@@ -124,8 +124,7 @@ class GenerationService:
         return problems
 
     def _config(self, src: ModelSource, admit: str) -> tuple[GenerationLimits, str]:
-        """Limits and batching mode: the defaults, then config.json's `max_batch_size` and
-        `generation` object ({"batching": "step" | "request" | "one", "max_steps": N, ...})."""
+        """Limits and batching mode: the defaults, then config.json's max_batch_size, generation."""
         limits = self.limits
         if src.max_batch_size:
             limits = replace(limits, max_batch_rows=src.max_batch_size)
@@ -172,7 +171,8 @@ class GenerationService:
         versions = self.models.get(name)
         if not versions:
             known = ", ".join(sorted(self.models)) or "none"
-            raise NotFound(f"unknown generation model {name!r} (served: {known})")
+            what = f"unknown generation model {name!r}" if name else "the request names no model"
+            raise NotFound(f"{what} (generation models served: {known})")
         if not version:
             return versions[max(versions, key=int)]
         if version not in versions:

@@ -250,6 +250,17 @@ def test_request_bytes_that_do_not_parse_are_invalid_argument(default_server, me
         assert c.parse("what time is it").intent.name == "HassGetCurrentTime"
 
 
+def test_generate_on_a_server_without_an_encoder_decoder_says_none_is_served(client):
+    for model, what in (
+        ("", "the request names no model"),
+        ("g2p", "unknown generation model 'g2p'"),
+    ):
+        with pytest.raises(RnnServeError) as err:
+            client.generate("lamp", model=model)
+        assert err.value.code == "NOT_FOUND"
+        assert err.value.message == f"{what} (generation models served: none)"
+
+
 def test_unknown_model_info_is_not_found(client):
     with pytest.raises(RnnServeError) as err:
         client.info("other")
