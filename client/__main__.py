@@ -84,9 +84,11 @@ def connections_arg(text: str) -> int:
 
 
 def target_arg(text: str) -> str:
-    """--target: HOST:PORT, not empty."""
+    """--target: HOST:PORT (or a gRPC target such as unix:PATH), not empty."""
     if not text.strip():
         raise argparse.ArgumentTypeError("must be HOST:PORT, not empty")
+    if ":" not in text:  # gRPC would quietly use port 443
+        raise argparse.ArgumentTypeError(f"must be HOST:PORT, not {text.strip()!r} (no port)")
     return text.strip()
 
 

@@ -302,6 +302,7 @@ def test_unusable_files_are_named_in_one_line(files, server, flag, name, message
             for k in ("-3", "1.5", "x", str(2**32))
         ],
         (["--target="], "argument --target: must be HOST:PORT, not empty"),
+        (["--target=localhost"], "argument --target: must be HOST:PORT, not 'localhost' (no port)"),
     ],
 )
 def test_bad_numbers_and_targets_are_usage_errors(server, flags, message):
