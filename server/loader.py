@@ -50,6 +50,7 @@ class ModelLoader:
         self.executor = executor
         self.metrics = metrics
         self.stamps: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self.failed: dict[tuple[str, str], str] = {}  # versions whose file failed, and why
         self.unloaded: set[str] = set()  # explicitly unloaded: polling leaves them out
         self._lock = asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
@@ -137,8 +138,15 @@ class ModelLoader:
                     failures.append(src.error)
                     continue
                 failed = False
+                for key in [k for k in self.failed if k[0] == src.name]:
+                    if key[1] not in src.versions:  # its file is gone: nothing to wait for
+                        del self.failed[key]
                 for version, vf in src.versions.items():
-                    if self.stamps.get((src.name, version)) == vf.stamp:
+                    key = (src.name, version)
+                    if self.stamps.get(key) == vf.stamp:
+                        if key in self.failed:  # unchanged since it failed: still not serving
+                            failures.append(self.failed[key])
+                            failed = True
                         continue
                     try:
                         model = await loop.run_in_executor(
@@ -146,7 +154,8 @@ class ModelLoader:
                         )
                     except ModelLoadError as exc:
                         self.registry.fail(src.name, version, str(exc))
-                        self.stamps[(src.name, version)] = vf.stamp  # retried when it changes
+                        self.stamps[key] = vf.stamp  # retried when it changes
+                        self.failed[key] = str(exc)
                         failures.append(str(exc))
                         failed = True
                         log.warning(
@@ -157,9 +166,11 @@ class ModelLoader:
                     if model.batcher is not None:
                         model.batcher.start()
                     self.registry.add(model)
-                    self.stamps[(src.name, version)] = vf.stamp
+                    self.stamps[key] = vf.stamp
+                    self.failed.pop(key, None)
                     log.info("model version serving", extra={"model": src.name, "version": version})
-                if not failed:  # a failed replacement leaves the versions serving before
+                if not failed:  # a failed replacement leaves the versions serving before,
+                    # until a later file of it loads or the policy stops selecting it
                     self._retire(
                         src.name, set(src.versions), "no longer in the repository's policy"
                     )

@@ -175,14 +175,40 @@ def test_a_broken_file_keeps_the_serving_version_and_is_reported(tmp_path, files
         before = _confidence(c)
         (root / "uni" / "3").mkdir()
         (root / "uni" / "3" / "model.onnx").write_bytes(b"not an onnx file")
-        with pytest.raises(grpc.RpcError) as err:
-            stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="uni"), timeout=30)
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-        assert "versions serving: 2" in err.value.details()
-        assert _confidence(c) == before and c.info("uni").version == "2"
+        for _ in range(2):  # loading again, the file unchanged, still keeps version 2
+            with pytest.raises(grpc.RpcError) as err:
+                load = v2.RepositoryModelLoadRequest(model_name="uni")
+                stub.RepositoryModelLoad(load, timeout=30)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "not a loadable ONNX model" in err.value.details()
+            assert "versions serving: 2" in err.value.details()
+            assert _confidence(c) == before and c.info("uni").version == "2"
         state, reason = _index(stub)[("uni", "3")]
         assert state == "UNAVAILABLE" and "not a loadable ONNX model" in reason
         assert "uni/3/model.onnx" in reason and "Traceback" not in reason
+
+
+def test_poll_mode_keeps_serving_the_version_before_a_broken_one(tmp_path, files):
+    root = _repo(tmp_path, files)
+    settings = _settings(root, model_control_mode="poll", repository_poll_seconds=0.1)
+    with (
+        RunningServer(settings) as srv,
+        Client(srv.target, timeout=10) as c,
+        grpc.insecure_channel(srv.target) as ch,
+    ):
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        two = _confidence(c)
+        (root / "uni" / "3").mkdir()
+        (root / "uni" / "3" / "model.onnx").write_bytes(b"not an onnx file")
+        assert _wait(lambda: _index(stub).get(("uni", "3"), ("", ""))[0] == "UNAVAILABLE")
+        shutil.copy(files["bi"], root / "later.onnx")  # seen by a later scan than the one above
+        assert _wait(lambda: "later" in {m.name for m in _ready(srv)})
+        assert c.info("uni").version == "2" and _confidence(c) == two
+        assert _index(stub)[("uni", "2")] == ("READY", "")
+        shutil.rmtree(root / "uni" / "3")
+        _place(root, "uni", 4, files["v3"])
+        assert _wait(lambda: c.info("uni").version == "4")
+        assert _index(stub)[("uni", "2")] == ("UNAVAILABLE", "no longer in the repository's policy")
 
 
 def test_poll_mode_picks_up_a_new_version_and_drops_a_removed_one(tmp_path, files):
