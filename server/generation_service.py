@@ -244,7 +244,7 @@ class GenerationService:
         for name, arr in ((MEMORY, memory), (STEP_H0, h0)):
             top = float(np.abs(arr).max())
             if not math.isfinite(top) or top > STATE_LIMIT:
-                raise InvalidArgument(f"context.{name} holds values beyond ±{STATE_LIMIT:g}")
+                raise InvalidArgument(f"context.{name} holds NaN or values beyond ±{STATE_LIMIT:g}")
         return np.ascontiguousarray(memory, np.float32), h0.reshape(1, rt.hidden).astype(np.float32)
 
     def _result(self, model: Seq2SeqModel, tokens: list[str], hyps: list[Hypothesis]):  # type: ignore[no-untyped-def]

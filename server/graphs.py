@@ -150,7 +150,7 @@ def _float(feeds: Mapping[str, np.ndarray], name: str, rank: int) -> np.ndarray:
         raise InvalidArgument(f"input {name!r} must be FP32 of rank {rank}")
     top = float(np.abs(arr).max()) if arr.size else 0.0
     if not math.isfinite(top) or top > STATE_LIMIT:
-        raise InvalidArgument(f"input {name!r} holds values beyond ±{STATE_LIMIT:g}")
+        raise InvalidArgument(f"input {name!r} holds NaN or values beyond ±{STATE_LIMIT:g}")
     return arr
 
 

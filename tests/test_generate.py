@@ -346,6 +346,16 @@ def test_the_graphs_answer_on_model_stream_infer_as_on_model_infer(v2stub):
             },
             "must have shape",
         ),
+        (
+            "g2p.step",
+            {
+                "prev_ids": np.asarray([1]),
+                "h0": np.full((1, 1, 256), np.nan, np.float32),
+                "memory": np.zeros((1, 2, 256), np.float32),
+                "memory_lengths": np.asarray([2]),
+            },
+            "input 'h0' holds NaN or values beyond ±10000",
+        ),
     ],
 )
 def test_bad_v2_graph_requests_are_invalid_argument(v2stub, model, feeds, message):
@@ -379,6 +389,13 @@ def test_bad_v2_graph_requests_are_invalid_argument(v2stub, model, feeds, messag
             ),
             "INVALID_ARGUMENT",
             "context.memory has shape [1, 3]",
+        ),
+        (
+            pb.GenerateRequest(
+                context=pb.GenerateContext(h0=pb.Tensor(shape=[256], values=[float("nan")] * 256))
+            ),
+            "INVALID_ARGUMENT",
+            "context.h0 holds NaN or values beyond ±10000",
         ),
         (pb.GenerateRequest(model="nope", text="lamp"), "NOT_FOUND", "unknown generation model"),
         (
