@@ -27,7 +27,7 @@ from modelspec.seq2seq import (
     STEP_H0,
     STEP_SUFFIX,
 )
-from server.errors import InvalidArgument, NotFound, ResourceExhausted
+from server.errors import FailedPrecondition, InvalidArgument, NotFound, ResourceExhausted
 from server.generation_service import GenerationService, Seq2SeqModel
 from server.requests import InferInput, InferResult
 from server.seq2seq import Graph
@@ -99,6 +99,10 @@ class GraphModels:
     async def infer(self, req: InferInput) -> InferResult:
         """Check the tensors against the graph, then run it once."""
         model = self.find(req.model, req.version)
+        if req.sequence is not None:  # the decoder's state travels in h0/h_n, not on the server
+            raise FailedPrecondition(
+                f"model {model.name!r} keeps no sequences: each request carries its own state"
+            )
         feeds = _check(model, req.feeds)
         wanted = list(req.outputs) or list(model.io.output_names)
         unknown = [n for n in wanted if n not in model.io.output_names]

@@ -293,6 +293,18 @@ def test_a_graph_answer_over_the_message_limit_is_refused_before_the_run(v2stub)
     assert [(o.name, list(o.shape)) for o in small.outputs] == [("h_init", [1, 256, 256])]
 
 
+def test_a_graph_refuses_a_sequence_rather_than_ignoring_it(v2stub):
+    req = _encoder_request(1, 2)
+    req.parameters["sequence_id"].int64_param = 7
+    req.parameters["sequence_start"].bool_param = True
+    with pytest.raises(grpc.RpcError) as err:
+        v2stub.ModelInfer(req, timeout=10)
+    assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert err.value.details() == (
+        "model 'g2p.encoder' keeps no sequences: each request carries its own state"
+    )
+
+
 def test_an_unknown_graph_version_names_the_graph_and_the_ready_ones(v2stub):
     with pytest.raises(grpc.RpcError) as err:
         v2stub.ModelInfer(_encoder_request(1, 2, version="2"), timeout=10)
