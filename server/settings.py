@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import NoReturn
 
 ENV_PREFIX = "RNNSERVE_"
 # Upper bounds of settings whose values feed fixed-width fields (gRPC's are 32-bit ints).
@@ -243,9 +244,14 @@ _HELP = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise ValueError(message)  # one line (no usage text); the entry point exits 2
+
+
 def build_parser(prog: str = "python -m server") -> argparse.ArgumentParser:
     """Flags for every setting; RNNSERVE_<NAME> environment variables give the defaults."""
-    p = argparse.ArgumentParser(prog=prog, description="rnnserve gRPC server")
+    p = _Parser(prog=prog, description="rnnserve gRPC server")
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):

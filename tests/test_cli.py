@@ -496,6 +496,13 @@ def test_cuda_without_cuda_is_a_clear_error():
 
 
 def test_bad_flags_exit_2():
+    for args, message in (
+        (["--bogus", "1"], "error: unrecognized arguments: --bogus 1"),
+        (["--cuda-tf32=yes"], "error: argument --cuda-tf32: ignored explicit argument 'yes'"),
+        (["--max-queue"], "error: argument --max-queue: expected one argument"),
+    ):
+        out = _start(*args)
+        assert out.returncode == 2 and _one_line(out) == message  # no usage text
     out = _start("--port", "notaport")
     assert (
         out.returncode == 2 and _one_line(out) == "error: --port: 'notaport' is not a whole number"
