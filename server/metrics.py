@@ -21,6 +21,8 @@ from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from prometheus_client.registry import Collector
 
+from server.ports import bare_host
+
 # The `_created` timestamp series of every counter and histogram are noise to a scraper.
 disable_created_metrics()
 
@@ -103,7 +105,7 @@ class Metrics:
 
     def serve(self, host: str, port: int) -> int:
         """Start the /metrics HTTP endpoint; returns the bound port."""
-        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        server, _thread = start_http_server(port, addr=bare_host(host), registry=self.registry)
         return int(server.server_port)
 
 
@@ -127,7 +129,7 @@ def serve_workers(host: str, port: int, directory: str, restarts: Callable[[], i
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)
     registry.register(_Restarts(restarts))
-    server, _thread = start_http_server(port, addr=host, registry=registry)
+    server, _thread = start_http_server(port, addr=bare_host(host), registry=registry)
     return int(server.server_port)
 
 

@@ -8,11 +8,24 @@ import socket
 from collections.abc import Iterator
 
 
+def bare_host(host: str) -> str:
+    """The host as sockets take it: an IPv6 literal without brackets (`[::1]` -> `::1`)."""
+    return host.strip().removeprefix("[").removesuffix("]")
+
+
+def grpc_address(host: str, port: int) -> str:
+    """HOST:PORT as gRPC reads it: an IPv6 literal in brackets (`::1` -> `[::1]:PORT`)."""
+    bare = bare_host(host)
+    return f"[{bare}]:{port}" if ":" in bare else f"{bare}:{port}"
+
+
 def probe_port(host: str, port: int, what: str) -> None:
-    """OSError naming the address when `port` cannot be bound (before gRPC's core tries and
-    logs its own lines)."""
+    """OSError naming the address when `port` cannot be bound on `host` (port 0: when the
+    host has no address to bind), before gRPC's core tries and logs its own lines."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        infos = socket.getaddrinfo(
+            bare_host(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
         for family, kind, proto, _, addr in infos:
             with socket.socket(family, kind, proto) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -31,7 +44,7 @@ def reserve_port(host: str, port: int) -> Iterator[int]:
     try:
         try:
             infos = socket.getaddrinfo(
-                host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+                bare_host(host), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
             )
             for family, kind, proto, _, addr in infos:
                 sock = socket.socket(family, kind, proto)

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 
 from server.errors import ModelLoadError
-from server.ports import probe_port
+from server.ports import grpc_address, probe_port
 from server.settings import Settings
 
 PENDING_FLOOR = 4096  # calls gRPC's core may hold before the server takes them
@@ -72,8 +72,8 @@ def bind(
     server: grpc.aio.Server, settings: Settings, credentials: grpc.ServerCredentials | None
 ) -> int:
     """Bind the gRPC port (TLS when configured); OSError naming the address when it is taken."""
-    address = f"{settings.host}:{settings.port}"
-    if settings.port and settings.workers == 1:  # workers: the parent has probed and holds it
+    address = grpc_address(settings.host, settings.port)
+    if settings.workers == 1:  # workers: the parent has probed and holds it
         probe_port(settings.host, settings.port, "gRPC")
     try:
         if credentials is None:

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.request
@@ -14,6 +15,7 @@ from pathlib import Path
 import onnx
 import pytest
 
+from client import Client
 from server.settings import Settings, parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
@@ -493,6 +495,36 @@ def test_cuda_without_cuda_is_a_clear_error():
     out = _start("--model", str(DEFAULT_ONNX), "--device", "cuda")
     assert out.returncode == 1
     assert "CUDAExecutionProvider" in out.stderr and "Traceback" not in out.stderr
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_an_ipv6_host_serves_grpc_and_metrics_with_or_without_brackets(host):
+    settings = settings_for(DEFAULT_ONNX, host=host, metrics_port=0)
+    with RunningServer(settings) as srv:
+        assert srv.app is not None and srv.app.metrics_port
+        with Client(f"[::1]:{srv.app.port}", timeout=10) as c:
+            assert c.parse("what time is it").intent.name == "HassGetCurrentTime"
+        url = f"http://[::1]:{srv.app.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as page:
+            assert b"rnnserve_requests_total" in page.read()
+
+
+def test_a_host_without_an_address_to_bind_is_one_line():
+    out = _start("--model", str(DEFAULT_ONNX), "--host", "no such host")
+    assert out.returncode == 1
+    plain = [line for line in out.stderr.splitlines() if not line.startswith("{")]  # not logs
+    assert len(plain) == 1, out.stderr  # gRPC's core logs nothing of its own
+    assert plain[0].startswith("error: cannot bind the gRPC port no such host:0 (")
 
 
 def test_bad_flags_exit_2():
