@@ -130,10 +130,10 @@ def _models(
     if settings.model_repository:
         root = Path(settings.model_repository)
         try:
-            names = sorted(repository.scan(root))
+            repository.scan(root)  # a repository that cannot be read fails here
         except repository.RepositoryError as exc:
             raise ModelLoadError(str(exc)) from None
-        default = settings.default_model or (names[0] if names else "")
+        default = settings.default_model  # none: the first model by name that loads
 
         def source() -> dict[str, repository.ModelSource]:
             return repository.scan(root)

@@ -118,6 +118,8 @@ class ModelLoader:
                 self.stamps[(src.name, version)] = vf.stamp
         if not any(True for _ in self.registry):
             raise ModelLoadError(problems[0] if problems else "the model repository is empty")
+        if not self.registry.default:  # none named: the first model by name that loaded
+            self.registry.default = min(m.name for m in self.registry)
         if not self.registry.versions(self.registry.default):
             raise ModelLoadError(f"the default model {self.registry.default!r} is not loaded")
         for problem in problems:

@@ -208,7 +208,7 @@ _HELP = {
     "(RepositoryModelLoad/Unload)",
     "repository_poll_seconds": "seconds between repository scans in poll mode",
     "default_model": "model of requests that name none (default: --model's, or the repository's "
-    "first by name)",
+    "first by name that loads)",
     "host": "address to bind",
     "port": "gRPC port (0: any free port)",
     "device": "execution provider: auto (CUDA when available), cpu, cuda",

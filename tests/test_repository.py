@@ -188,6 +188,17 @@ def test_a_broken_file_keeps_the_serving_version_and_is_reported(tmp_path, files
         assert "uni/3/model.onnx" in reason and "Traceback" not in reason
 
 
+def test_a_broken_model_first_by_name_leaves_the_default_to_the_first_that_loads(tmp_path, files):
+    root = _repo(tmp_path, files)
+    (root / "aaa.onnx").write_bytes(b"not an onnx file")  # sorts before bi and uni
+    with RunningServer(_settings(root)) as srv, Client(srv.target, timeout=10) as c:
+        assert c.parse(TEXT).model == "bi"
+        with grpc.insecure_channel(srv.target) as ch:
+            stub = v2_grpc.GRPCInferenceServiceStub(ch)
+            state, reason = _index(stub)[("aaa", "1")]
+            assert state == "UNAVAILABLE" and "not a loadable ONNX model" in reason
+
+
 def test_poll_mode_keeps_serving_the_version_before_a_broken_one(tmp_path, files):
     root = _repo(tmp_path, files)
     settings = _settings(root, model_control_mode="poll", repository_poll_seconds=0.1)
