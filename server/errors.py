@@ -7,11 +7,21 @@ becomes INTERNAL with a fixed message, and the details go to the log only.
 
 from __future__ import annotations
 
+# A status message travels in a header, percent-encoded (a character up to 12 bytes), and
+# gRPC drops a call whose headers pass 8 KiB: a message that echoes a long name is cut.
+MAX_MESSAGE_CHARS = 500
+
 
 class ServeError(Exception):
-    """Base class: `code` is a grpc.StatusCode name, the message is safe to send."""
+    """Base class: `code` is a grpc.StatusCode name, the message is safe to send (and at most
+    MAX_MESSAGE_CHARS characters: longer ones are cut, ending in '…')."""
 
     code = "INTERNAL"
+
+    def __init__(self, message: str = "") -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            message = message[: MAX_MESSAGE_CHARS - 1] + "…"
+        super().__init__(message)
 
 
 class InvalidArgument(ServeError):

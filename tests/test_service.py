@@ -261,6 +261,19 @@ def test_generate_on_a_server_without_an_encoder_decoder_says_none_is_served(cli
         assert err.value.message == f"{what} (generation models served: none)"
 
 
+def test_a_long_name_in_a_refusal_is_cut_so_the_status_reaches_the_caller(client):
+    for name in ("m" * 10_000, "é" * 3_000):  # over gRPC's 8 KiB of headers, percent-encoded
+        with pytest.raises(RnnServeError) as err:
+            client.parse("what time is it", model=name)
+        assert err.value.code == "NOT_FOUND"
+        message = err.value.message
+        assert message.startswith(f"unknown model '{name[:100]}") and message.endswith("…")
+        assert len(message) == 500
+    with pytest.raises(RnnServeError) as err:
+        client.parse("what time is it", version="9" * 10_000)
+    assert err.value.code == "NOT_FOUND" and err.value.message.startswith("model 'intent' has no")
+
+
 def test_unknown_model_info_is_not_found(client):
     with pytest.raises(RnnServeError) as err:
         client.info("other")
