@@ -260,6 +260,10 @@ class DataPlane:
         store = self.registry.sequences
         named = self.registry.get(req.model, req.version)
         key = (named.name, ref.key)
+        if not named.streaming and key not in store.live:  # never one of its sequences
+            raise FailedPrecondition(
+                f"model {named.name!r} is bidirectional: it cannot carry state across requests"
+            )
         seq = None if ref.start else store.get(key)
         model: ServedModel = named if seq is None else seq.model
         if not model.streaming:

@@ -73,7 +73,20 @@ class DeadlineExceeded(ServeError):
 
 
 class ModelLoadError(Exception):
-    """The model file cannot be served; raised at start-up, reported as one line."""
+    """The model file cannot be served. The message (with the file's path and onnxruntime's
+    words) is for the operator: the start-up line and the log. `public` is what a client may
+    read of it (RepositoryIndex, RepositoryModelLoad): neither path nor library text."""
+
+    def __init__(self, message: str, public: str | None = None) -> None:
+        super().__init__(message)
+        self.public = message if public is None else public
+
+
+def load_error(where: object, what: str, detail: str = "") -> ModelLoadError:
+    """A load failure of the file `where`: the operator reads the file and `detail` (the
+    library's words), a client `what` alone."""
+    said = f"{where}: {what}" + (f" ({detail})" if detail else "")
+    return ModelLoadError(said, public=what)
 
 
 INTERNAL_MESSAGE = "internal error"

@@ -4,12 +4,11 @@ call per RPC into a model's generation loop (server/generation.py). No grpc here
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +18,10 @@ from modelspec.names import STATE_LIMIT
 from modelspec.seq2seq import MEMORY, STEP_H0
 from server.beam import Hypothesis, Job, TokenEvent, make_job
 from server.errors import InvalidArgument, ModelLoadError, NotFound, ResourceExhausted
-from server.generation import ADMIT_MODES, ADMIT_STEP, Generator
+from server.generation import ADMIT_STEP, Generator
+from server.generation_config import generation_config
 from server.metrics import Metrics
-from server.repository import CONFIG_FILE, ModelSource, scan_seq2seq
+from server.repository import ModelSource, scan_seq2seq
 from server.seq2seq import GenerationLimits, Seq2SeqRuntime
 from server.settings import RuntimeSettings, Settings
 from server.validation import ANSWER_OVERHEAD
@@ -98,9 +98,9 @@ class GenerationService:
                 self.failed[(src.name, "")] = src.error
                 problems.append(src.error)
             try:
-                limits, mode = self._config(src, admit)
+                limits, mode = generation_config(src, self.limits, admit)
             except ModelLoadError as exc:
-                self.failed[(src.name, "")] = str(exc)
+                self.failed[(src.name, "")] = exc.public
                 problems.append(str(exc))
                 continue
             for version, vf in src.versions.items():
@@ -112,7 +112,7 @@ class GenerationService:
                         cuda_tf32=runtime.cuda_tf32,
                     )
                 except ModelLoadError as exc:
-                    self.failed[(src.name, version)] = str(exc)
+                    self.failed[(src.name, version)] = exc.public
                     problems.append(str(exc))
                     continue
                 gen = Generator(rt, limits, executor, mode)
@@ -122,34 +122,6 @@ class GenerationService:
                 self.models.setdefault(src.name, {})[version] = model
                 log.info("model loaded", extra={"model": src.name, "version": version})
         return problems
-
-    def _config(self, src: ModelSource, admit: str) -> tuple[GenerationLimits, str]:
-        """Limits and batching mode: the defaults, then config.json's max_batch_size, generation."""
-        limits = self.limits
-        if src.max_batch_size:
-            limits = replace(limits, max_batch_rows=src.max_batch_size)
-        folder = next(iter(src.versions.values())).path.parent.parent if src.versions else None
-        path = folder / CONFIG_FILE if folder else None
-        if path is None or not path.is_file():
-            return limits, admit
-        try:
-            conf = json.loads(path.read_text(encoding="utf-8")).get("generation", {})
-            if not isinstance(conf, dict):
-                raise ValueError("generation must be an object")
-            mode = conf.pop("batching", admit)
-            if mode not in ADMIT_MODES:
-                raise ValueError(f"batching must be one of {', '.join(ADMIT_MODES)}")
-            for key, value in conf.items():
-                if key not in GenerationLimits.__dataclass_fields__:
-                    raise ValueError(f"unknown setting {key!r}")
-                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                    raise ValueError(f"{key} must be a whole number >= 1, not {value!r}")
-            limits = replace(limits, **conf)
-            if limits.default_steps > limits.max_steps:
-                raise ValueError(f"default_steps {limits.default_steps} is over max_steps")
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"{path}: bad generation settings ({exc})") from None
-        return limits, mode
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter([m for versions in self.models.values() for m in versions.values()])

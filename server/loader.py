@@ -111,7 +111,7 @@ class ModelLoader:
                 try:
                     model = self._load(src, version, vf, warm=False)
                 except ModelLoadError as exc:
-                    self.registry.fail(src.name, version, str(exc))
+                    self.registry.fail(src.name, version, exc.public)
                     problems.append(str(exc))
                     continue
                 self.registry.add(model)
@@ -154,11 +154,11 @@ class ModelLoader:
                         model = await loop.run_in_executor(
                             self._pool, self._load, src, version, vf, True
                         )
-                    except ModelLoadError as exc:
-                        self.registry.fail(src.name, version, str(exc))
+                    except ModelLoadError as exc:  # clients read exc.public, the log all
+                        self.registry.fail(src.name, version, exc.public)
                         self.stamps[key] = vf.stamp  # retried when it changes
-                        self.failed[key] = str(exc)
-                        failures.append(str(exc))
+                        self.failed[key] = exc.public
+                        failures.append(exc.public)
                         failed = True
                         log.warning(
                             "model version not loaded",

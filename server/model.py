@@ -237,8 +237,12 @@ class ModelRegistry:
         """A model by name ('' means the default) and version ('' means the newest ready one);
         NotFound otherwise."""
         entry = self.entries.get(name or self.default)
-        if entry is None or not entry.versions:
+        if entry is None:
             raise NotFound(f"unknown model {name or self.default!r}")
+        if not entry.versions:
+            why = sorted({reason for _, reason in entry.status.values() if reason})
+            said = f" ({'; '.join(why)})" if why else ""
+            raise NotFound(f"model {entry.name!r} has no version loaded{said}")
         if not version:
             model = entry.newest()
             assert model is not None
@@ -253,8 +257,11 @@ class ModelRegistry:
         """Whether a model (version) takes requests now; NotFound for one never heard of
         (an unloaded or failed version is known: it answers False)."""
         entry = self.entries.get(name or self.default)
-        if entry is None or (version and version not in entry.status):
-            raise NotFound(f"unknown model {name or self.default!r} version {version or '*'}")
+        if entry is None:
+            raise NotFound(f"unknown model {name or self.default!r}")
+        if version and version not in entry.status:
+            known = ", ".join(sorted(entry.status, key=int)) or "none"
+            raise NotFound(f"model {entry.name!r} has no version {version!r} (known: {known})")
         return bool(entry.versions.get(version) if version else entry.versions)
 
     def get(self, name: str, version: str = "") -> ServedModel:

@@ -16,7 +16,7 @@ from modelspec.io import IOSpec, IOSpecError
 from modelspec.meta import MetadataError, ModelMetadata
 from modelspec.names import C0, CONTEXT, H0, H_N, INPUT_IDS, LENGTHS, METADATA_KEY
 from modelspec.tokenizer import Tokenizer
-from server.errors import ModelLoadError
+from server.errors import ModelLoadError, load_error
 
 log = logging.getLogger("rnnserve.runtime")
 
@@ -55,7 +55,7 @@ class ModelRuntime:
     ) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise ModelLoadError(f"{self.path}: no such model file")
+            raise load_error(self.path, "no such model file")
         so = ort.SessionOptions()
         so.intra_op_num_threads = intra_op_threads
         so.inter_op_num_threads = 1
@@ -67,26 +67,26 @@ class ModelRuntime:
             )
         except Exception as exc:  # onnxruntime raises several unrelated types here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"{self.path}: not a loadable ONNX model ({first})") from None
+            raise load_error(self.path, "not a loadable ONNX model", first) from None
         self.provider = self.session.get_providers()[0]
         if device == "cuda" and self.provider != CUDA:
-            raise ModelLoadError(f"{self.path}: --device cuda, but onnxruntime fell back to CPU")
+            raise load_error(self.path, "--device cuda, but onnxruntime fell back to CPU")
         # TF32 as the session really runs it (None off CUDA): what ModelInfo/ModelConfig report.
         cuda_options = self.session.get_provider_options().get(CUDA)
         asked = "1" if cuda_tf32 else "0"
         self.tf32 = None if cuda_options is None else cuda_options.get("use_tf32", asked) == "1"
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
-            raise ModelLoadError(
-                f"{self.path}: no '{METADATA_KEY}' metadata (export it with "
-                "`python -m export export`)"
+            raise load_error(
+                self.path,
+                f"no '{METADATA_KEY}' metadata (export it with `python -m export export`)",
             )
         try:
             self.meta = ModelMetadata.from_json(raw)
             self.tokenizer: Tokenizer = self.meta.make_tokenizer()
             self.io = IOSpec.from_dict(self.meta.io)
         except (MetadataError, IOSpecError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{self.path}: bad '{METADATA_KEY}' metadata ({exc})") from None
+            raise load_error(self.path, f"bad '{METADATA_KEY}' metadata", str(exc)) from None
         self._check_graph()
         self._check_parity(allow_missing_parity)
         self.cell = self.meta.cell
@@ -104,17 +104,15 @@ class ModelRuntime:
         missing = [t.name for t in self.io.inputs if t.name not in graph_in]
         missing += [t.name for t in self.io.outputs if t.name not in graph_out]
         if missing or INPUT_IDS not in graph_in:
-            raise ModelLoadError(
-                f"{self.path}: the graph lacks {', '.join(missing or [INPUT_IDS])}"
-            )
+            raise load_error(self.path, f"the graph lacks {', '.join(missing or [INPUT_IDS])}")
         for t in self.io.outputs:
             shape = graph_out[t.name]
             fixed = [(g, d) for g, d in zip(shape, t.shape) if isinstance(g, int) and g > 0]
             if len(shape) != t.rank or any(isinstance(d, int) and g != d for g, d in fixed):
-                raise ModelLoadError(f"{self.path}: {t.name} does not match the metadata's io")
+                raise load_error(self.path, f"{t.name} does not match the metadata's io")
         ld, _ = self.meta.state_shape
         if graph_out[H_N][0] not in (ld, None):
-            raise ModelLoadError(f"{self.path}: h_n does not match the metadata's config")
+            raise load_error(self.path, "h_n does not match the metadata's config")
 
     def _check_parity(self, allow_missing: bool) -> None:
         par = self.meta.parity
@@ -124,14 +122,14 @@ class ModelRuntime:
                     "%s: no parity figures; serving anyway (--allow-missing-parity)", self.path
                 )
                 return
-            raise ModelLoadError(
-                f"{self.path}: the model has no parity figures; re-export it "
-                "or pass --allow-missing-parity"
+            raise load_error(
+                self.path,
+                "the model has no parity figures; re-export it or pass --allow-missing-parity",
             )
         tol = float(par.get("tolerance", 1e-4))
         if not par.get("passed") or not float(par["max_abs_diff"]) <= tol:
-            raise ModelLoadError(
-                f"{self.path}: parity failed at export (max abs diff {par['max_abs_diff']} > {tol})"
+            raise load_error(
+                self.path, f"parity failed at export (max abs diff {par['max_abs_diff']} > {tol})"
             )
 
     # ------------------------------------------------------------------ runs

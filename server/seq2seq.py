@@ -38,7 +38,7 @@ from modelspec.seq2seq import (
     Seq2SeqMetadata,
     Seq2SeqMetadataError,
 )
-from server.errors import InvalidArgument, ModelLoadError
+from server.errors import InvalidArgument, load_error
 from server.runtime import choose_providers
 
 log = logging.getLogger("rnnserve.runtime")
@@ -64,18 +64,18 @@ class Graph:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as exc:  # onnxruntime raises several unrelated types here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ModelLoadError(f"{path}: not a loadable ONNX model ({first})") from None
+            raise load_error(path, "not a loadable ONNX model", first) from None
         self.provider = self.session.get_providers()[0]
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
-            raise ModelLoadError(f"{path}: no '{METADATA_KEY}' metadata")
+            raise load_error(path, f"no '{METADATA_KEY}' metadata")
         try:
             self.meta = Seq2SeqMetadata.from_json(raw)
             self.io = IOSpec.from_dict(self.meta.io)
         except (Seq2SeqMetadataError, IOSpecError, ValueError, KeyError, TypeError) as exc:
-            raise ModelLoadError(f"{path}: bad '{METADATA_KEY}' metadata ({exc})") from None
+            raise load_error(path, f"bad '{METADATA_KEY}' metadata", str(exc)) from None
         if self.meta.role != role:
-            raise ModelLoadError(f"{path}: holds the {self.meta.role} graph, not the {role}")
+            raise load_error(path, f"holds the {self.meta.role} graph, not the {role}")
         names = {i.name for i in self.session.get_inputs()}
         names |= {o.name for o in self.session.get_outputs()}
         wanted = (
@@ -83,11 +83,11 @@ class Graph:
         )
         missing = [n for n in wanted if n not in names]
         if missing:
-            raise ModelLoadError(f"{path}: the graph lacks {', '.join(missing)}")
+            raise load_error(path, f"the graph lacks {', '.join(missing)}")
         par = self.meta.parity
         tol = float(par.get("tolerance", 1e-4))
         if not par.get("passed") or not float(par.get("max_abs_diff", np.inf)) <= tol:
-            raise ModelLoadError(f"{path}: no passing parity certificate; re-export it")
+            raise load_error(path, "no passing parity certificate; re-export it")
 
     def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One onnxruntime call."""
@@ -118,7 +118,7 @@ class Seq2SeqRuntime:
             self.encoder.meta.source_vocab,
             self.encoder.meta.target_vocab,
         ):
-            raise ModelLoadError(f"{folder}: the encoder and step graphs' vocabularies differ")
+            raise load_error(folder, "the encoder and step graphs' vocabularies differ")
         self.provider = self.step_graph.provider
         self.hidden = meta.hidden
         self.memory_size = meta.memory_size
@@ -147,6 +147,8 @@ class Seq2SeqRuntime:
         if bad:
             shown = ", ".join(repr(ch) for ch in bad[:5])
             raise InvalidArgument(f"text holds characters the model does not know: {shown}")
+        if not any(ch.isalpha() for ch in word):  # "'", "---": nothing to pronounce
+            raise InvalidArgument("text has no letters to pronounce")
         return [self._index[ch] for ch in word]
 
     def check_ids(self, ids: list[int], limits: GenerationLimits) -> list[int]:

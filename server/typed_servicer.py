@@ -17,6 +17,7 @@ from server.context import home_context
 from server.context_wire import Typed, WireContexts, deserializer
 from server.dataplane import DataPlane
 from server.decoding import ParseOptions, ParseResult
+from server.errors import FailedPrecondition, NotFound
 from server.generate_codec import generate_input, response, stream_message
 from server.generation_service import GenerationService
 from server.model import ServedModel
@@ -161,7 +162,11 @@ class ParserServicer(pb_grpc.ParserServicer):
     async def Parse(self, request: Typed | pb.ParseRequest, context: object) -> pb.ParseResponse:  # noqa: N802
         """Parse one utterance."""
         msg, home = _unwrap(request, self.contexts)
-        res = await self.plane.parse(_input(msg, msg.WhichOneof("input"), home))
+        try:
+            res = await self.plane.parse(_input(msg, msg.WhichOneof("input"), home))
+        except NotFound:
+            self._not_an_intent_model(msg.model)
+            raise
         fields = _fill(res)
         return pb.ParseResponse(
             model=res.model,
@@ -178,7 +183,11 @@ class ParserServicer(pb_grpc.ParserServicer):
         stream = StreamState()
         async for request in request_iterator:
             req, home = _unwrap(request, self.contexts)
-            res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk"), home))
+            try:
+                res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk"), home))
+            except NotFound:
+                self._not_an_intent_model(req.model)
+                raise
             yield pb.ParseStreamResponse(
                 model=res.model,
                 model_version=res.version,
@@ -191,7 +200,19 @@ class ParserServicer(pb_grpc.ParserServicer):
         self, request: pb.ModelInfoRequest, context: object
     ) -> pb.ModelInfoResponse:
         """Describe the model."""
-        return model_info(*self.plane.describe(request.model, request.version))
+        try:
+            return model_info(*self.plane.describe(request.model, request.version))
+        except NotFound:
+            self._not_an_intent_model(request.model)
+            raise
+
+    def _not_an_intent_model(self, name: str) -> None:
+        """An intent call naming an encoder–decoder is told which calls serve it."""
+        if name and name in self.generation.models:
+            raise FailedPrecondition(
+                f"model {name!r} is an encoder–decoder: call Generate or GenerateStream "
+                "(v2 ModelMetadata describes its graphs)"
+            )
 
     async def Generate(  # noqa: N802
         self, request: pb.GenerateRequest, context: grpc.aio.ServicerContext

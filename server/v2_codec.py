@@ -57,6 +57,12 @@ def _array(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None) -> 
         if not dtype.isnative:  # a big-endian host: native order for onnxruntime
             arr = arr.astype(dtype.newbyteorder("="))
     else:
+        kinds = [f.name for f, _ in tensor.contents.ListFields()]
+        if len(kinds) > 1 or (kinds and kinds[0] != field):
+            raise InvalidArgument(
+                f"input {tensor.name!r} is {tensor.datatype}: its values go in {field} "
+                f"alone, not {' and '.join(kinds)}"
+            )
         values = getattr(tensor.contents, field)
         if len(values) != count:
             raise InvalidArgument(f"input {tensor.name!r}: {len(values)} values for shape {shape}")
@@ -94,6 +100,15 @@ def _sequence(req: pb.ModelInferRequest) -> SequenceRef | None:
     return SequenceRef(key, flag("sequence_start"), flag("sequence_end"))
 
 
+def _output(out: pb.ModelInferRequest.InferRequestedOutputTensor) -> str:
+    """A requested output's name; parameters that would change the answer are refused."""
+    if "classification" in out.parameters:
+        raise InvalidArgument(
+            f"output {out.name!r}: classification is not supported; the answer is the raw tensor"
+        )
+    return out.name
+
+
 def infer_input(req: pb.ModelInferRequest) -> InferInput:
     """A ModelInferRequest as plain tensors (shape, datatype and byte counts checked)."""
     raw = list(req.raw_input_contents)
@@ -105,12 +120,16 @@ def infer_input(req: pb.ModelInferRequest) -> InferInput:
     for i, tensor in enumerate(req.inputs):
         if tensor.name in feeds:
             raise InvalidArgument(f"input {tensor.name!r} appears twice")
+        if raw and tensor.HasField("contents"):
+            raise InvalidArgument(
+                f"input {tensor.name!r} has contents as well as raw_input_contents; send one"
+            )
         feeds[tensor.name] = _array(tensor, raw[i] if raw else None)
     return InferInput(
         model=req.model_name,
         version=req.model_version,
         feeds=feeds,
-        outputs=[o.name for o in req.outputs],
+        outputs=[_output(o) for o in req.outputs],
         sequence=_sequence(req),
     )
 

@@ -337,9 +337,11 @@ def test_live_sequence_cap_answers_resource_exhausted(uni_lstm):
 def test_bad_sequence_requests(uni_lstm):
     with RunningServer(settings_for(DEFAULT_ONNX)) as srv, grpc.insecure_channel(srv.target) as ch:
         stub = v2_grpc.GRPCInferenceServiceStub(ch)
-        with pytest.raises(grpc.RpcError) as err:
-            stub.ModelInfer(_seq_req("intent", [3], 1, start=True), timeout=5)
-        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        for start in (True, False):  # a sequence's middle on a bidirectional model: the same
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ModelInfer(_seq_req("intent", [3], 1, start=start), timeout=5)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert "bidirectional" in err.value.details()
         cfg = stub.ModelConfig(v2.ModelConfigRequest(name="intent"), timeout=5).config
         # Rows are batched inside the server: Triton's rules forbid dynamic_batching with
         # max_batch_size 0, so the batcher's settings are parameters.

@@ -386,6 +386,8 @@ def test_bad_v2_graph_requests_are_invalid_argument(v2stub, model, feeds, messag
         (pb.GenerateRequest(), "INVALID_ARGUMENT", "needs text, token_ids or a context"),
         (pb.GenerateRequest(text="jane doe"), "INVALID_ARGUMENT", "one word per request"),
         (pb.GenerateRequest(text="r2d2"), "INVALID_ARGUMENT", "'2'"),
+        (pb.GenerateRequest(text="'"), "INVALID_ARGUMENT", "text has no letters to pronounce"),
+        (pb.GenerateRequest(text="--."), "INVALID_ARGUMENT", "text has no letters to pronounce"),
         (pb.GenerateRequest(text="a" * 65), "INVALID_ARGUMENT", "the limit is 64"),
         (pb.GenerateRequest(text="lamp", beam_size=9), "INVALID_ARGUMENT", "beam_size 9"),
         (pb.GenerateRequest(text="lamp", max_steps=65), "INVALID_ARGUMENT", "max_steps 65"),
@@ -422,6 +424,23 @@ def test_bad_requests_get_a_precise_status(stub, request_, code, message):
         stub.Generate(request_, timeout=10)
     assert err.value.code().name == code
     assert message in err.value.details()
+
+
+def test_an_intent_call_naming_the_encoder_decoder_is_told_to_call_generate(stub):
+    told = "model 'g2p' is an encoder–decoder: call Generate or GenerateStream"
+    calls = (
+        lambda: stub.Parse(pb.ParseRequest(model="g2p", text="lamp"), timeout=10),
+        lambda: list(stub.ParseStream(iter([pb.ParseStreamRequest(model="g2p", text="x")]))),
+        lambda: stub.ModelInfo(pb.ModelInfoRequest(model="g2p"), timeout=10),
+    )
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.value.details().startswith(told)
+    with pytest.raises(grpc.RpcError) as err:  # a name nothing serves stays unknown
+        stub.Parse(pb.ParseRequest(model="nope", text="lamp"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_an_answer_that_could_exceed_the_message_limit_is_refused_before_decoding(repo):

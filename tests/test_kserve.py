@@ -188,6 +188,30 @@ BAD = [
 ]
 
 
+def _typed(**contents):
+    req = v2.ModelInferRequest(model_name="intent")
+    t = req.inputs.add(name="input_ids", datatype="INT64", shape=[1, 2])
+    for field, values in contents.items():
+        getattr(t.contents, field).extend(values)
+    return req
+
+
+both = _req(input_ids=("INT64", np.ones((1, 2), np.int64)))
+both.inputs[0].contents.int64_contents.extend([1, 1])
+classified = _req(input_ids=("INT64", np.ones((1, 2), np.int64)))
+classified.outputs.add(name="intent_logits").parameters["classification"].int64_param = 3
+BAD += [  # fields that would otherwise be silently ignored
+    ("raw and typed contents", both, "has contents as well as raw_input_contents"),
+    (
+        "two kinds of contents",
+        _typed(int64_contents=[1, 1], fp32_contents=[1.0, 1.0]),
+        "its values go in int64_contents alone, not int64_contents and fp32_contents",
+    ),
+    ("contents of another kind", _typed(int_contents=[1, 1]), "not int_contents"),
+    ("classification", classified, "classification is not supported"),
+]
+
+
 @pytest.mark.parametrize(("case", "req", "needle"), BAD, ids=[b[0] for b in BAD])
 def test_bad_v2_requests_are_invalid_argument(stub, case, req, needle):
     with pytest.raises(grpc.RpcError) as err:
