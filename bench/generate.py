@@ -14,10 +14,8 @@ import asyncio
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from rnnserve.v1 import rnnserve_pb2 as pb  # noqa: E402
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc  # noqa: E402
+from server.launch import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -47,7 +46,7 @@ def words(n: int = 2000) -> list[str]:
     return [test[i] for i in rng.permutation(len(test))[:n]]
 
 
-class Server:
+class Server(ServerProcess):
     """`python -m server` on a repository holding the intent model and g2p in one mode."""
 
     def __init__(self, mode: str, tmp: Path) -> None:
@@ -55,26 +54,13 @@ class Server:
         shutil.copytree(ROOT / "models" / "g2p", repo / "g2p")
         shutil.copy(ROOT / "models" / "intent.onnx", repo / "intent.onnx")
         (repo / "g2p" / "config.json").write_text(json.dumps({"generation": {"batching": mode}}))
-        cmd = [sys.executable, "-m", "server", "--model-repository", str(repo)]
-        cmd += ["--port", "0", "--metrics-port", "-1"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=ENV, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        self.port = 0
-        for line in self.proc.stderr:
-            rec = json.loads(line) if line.startswith("{") else {}
-            if rec.get("msg") == "listening":
-                self.port = rec["port"]
-            if rec.get("msg") == "serving":
-                break
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
+        super().__init__(
+            "--model-repository", str(repo), "--port", "0", "--metrics-port", "-1", env=ENV
+        )
 
     def cpu_s(self) -> float:
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 async def closed_loop(

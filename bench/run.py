@@ -17,7 +17,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -33,6 +32,7 @@ from bench import perf_analyzer  # noqa: E402
 from bench.loadgen import run_point, run_stream_point  # noqa: E402
 from modelspec.batch import pad_rows  # noqa: E402
 from modelspec.meta import ModelMetadata  # noqa: E402
+from server.launch import ServerProcess  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 CONCURRENCY = (1, 4, 16, 64)
@@ -58,43 +58,13 @@ def utterances(n: int = 400) -> list[str]:
 # ---------------------------------------------------------------- server processes
 
 
-class Server:
+class Server(ServerProcess):
     """`python -m server` on free ports; startup time measured to the 'serving' log line."""
 
     def __init__(self, model: Path, *args: str) -> None:
-        t0 = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "server",
-                "--model",
-                str(model),
-                "--port",
-                "0",
-                "--metrics-port",
-                "0",
-                *args,
-            ],
-            cwd=ROOT,
-            env=ENV,
-            stderr=subprocess.PIPE,
-            text=True,
+        super().__init__(
+            "--model", str(model), "--port", "0", "--metrics-port", "0", *args, env=ENV
         )
-        assert self.proc.stderr is not None
-        self.port = self.metrics_port = 0
-        for line in self.proc.stderr:
-            rec = json.loads(line)
-            if rec["msg"] == "listening":
-                self.port, self.metrics_port = rec["port"], rec["metrics_port"]
-            if rec["msg"] == "serving":
-                break
-        self.startup_s = time.perf_counter() - t0
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # keep draining
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     def pids(self) -> list[int]:
         """The server process and its worker processes (with --workers)."""
@@ -135,10 +105,6 @@ class Server:
             val("rnnserve_batch_requests_sum"),
             val("rnnserve_batch_requests_count"),
         )
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(30)
 
 
 # ---------------------------------------------------------------- floors

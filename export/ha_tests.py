@@ -28,9 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
@@ -42,6 +39,7 @@ import yaml
 
 from client.api import Client, RnnServeError
 from rnnserve.v1 import rnnserve_pb2 as pb
+from server.launch import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = "_fixtures.yaml"
@@ -283,45 +281,6 @@ def score(
                 )
 
 
-class Server:
-    """`python -m server --model FILE` on a free port, until closed."""
-
-    def __init__(self, model: Path) -> None:
-        cmd = [
-            sys.executable,
-            "-m",
-            "server",
-            "--model",
-            str(model),
-            "--port",
-            "0",
-            "--metrics-port",
-            "-1",
-        ]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
-        assert self.proc.stderr is not None
-        self.port = 0
-        for line in self.proc.stderr:
-            rec = json.loads(line) if line.startswith("{") else {}
-            if rec.get("msg") == "listening":
-                self.port = int(rec["port"])
-            if rec.get("msg") == "serving":
-                break
-        if not self.port or self.proc.poll() is not None:
-            raise SystemExit(f"the server did not start (exit {self.proc.poll()})")
-        threading.Thread(target=self.proc.stderr.read, daemon=True).start()
-
-    @property
-    def target(self) -> str:
-        """host:port of the server."""
-        return f"127.0.0.1:{self.port}"
-
-    def close(self) -> None:
-        """SIGTERM and wait."""
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-
-
 def run(client: Client, cases: Sequence[Case], context: bool, tally: Tally) -> None:
     """Send the cases, one parse_many per file (a file shares its context), and score them."""
     known = set(client.info().intents)
@@ -409,14 +368,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cases:
         raise SystemExit(f"no test sentences under {args.directory}")
     t0 = time.perf_counter()
-    server = None if args.target else Server(args.model)
+    try:
+        server = None if args.target else ServerProcess("--model", str(args.model), "--port", "0")
+    except RuntimeError as exc:
+        raise SystemExit(str(exc)) from None
     try:
         target = server.target if server is not None else args.target
         with Client(target, timeout=60) as client:
             run(client, cases, args.context, tally)
     finally:
         if server is not None:
-            server.close()
+            server.stop()
     report = summary(tally, files, args, time.perf_counter() - t0)
     if args.json:
         args.json.write_text(

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Coroutine
@@ -16,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from server import launch
 from server.app import App, build_app
 from server.settings import Settings
 
@@ -83,43 +80,11 @@ class RunningServer:
         self.loop.close()
 
 
-class ServerProcess:
-    """`python -m server` on port 0; the port is read from its 'listening' log line."""
+class ServerProcess(launch.ServerProcess):
+    """`python -m server` on port 0 (and a free metrics port), with the tests' environment."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "--port", "0", "--metrics-port", "0", *args],
-            cwd=ROOT,
-            env=env or ENV,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.port = self.metrics_port = 0
-        self.lines: list[dict] = []
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            if not line.startswith("{"):
-                continue
-            rec = json.loads(line)
-            self.lines.append(rec)
-            if rec["msg"] == "listening":
-                self.port, self.metrics_port = rec["port"], rec["metrics_port"]
-            if rec["msg"] == "serving":
-                break
-        assert self.port, self.lines
-        # Keep draining stderr: a full pipe would block the server's logging, and the server.
-        self.rest: list[str] = []
-        self._drain = threading.Thread(target=self._read_rest, daemon=True)
-        self._drain.start()
-
-    def _read_rest(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.rest.append(line)
-
-    @property
-    def target(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__("--port", "0", "--metrics-port", "0", *args, env=env or ENV)
 
     def rss_mb(self) -> float:
         """Resident memory of the server process."""
@@ -132,15 +97,6 @@ class ServerProcess:
         with urllib.request.urlopen(url, timeout=5) as r:
             m = re.search(rf"^{name} (\S+)$", r.read().decode(), re.M)
         return float(m.group(1)) if m else float("nan")
-
-    def stop(self) -> tuple[int, list[dict]]:
-        """SIGTERM (unless it already exited), wait, return exit code and later log records."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        self._drain.join(timeout=10)
-        # gRPC's C core may print its own (non-JSON) lines to stderr: keep only ours.
-        return self.proc.returncode, [json.loads(x) for x in self.rest if x.startswith("{")]
 
 
 def settings_for(model: Path, **kw: Any) -> Settings:
