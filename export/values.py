@@ -96,27 +96,28 @@ def build_values(
         for slot, keys in sorted(counts.items())
     }
     implied: dict[str, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
-    implied_slots: dict[str, set[str]] = defaultdict(set)
     kept_examples = [ex for ex in train if ex.intent and not ex.template.startswith("extra:")]
     fixed = [implied_of(ex.template, language) for ex in kept_examples]
+    fixes: dict[str, set[str]] = defaultdict(set)
     for ex, (slot, value) in zip(kept_examples, fixed):
         if value != NONE:
-            implied_slots[ex.intent].add(slot)
-    for ex, (_, value) in zip(kept_examples, fixed):
-        own = implied_slots.get(ex.intent, set()) - {DOMAIN}
-        if own and any(sp.slot in own for sp in ex.slots):
+            fixes[ex.intent].add(slot)
+    # One table per intent, so one slot it implies: `domain` where its templates fix one.
+    implied_slot = {i: DOMAIN if DOMAIN in s else min(s) for i, s in fixes.items()}
+    for ex, (slot, value) in zip(kept_examples, fixed):
+        own = implied_slot.get(ex.intent, DOMAIN)
+        if own != DOMAIN and any(sp.slot == own for sp in ex.slots):
             continue  # the value is said ("音量调高百分之十"): the server implies none then
+        value = value if slot == own else NONE
         implied[ex.intent][""][value] += 1
         for w in set(outside_words(ex, tok)):
             implied[ex.intent][w][value] += 1
-    # Intents that never imply a domain keep no table; words that always agree with the prior
+    # Intents that never imply a value keep no table; words that always agree with the prior
     # of an intent add nothing either.
     kept: dict[str, dict[str, dict[str, int]]] = {}
     for intent, words in sorted(implied.items()):
         if set(words[""]) == {NONE}:
             continue
-        if len(implied_slots[intent]) > 1:  # one table per intent: one slot it implies
-            raise ValueError(f"{intent} implies values of {sorted(implied_slots[intent])}")
         kept[intent] = {w: dict(c) for w, c in sorted(words.items())}
     intent_slots: dict[str, set[str]] = defaultdict(set)
     for ex in train:
@@ -129,5 +130,5 @@ def build_values(
         get_language(language).number_words,
         {k: sorted(v) for k, v in sorted(intent_slots.items())},
         {k: "/".join(sorted(v)) for k, v in sorted(types.items())},
-        {i: s.pop() for i, s in sorted(implied_slots.items()) if i in kept and s != {DOMAIN}},
+        {i: slot for i, slot in sorted(implied_slot.items()) if i in kept and slot != DOMAIN},
     )
