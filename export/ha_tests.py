@@ -43,6 +43,7 @@ from server.launch import ServerProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = "_fixtures.yaml"
+SERVE = ("--port", "0", "--metrics-port", "-1")  # a server of its own, no metrics endpoint
 TOP_KINDS = 15
 EXAMPLES_PER_KIND = 5
 
@@ -369,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"no test sentences under {args.directory}")
     t0 = time.perf_counter()
     try:
-        server = None if args.target else ServerProcess("--model", str(args.model), "--port", "0")
+        server = None if args.target else ServerProcess(*SERVE, "--model", str(args.model))
     except RuntimeError as exc:
         raise SystemExit(str(exc)) from None
     try:
