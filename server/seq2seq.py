@@ -7,6 +7,7 @@ a loop. numpy in and out; no grpc here.
 from __future__ import annotations
 
 import logging
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,10 @@ class Seq2SeqRuntime:
             )
         if self.lowercase:
             word = word.lower()
+        if any(ch not in self._index for ch in word):  # "Zoë" reads as "zoe", "José" as "jose"
+            word = "".join(
+                c for c in unicodedata.normalize("NFKD", word) if not unicodedata.combining(c)
+            )
         bad = sorted({ch for ch in word if ch not in self._index})
         if bad:
             shown = ", ".join(repr(ch) for ch in bad[:5])

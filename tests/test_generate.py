@@ -426,6 +426,18 @@ def test_bad_requests_get_a_precise_status(stub, request_, code, message):
     assert message in err.value.details()
 
 
+def test_accented_letters_are_read_without_their_accents(stub):
+    plain = stub.Generate(pb.GenerateRequest(text="zoe's"), timeout=10)
+    for said in ("Zoë's", "ZOË'S", "zoe\u0308's"):  # composed, upper case, decomposed
+        got = stub.Generate(pb.GenerateRequest(text=said), timeout=10)
+        assert list(got.input_tokens) == list("zoe's")
+        assert (list(got.tokens), list(got.scores)) == (list(plain.tokens), list(plain.scores))
+    with pytest.raises(grpc.RpcError) as err:  # no letter of the vocabulary behind it
+        stub.Generate(pb.GenerateRequest(text="straße"), timeout=10)
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "'ß'" in err.value.details()
+
+
 def test_an_intent_call_naming_the_encoder_decoder_is_told_to_call_generate(stub):
     told = "model 'g2p' is an encoder–decoder: call Generate or GenerateStream"
     calls = (
