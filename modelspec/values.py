@@ -295,8 +295,9 @@ class SlotValues:
         if not table:
             return NONE
         prior = table.get("", {})
+        deciding = DECIDING_SLOTS if self.implied_name(intent) == DOMAIN else ()
         for w in words:
-            for slot in DECIDING_SLOTS:
+            for slot in deciding:
                 if w.startswith("{" + slot + "=") and w.endswith("}"):
                     spoken = w[len(slot) + 2 : -1]
                     options = self.text.get(slot, {}).get(spoken, ())
