@@ -21,6 +21,7 @@ from client.api import (
     check_timeout,
 )
 from client.context import ContextError, PreparedContext, prepare_context, read_context
+from client.spoken import spoken
 from rnnserve.v1 import rnnserve_pb2 as pb
 
 INT64_MAX = 2**63 - 1  # a token id on the wire
@@ -402,7 +403,8 @@ def generation_dict(text: str, words: list[str], answers: list[Any]) -> dict[str
 
 def cmd_generate(args: argparse.Namespace, client: Client) -> int:
     """Generate for each input (stdin lines with `-`); a name of several words is split into
-    words, all sent at once so the server batches their steps; print in input order."""
+    words (digits as English number words: "Lamp 2" -> Lamp, two), all sent at once so the
+    server batches their steps; print in input order."""
     items: list[str] = []
     for number, t in enumerate(args.texts, 1):
         if t == "-":
@@ -411,7 +413,8 @@ def cmd_generate(args: argparse.Namespace, client: Client) -> int:
             raise InputError(f"input {number} on the command line is empty or not UTF-8 text")
         else:
             items.append(t.strip())
-    words = [w for item in items for w in item.split()]
+    said = [[w for part in item.split() for w in spoken(part)] for item in items]
+    words = [w for item_words in said for w in item_words]
     if not words:
         print("error: nothing to generate", file=sys.stderr)
         return 2
@@ -425,10 +428,10 @@ def cmd_generate(args: argparse.Namespace, client: Client) -> int:
     )
     status = 0
     at = 0
-    for item in items:
-        n = len(item.split())
+    for item, item_words in zip(items, said):
+        n = len(item_words)
         answers, at = results[at : at + n], at + n
-        failed = [(w, r) for w, r in zip(item.split(), answers) if isinstance(r, RnnServeError)]
+        failed = [(w, r) for w, r in zip(item_words, answers) if isinstance(r, RnnServeError)]
         for word, err in failed:
             assert isinstance(err, RnnServeError)
             print(f"{err.code}: {err.message} ({shown(word)})", file=sys.stderr)
@@ -436,11 +439,11 @@ def cmd_generate(args: argparse.Namespace, client: Client) -> int:
         if failed:
             continue
         if args.json:
-            row = generation_dict(item, item.split(), answers)
+            row = generation_dict(item, item_words, answers)
             print(json.dumps(row, ensure_ascii=False), flush=True)
         else:
-            said = " | ".join(" ".join(r.tokens) for r in answers)  # type: ignore[union-attr]
-            print(f"{item}\t{said}", flush=True)
+            phones = " | ".join(" ".join(r.tokens) for r in answers)  # type: ignore[union-attr]
+            print(f"{item}\t{phones}", flush=True)
     return status
 
 

@@ -655,3 +655,21 @@ def test_grpcurl_reaches_every_service_through_reflection(server):
     )
     out = json.loads(infer.stdout)
     assert out["outputs"][0]["shape"] == ["1", "42"]
+
+
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [
+        ("Lamp", ["Lamp"]),
+        ("2", ["two"]),
+        ("R2D2", ["R", "two", "D", "two"]),
+        ("1905", ["one", "thousand", "nine", "hundred", "five"]),
+        ("007", ["zero", "zero", "seven"]),
+        ("3.5", ["three", "point", "five"]),
+        ("--", []),
+    ],
+)
+def test_generate_sends_digits_as_english_number_words(written, sent):
+    from client.spoken import spoken
+
+    assert spoken(written) == sent

@@ -540,8 +540,19 @@ def test_cli_generate_prints_pronunciations(server):
     rows = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["text"] for r in rows] == ["anouk", "zoltan"]
     assert all(r["words"][0]["tokens"] and r["words"][0]["finished"] for r in rows)
-    bad = subprocess.run([*cmd, "r2d2"], capture_output=True, text=True, env=ENV, timeout=60)
+    bad = subprocess.run([*cmd, "straße"], capture_output=True, text=True, env=ENV, timeout=60)
     assert bad.returncode == 1 and bad.stderr.startswith("INVALID_ARGUMENT")
+    # digits are said as English number words: "Lamp 2" is lamp | two, "R2D2" r | two | d | two
+    out = subprocess.run(
+        [*cmd, "Lamp 2", "R2D2", "two", "r", "d"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    lamp, droid, two, r, d = (line.split("\t")[1] for line in out.stdout.splitlines())
+    assert lamp.split(" | ")[1] == two and droid.split(" | ") == [r, two, d, two]
 
 
 # ---------------------------------------------------------------- the running batch, step by step
