@@ -52,16 +52,6 @@ def timeout_arg(text: str) -> float:
         ) from None
 
 
-def top_k_arg(text: str) -> int:
-    """--top-k: a whole number >= 0 (0: the server's default)."""
-    digits = text.strip()
-    if not (digits.isascii() and digits.isdigit() and int(digits) <= UINT32_MAX):
-        raise argparse.ArgumentTypeError(
-            f"must be a whole number >= 0 (0: the server's default), not {text!r}"
-        )
-    return int(digits)
-
-
 def count_arg(zero: str) -> Callable[[str], int]:
     """A flag taking a whole number >= 0 that fits the wire's uint32, 0 meaning `zero`."""
 
@@ -521,7 +511,10 @@ def build_parser(prog: str = "python -m client") -> Parser:
         sp.add_argument("--steps", action="store_true", help="per-step outputs and tags")
         sp.add_argument("--state", action="store_true", help="final hidden state")
         sp.add_argument(
-            "--top-k", type=top_k_arg, default=0, help="intents to list (0: the server's default)"
+            "--top-k",
+            type=count_arg("the server's default"),
+            default=0,
+            help="intents to list (0: the server's default)",
         )
         sp.add_argument(
             "--context",
