@@ -11,6 +11,9 @@ PORT ?= 50051
 METRICS_PORT ?= 9090
 QUANTIZE ?=
 TRAIN_ARGS ?=
+# make train: pair the context network with this checkpoint's network (or a pair's fallback)
+# instead of training one; a copy of models/intent.pt keeps the shipped fallback
+FALLBACK ?=
 G2P_TRAIN_ARGS ?=
 # Language of the model `make data/train/export/parity/sweep` work on: en (default) or zh-CN
 # (not LANG: that is the locale). zh-CN trains and exports models/intent-zh{,-stream}.* only
@@ -55,9 +58,11 @@ data: $(STAMP)
 
 train: $(STAMP)  ## train the default model, its streaming twin and g2p -> models/{intent,intent-stream,g2p}.pt + reports
 ifeq ($(MODEL_LANG),en)
+ifeq ($(FALLBACK),)
 	$(PY) -m export train --no-context --out build/intent-plain.pt --report build/intent-plain.report.json $(TRAIN_ARGS)
+endif
 	$(PY) -m export train $(TRAIN_ARGS)
-	$(PY) -m export.fallback --checkpoint models/intent.pt --plain build/intent-plain.pt --skip-unsupported
+	$(PY) -m export.fallback --checkpoint models/intent.pt --plain $(or $(FALLBACK),build/intent-plain.pt) --skip-unsupported
 	$(PY) -m export train --no-bidirectional --out models/intent-stream.pt --report models/intent-stream.report.json $(TRAIN_ARGS)
 	OMP_NUM_THREADS=1 $(PY) -m export.g2p train $(G2P_TRAIN_ARGS)
 	OMP_NUM_THREADS=1 $(PY) -m export.g2p train --init models/g2p.pt --epochs 5 --lr 1e-3 $(G2P_TRAIN_ARGS)

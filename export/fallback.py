@@ -86,11 +86,26 @@ def _check_pair(ctx: Checkpoint, plain: Checkpoint) -> None:
         raise FallbackError("the two checkpoints have different intents or tags")
 
 
+def plain_network(path: Path) -> Checkpoint:
+    """The checkpoint trained without a context at `path`; for a paired checkpoint (the shipped
+    default model), its fallback network with that network's own training and figures."""
+    ck = load_checkpoint(path)
+    if ck.model.fallback is None:
+        return ck
+    fb = ck.training.get("fallback", {})
+    training = {k: v for k, v in ck.training.items() if k != "fallback"}
+    training |= {k: fb[k] for k in ("train_config", "seconds", "best_epoch") if k in fb}
+    training["fallback_checkpoint"] = fb.get("checkpoint", path.name)
+    metrics = dict(fb.get("plain_network_metrics", {}))
+    return Checkpoint(ck.model.fallback, ck.tokenizer, ck.labels, metrics, training)
+
+
 def combine(
     checkpoint: Path, plain_path: Path, report: Path | None, data_dir: str | None = None
 ) -> dict[str, Any]:
-    """Rewrite `checkpoint` as the pair of its network and `plain_path`'s; return its figures."""
-    ctx, plain = load_checkpoint(checkpoint), load_checkpoint(plain_path)
+    """Rewrite `checkpoint` as the pair of its network and `plain_path`'s (a checkpoint trained
+    without a context, or a pair, whose fallback is taken); return its figures."""
+    ctx, plain = load_checkpoint(checkpoint), plain_network(plain_path)
     _check_pair(ctx, plain)
     language = str(ctx.training.get("language", DEFAULT_LANGUAGE))
     seed = int(ctx.training.get("seed", 13))
@@ -134,7 +149,7 @@ def combine(
     raw["state_dict"] = model.state_dict()
     raw["metrics"] = metrics
     raw["training"]["fallback"] = {
-        "checkpoint": plain_path.name,
+        "checkpoint": plain.training.get("fallback_checkpoint", plain_path.name),
         "context_shift": shift,
         "score": name,
         "train_config": plain.training.get("train_config", {}),
@@ -156,7 +171,11 @@ def combine(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m export.fallback", description=__doc__)
     p.add_argument("--checkpoint", default="models/intent.pt", help="rewritten in place")
-    p.add_argument("--plain", required=True, help="the same architecture trained --no-context")
+    p.add_argument(
+        "--plain",
+        required=True,
+        help="the same architecture trained --no-context, or a paired checkpoint (its fallback)",
+    )
     p.add_argument("--report", help="default: the checkpoint's path ending in .report.json")
     p.add_argument("--data-dir", help="where the splits are (default: the language's)")
     p.add_argument(

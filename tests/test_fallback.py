@@ -130,9 +130,11 @@ def test_the_default_model_answers_without_a_context_as_its_plain_network():
     assert meta.metrics["test"] != plain["context_network_metrics"]["test"]
 
 
-def test_the_shipped_pair_is_rebuilt_from_its_two_networks(tmp_path):
+@pytest.mark.parametrize("plain_from", ["saved apart", "the shipped pair"])
+def test_the_shipped_pair_is_rebuilt_from_its_two_networks(tmp_path, plain_from):
     """`python -m export.fallback` on the default model's two networks saved apart gives the
-    shipped checkpoint back: the same weights, shift, calibration and figures."""
+    shipped checkpoint back: the same weights, shift, calibration and figures; a paired
+    checkpoint given as `--plain` gives its fallback network."""
     from export.fallback import main
 
     raw = torch.load(DEFAULT_ONNX.with_suffix(".pt"), weights_only=True)
@@ -151,11 +153,13 @@ def test_the_shipped_pair_is_rebuilt_from_its_two_networks(tmp_path):
     plain["metrics"] = fb["plain_network_metrics"]
     torch.save(ctx, tmp_path / "intent.pt")
     torch.save(plain, tmp_path / "plain.pt")
-    assert (
-        main(["--checkpoint", str(tmp_path / "intent.pt"), "--plain", str(tmp_path / "plain.pt")])
-        == 0
+    source = (
+        tmp_path / "plain.pt" if plain_from == "saved apart" else DEFAULT_ONNX.with_suffix(".pt")
     )
+    assert main(["--checkpoint", str(tmp_path / "intent.pt"), "--plain", str(source)]) == 0
     again = torch.load(tmp_path / "intent.pt", weights_only=True)
+    if plain_from == "the shipped pair":
+        assert again["training"]["fallback"] == fb
     assert again["config"] == raw["config"]
     assert again["state_dict"].keys() == state.keys()
     assert all(torch.equal(again["state_dict"][k], v) for k, v in state.items())
