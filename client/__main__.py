@@ -196,7 +196,7 @@ def result_dict(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) 
             "char_end": s.char_end,
             "confidence": round(s.confidence, 6),
             **({"canonical": s.canonical} if s.canonical else {}),
-            **({"entry_id": s.entry_id, "entry_name": s.entry_name} if s.entry_id else {}),
+            **({"entry_id": s.entry_id, "entry_name": s.entry_name} if s.entry_name else {}),
         }
         for s in r.slots
     ]

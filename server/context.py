@@ -248,8 +248,8 @@ def finish(
                 domain = entity_domain(entry) or domain
         else:
             slots.append(s)
-    result.slots = [
-        s if s.entry_id else replace(s, canonical=_canonical(values, s, texts, domain))
+    result.slots = [  # a resolved slot keeps its entry's name (an entry's id is optional)
+        s if s.entry_name else replace(s, canonical=_canonical(values, s, texts, domain))
         for s in slots
     ]
     for slot, start, end, value in found:
