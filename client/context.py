@@ -56,7 +56,9 @@ Home = Mapping[str, Any] | pb.HomeContext | PreparedContext
 
 
 def context_message(home: Home) -> pb.HomeContext:
-    """A HomeContext message from a dict with `floors`, `areas`, `entities` lists."""
+    """A HomeContext message from a dict with `floors`, `areas`, `entities` lists (or tuples).
+    Names, ids and aliases are text (a number stands for its digits); `aliases` is a list of
+    them or one of them."""
     if isinstance(home, pb.HomeContext):
         return home
     if isinstance(home, PreparedContext):
@@ -66,21 +68,46 @@ def context_message(home: Home) -> pb.HomeContext:
     msg = pb.HomeContext()
     for group in GROUPS:
         entries = home.get(group) or []
-        if not isinstance(entries, list):
+        if not isinstance(entries, list | tuple):
             raise ContextError(f"context {group} must be a list")
         out = getattr(msg, group)
         for n, e in enumerate(entries):
+            where = f"{group}[{n}]"
             if not isinstance(e, Mapping) or e.get("name") in (None, ""):
-                raise ContextError(f"context {group}[{n}] needs a name")
-            entry = out.add(name=str(e["name"]))
-            for key in FIELDS:
-                if e.get(key) not in (None, ""):
-                    setattr(entry, key, str(e[key]))
-            aliases = e.get("aliases") or []
-            if not isinstance(aliases, list):
-                raise ContextError(f"context {group}[{n}].aliases must be a list")
-            entry.aliases.extend(str(a) for a in aliases)
+                raise ContextError(f"context {where} needs a name")
+            try:
+                _entry(out.add(), e, where)
+            except UnicodeEncodeError:
+                raise ContextError(f"context {where} holds text that is not UTF-8") from None
     return msg
+
+
+def _entry(entry: pb.ContextEntry, e: Mapping[str, Any], where: str) -> None:
+    """Fill one ContextEntry from its mapping."""
+    entry.name = _text(e["name"], f"{where}.name")
+    for key in FIELDS:
+        if e.get(key) not in (None, ""):
+            setattr(entry, key, _text(e[key], f"{where}.{key}"))
+    aliases = e.get("aliases")
+    if aliases is None:
+        return
+    if not isinstance(aliases, list | tuple):
+        aliases = [aliases]  # one alias
+    for k, alias in enumerate(aliases):
+        if alias is None:
+            raise ContextError(f"context {where}.aliases[{k}] is empty")
+        entry.aliases.append(_text(alias, f"{where}.aliases[{k}]"))
+
+
+def _text(value: Any, where: str) -> str:
+    """A name, alias or id: a string, or a number as its digits (YAML and JSON read `2` as one)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    kind = {bool: "true or false", list: "a list", tuple: "a list"}.get(type(value))
+    kind = kind or ("a mapping" if isinstance(value, Mapping) else type(value).__name__)
+    raise ContextError(f"context {where} must be text, not {kind}")
 
 
 def read_context(path: str | Path) -> pb.HomeContext:
@@ -91,21 +118,32 @@ def read_context(path: str | Path) -> pb.HomeContext:
         raise ContextError(f"cannot read {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ContextError(f"{path} is not UTF-8 text") from None
-    try:
-        data = json.loads(text)
+    try:  # numbers as written: a name 1.10 is "1.10", not "1.1"
+        data = json.loads(text, parse_float=str, parse_int=str, parse_constant=str)
     except json.JSONDecodeError:
         try:
             import yaml
         except ImportError:
             raise ContextError(f"{path}: not JSON, and reading YAML needs PyYAML") from None
         try:
-            data = yaml.safe_load(text)
+            data = yaml.load(text, Loader=_text_loader(yaml))  # a SafeLoader
         except yaml.YAMLError as exc:
             raise ContextError(f"{path}: not JSON or YAML ({_yaml_problem(exc)})") from None
     try:
         return context_message(data)
     except ContextError as exc:
         raise ContextError(f"{path}: {exc}") from None
+
+
+def _text_loader(yaml: Any) -> Any:
+    """PyYAML's SafeLoader with every plain scalar read as the text written, null and merge
+    keys (`<<`) apart: a name `Off`, `007` or `1.10` is that text, not false, 7 or 1.1."""
+    keep = ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")
+    resolvers = {
+        first: [(tag, regexp) for tag, regexp in rules if tag in keep]
+        for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    return type("TextLoader", (yaml.SafeLoader,), {"yaml_implicit_resolvers": resolvers})
 
 
 def _yaml_problem(exc: Exception) -> str:

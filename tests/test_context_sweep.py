@@ -11,6 +11,7 @@ from dataclasses import replace
 import pytest
 
 from client.api import Client
+from client.context import ContextError, prepare_context, read_context
 
 from .conftest import ROOT
 from .serving import ENV, RunningServer, settings_for
@@ -75,3 +76,70 @@ def test_the_cli_json_shows_the_entry_of_a_slot_whose_entry_has_no_id(server, tm
         "",
         "Zorblat Lamp",
     )
+
+
+# ---------------------------------------------------------------- files and dicts as written
+
+SCALARS = """entities:
+  - name: 0x1F
+    id: light.hex
+  - name: 1_000
+    id: light.thousand
+  - name: Zorblat Lamp
+    id: light.zorblat
+    aliases: Yes Lamp
+  - name: Quillon
+    id: switch.quillon
+    aliases: [Off Switch, 12:30]
+"""
+
+
+def test_a_fixtures_file_gives_names_as_written_and_one_alias_without_a_list(client, tmp_path):
+    """YAML reads `0x1F` as 31 and `Yes` as true; a name or alias is the text written, and an
+    `aliases` of one string is that alias (not a list of its letters, nor an error)."""
+    path = tmp_path / "_fixtures.yaml"
+    path.write_text(SCALARS)
+    home = read_context(path)
+    assert [(e.name, list(e.aliases)) for e in home.entities] == [
+        ("0x1F", []),
+        ("1_000", []),
+        ("Zorblat Lamp", ["Yes Lamp"]),
+        ("Quillon", ["Off Switch", "12:30"]),
+    ]
+    for text, entry in (
+        ("turn on 0x1f", ("0x1F", "light.hex")),
+        ("turn on 1_000", ("1_000", "light.thousand")),
+        ("turn on the yes lamp", ("Zorblat Lamp", "light.zorblat")),
+    ):
+        r = client.parse(text, context=home)
+        assert [(s.entry_name, s.entry_id) for s in r.slots if s.entry_name] == [entry], text
+    number = tmp_path / "home.json"
+    number.write_text('{"entities": [{"name": 1.10, "id": "light.v", "aliases": [7]}]}')
+    assert [(e.name, list(e.aliases)) for e in read_context(number).entities] == [("1.10", ["7"])]
+
+
+@pytest.mark.parametrize(
+    ("home", "needle"),
+    [
+        ({"entities": [{"name": ["a", "b"]}]}, "entities[0].name must be text, not a list"),
+        ({"areas": [{"name": "A", "id": {"x": 1}}]}, "areas[0].id must be text, not a mapping"),
+        ({"floors": [{"name": True}]}, "floors[0].name must be text, not true or false"),
+        ({"entities": [{"name": "a", "aliases": ["b", None]}]}, "entities[0].aliases[1] is empty"),
+        ({"entities": [{"name": "a", "aliases": [["b"]]}]}, "aliases[0] must be text, not a list"),
+        ({"entities": [{"name": "lamp\ud800"}]}, "entities[0] holds text that is not UTF-8"),
+    ],
+)
+def test_a_dict_context_of_values_that_are_not_text_is_refused_naming_the_entry(home, needle):
+    """Python's repr never travels as a name ("['a', 'b']", "None"), and a lone surrogate is a
+    ContextError naming the entry, not a UnicodeEncodeError from protobuf."""
+    with pytest.raises(ContextError) as err:
+        prepare_context(home)
+    assert needle in str(err.value)
+
+
+def test_a_dict_context_may_use_tuples(client):
+    home = {"entities": ({"name": "Zorblat Lamp", "id": "light.z", "aliases": ("the glow",)},)}
+    r = client.parse("turn on the glow", context=home)
+    assert [(s.entry_id, s.canonical) for s in r.slots if s.entry_id] == [
+        ("light.z", "Zorblat Lamp")
+    ]
