@@ -1,7 +1,8 @@
 """The caller's home as a request context: Home Assistant's shape (top-level `floors`,
 `areas`, `entities`, each entry with `name` and optional `id`, `aliases`, `area`, `floor`,
 `domain`; other keys ignored), from a dict or a YAML/JSON file such as Home Assistant's intent
-test fixtures."""
+test fixtures (read as its test harness reads them: names in template syntax expanded, entities
+with `is_exposed: false` left out)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from client.templates import TemplateError, expand, is_template
 from rnnserve.v1 import rnnserve_pb2 as pb
 
 GROUPS = ("floors", "areas", "entities")
@@ -55,10 +57,12 @@ def prepare_context(home: Mapping[str, Any] | pb.HomeContext | PreparedContext) 
 Home = Mapping[str, Any] | pb.HomeContext | PreparedContext
 
 
-def context_message(home: Home) -> pb.HomeContext:
+def context_message(home: Home, *, templates: bool = False) -> pb.HomeContext:
     """A HomeContext message from a dict with `floors`, `areas`, `entities` lists (or tuples).
     Names, ids and aliases are text (a number stands for its digits); `aliases` is a list of
-    them or one of them."""
+    them or one of them; an entry with `is_exposed: false` is left out, as Home Assistant keeps
+    it from the assistant. `templates`: a name or alias in template syntax stands for every
+    sentence it expands to (client/templates.py), as in Home Assistant's test fixtures."""
     if isinstance(home, pb.HomeContext):
         return home
     if isinstance(home, PreparedContext):
@@ -75,28 +79,54 @@ def context_message(home: Home) -> pb.HomeContext:
             where = f"{group}[{n}]"
             if not isinstance(e, Mapping) or e.get("name") in (None, ""):
                 raise ContextError(f"context {where} needs a name")
+            if _false(e.get("is_exposed", True)):
+                continue
             try:
-                _entry(out.add(), e, where)
+                _entry(out.add(), e, where, templates)
             except UnicodeEncodeError:
                 raise ContextError(f"context {where} holds text that is not UTF-8") from None
     return msg
 
 
-def _entry(entry: pb.ContextEntry, e: Mapping[str, Any], where: str) -> None:
+def _entry(entry: pb.ContextEntry, e: Mapping[str, Any], where: str, templates: bool) -> None:
     """Fill one ContextEntry from its mapping."""
-    entry.name = _text(e["name"], f"{where}.name")
     for key in FIELDS:
         if e.get(key) not in (None, ""):
             setattr(entry, key, _text(e[key], f"{where}.{key}"))
     aliases = e.get("aliases")
     if aliases is None:
-        return
-    if not isinstance(aliases, list | tuple):
+        aliases = []
+    elif not isinstance(aliases, list | tuple):
         aliases = [aliases]  # one alias
+    names = [(_text(e["name"], f"{where}.name"), f"{where}.name")]
     for k, alias in enumerate(aliases):
         if alias is None:
             raise ContextError(f"context {where}.aliases[{k}] is empty")
-        entry.aliases.append(_text(alias, f"{where}.aliases[{k}]"))
+        names.append((_text(alias, f"{where}.aliases[{k}]"), f"{where}.aliases[{k}]"))
+    said: list[str] = []
+    for text, at in names:
+        if templates and is_template(text):
+            said += [t for t in _expanded(text, at) if t not in said]
+        else:
+            said.append(text)
+    entry.name = said[0]
+    entry.aliases.extend(said[1:])
+
+
+def _expanded(text: str, where: str) -> list[str]:
+    """The sentences of a name or alias written as a template."""
+    try:
+        sentences = expand(text)
+    except TemplateError as exc:
+        raise ContextError(f"context {where} {text!r} is not a template: {exc}") from None
+    if not sentences:
+        raise ContextError(f"context {where} {text!r} expands to nothing")
+    return sentences
+
+
+def _false(value: Any) -> bool:
+    """False, or a YAML 1.1 spelling of it (files keep their values as text)."""
+    return value is False or (isinstance(value, str) and value.lower() in ("false", "no", "off"))
 
 
 def _text(value: Any, where: str) -> str:
@@ -130,7 +160,7 @@ def read_context(path: str | Path) -> pb.HomeContext:
         except yaml.YAMLError as exc:
             raise ContextError(f"{path}: not JSON or YAML ({_yaml_problem(exc)})") from None
     try:
-        return context_message(data)
+        return context_message(data, templates=True)
     except ContextError as exc:
         raise ContextError(f"{path}: {exc}") from None
 

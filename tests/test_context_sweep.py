@@ -143,3 +143,45 @@ def test_a_dict_context_may_use_tuples(client):
     assert [(s.entry_id, s.canonical) for s in r.slots if s.entry_id] == [
         ("light.z", "Zorblat Lamp")
     ]
+
+
+HA_FIXTURES = """language: "en"
+areas:
+  - name: "(Snug|Cozy Nook)"
+    id: "snug_id"
+entities:
+  - name: "Trader Joe[']s"
+    id: "todo.trader_joes"
+    state: ""
+  - name: "Bob"
+    id: "person.bob"
+    state: "home"
+    is_exposed: false
+  - name: "Zorblat Lamp"
+    id: "light.zorblat"
+"""
+
+
+def test_a_fixtures_file_reads_template_names_and_leaves_out_unexposed_entities(client, tmp_path):
+    """Home Assistant's fixtures write some names as templates ("Trader Joe[']s") and mark
+    entities kept from the assistant `is_exposed: false`; the file is read as its test harness
+    reads it: every expansion a name of the entry, the first its registered name."""
+    path = tmp_path / "_fixtures.yaml"
+    path.write_text(HA_FIXTURES)
+    home = read_context(path)
+    assert [(e.name, list(e.aliases)) for e in [*home.areas, *home.entities]] == [
+        ("Snug", ["Cozy Nook"]),
+        ("Trader Joe's", ["Trader Joes"]),
+        ("Zorblat Lamp", []),
+    ]
+    for text, kind, entry in (
+        ("add milk to my trader joe's list", "name", "todo.trader_joes"),
+        ("add milk to my trader joes list", "name", "todo.trader_joes"),
+        ("turn off the lights in the cozy nook", "area", "snug_id"),
+    ):
+        r = client.parse(text, context=home)
+        assert [(s.name, s.entry_id) for s in r.slots if s.entry_id] == [(kind, entry)], text
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('entities:\n  - name: "Lamp (old"\n')
+    with pytest.raises(ContextError, match=r"entities\[0\]\.name 'Lamp \(old' is not a template"):
+        read_context(bad)
