@@ -121,8 +121,8 @@ class NameTable:
     """Every name and alias of one kind's entries, read once per request: `texts[k]` belongs to
     entry `owners[k]` (names first, in entry order, then aliases). `lows` are the texts
     lower-cased, which is their matching key except for the `odd` ones (tokenized when they
-    could match). A text holding a line break splits in two: `lows` is then longer than
-    `texts` (callers refuse such names)."""
+    could match). A text holding a line break (a newline or a carriage return) splits in
+    two: `lows` is then longer than `texts` (callers refuse such names)."""
 
     kind: str
     texts: list[str]
@@ -175,6 +175,8 @@ class ContextMatcher:
             texts += aliases
             owners += [k] * len(aliases)
         joined = "\n".join(texts).lower()
+        if "\r" in joined:  # a line break too, refused as a newline is
+            joined = joined.replace("\r", "\n")
         lows = joined.split("\n")
         odd = _odd_lines(joined, len(lows)) if self._plain_ok else list(range(len(lows)))
         keys = [self.key(texts[k]) for k in odd] if len(lows) == len(texts) else []

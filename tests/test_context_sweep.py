@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import pytest
 
-from client.api import Client
+from client.api import Client, RnnServeError
 from client.context import ContextError, prepare_context, read_context
 
 from .conftest import ROOT
@@ -185,3 +185,23 @@ def test_a_fixtures_file_reads_template_names_and_leaves_out_unexposed_entities(
     bad.write_text('entities:\n  - name: "Lamp (old"\n')
     with pytest.raises(ContextError, match=r"entities\[0\]\.name 'Lamp \(old' is not a template"):
         read_context(bad)
+
+
+# ---------------------------------------------------------------- the server's checks
+
+
+@pytest.mark.parametrize(
+    ("home", "needle"),
+    [
+        ({"floors": [{"name": "up\rstairs"}]}, "context.floors[0].name holds a line break"),
+        (
+            {"areas": [{"name": "Snug", "aliases": ["nook", "cozy\r\nnook"]}]},
+            "context.areas[0].aliases[1] holds a line break",
+        ),
+    ],
+)
+def test_a_carriage_return_is_a_line_break_in_a_name(client, home, needle):
+    """Names are single lines: a carriage return is refused as a newline is."""
+    with pytest.raises(RnnServeError) as err:
+        client.parse("turn on the lights upstairs", context=home)
+    assert err.value.code == "INVALID_ARGUMENT" and needle in err.value.message
