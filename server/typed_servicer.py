@@ -17,7 +17,7 @@ from server.context import home_context
 from server.context_wire import Typed, WireContexts, deserializer
 from server.dataplane import DataPlane
 from server.decoding import ParseOptions, ParseResult
-from server.errors import FailedPrecondition, NotFound
+from server.errors import FailedPrecondition, InvalidArgument, NotFound
 from server.generate_codec import generate_input, response, stream_message
 from server.generation_service import GenerationService
 from server.model import ServedModel
@@ -142,6 +142,13 @@ def _unwrap(request: Any, contexts: WireContexts) -> tuple[Any, HomeContext | No
     return msg, home_context(msg.context) if msg.HasField("context") else None
 
 
+def _carries_context(request: Any) -> bool:
+    """Whether a request sent a context (kept apart as bytes, or in the message)."""
+    if isinstance(request, Typed):
+        return bool(request.context) or request.message.HasField("context")
+    return bool(request.HasField("context"))
+
+
 def deserializers() -> dict[str, Callable[[bytes], Typed]]:
     """Request deserializers of the methods that keep a large context apart, by method."""
     service = pb.DESCRIPTOR.services_by_name["Parser"].full_name
@@ -181,7 +188,14 @@ class ParserServicer(pb_grpc.ParserServicer):
     ) -> AsyncIterator[pb.ParseStreamResponse]:
         """Parse an utterance chunk by chunk, carrying the recurrent state inside the stream."""
         stream = StreamState()
+        first = True
         async for request in request_iterator:
+            if not first and _carries_context(request):
+                raise InvalidArgument(
+                    "context goes with a stream's first message only; a later message may not "
+                    "carry one (start a new stream for another home)"
+                )
+            first = False
             req, home = _unwrap(request, self.contexts)
             try:
                 res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk"), home))

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from dataclasses import replace
 
+import grpc
 import pytest
 
 from client.api import Client, RnnServeError
 from client.context import ContextError, prepare_context, read_context
+from rnnserve.v1 import rnnserve_pb2 as pb
+from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
 from .conftest import ROOT
 from .serving import ENV, RunningServer, settings_for
@@ -205,3 +208,28 @@ def test_a_carriage_return_is_a_line_break_in_a_name(client, home, needle):
     with pytest.raises(RnnServeError) as err:
         client.parse("turn on the lights upstairs", context=home)
     assert err.value.code == "INVALID_ARGUMENT" and needle in err.value.message
+
+
+def _chunks(*messages: pb.ParseStreamRequest):
+    yield from messages
+
+
+@pytest.mark.parametrize("entities", [1, 60])  # 60: the context is read apart from the message
+def test_a_context_on_a_later_stream_message_is_invalid_argument(server, entities):
+    """A stream reads its home from the first message; a later message carrying one (another
+    home, or a bad one) is refused rather than silently ignored."""
+    home = pb.HomeContext()
+    for i in range(entities):
+        home.entities.add(name=f"Zorblat {i}", id=f"light.z{i}")
+    with grpc.insecure_channel(server.target) as ch:
+        stub = pb_grpc.ParserStub(ch)
+        first = pb.ParseStreamRequest(model="intent-stream", text="turn on the ")
+        later = pb.ParseStreamRequest(model="intent-stream", text="zorblat 0", context=home)
+        answers = stub.ParseStream(_chunks(first, later), timeout=10)
+        assert next(answers).chunk_index == 0
+        with pytest.raises(grpc.RpcError) as err:
+            next(answers)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "first message only" in err.value.details()
+        ok = list(stub.ParseStream(_chunks(later, first), timeout=10))
+        assert [a.chunk_index for a in ok] == [0, 1]
