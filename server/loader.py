@@ -24,6 +24,7 @@ from server.settings import BatchSettings, LimitSettings, RuntimeSettings
 log = logging.getLogger("rnnserve.repository")
 
 MODES = ("none", "poll", "explicit")
+UNREADABLE = "the model repository cannot be read"
 
 
 class ModelLoader:
@@ -52,6 +53,7 @@ class ModelLoader:
         self.stamps: dict[tuple[str, str], tuple[int, int, int]] = {}
         self.failed: dict[tuple[str, str], str] = {}  # versions whose file failed, and why
         self.unloaded: set[str] = set()  # explicitly unloaded: polling leaves them out
+        self.unreadable = ""  # why the repository could not be read at the last scan
         self._lock = asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
 
@@ -82,12 +84,20 @@ class ModelLoader:
             model.runtime.warmup(self.runtime.warmup_runs)
         return model
 
-    def _wanted(self, names: Iterable[str] | None) -> dict[str, ModelSource]:
+    def _wanted(self, names: Iterable[str] | None) -> dict[str, ModelSource] | None:
+        """The named models (all, when None) as the repository holds them; None when it cannot
+        be read (moved, unmounted, not listable): then nothing is loaded or retired."""
         try:
             found = self.source()
         except RepositoryError as exc:
-            log.warning("repository unreadable", extra={"reason": str(exc)})
-            return {}
+            if str(exc) != self.unreadable:  # once per outage, not once per poll
+                log.warning(
+                    "repository unreadable; the models loaded stay served",
+                    extra={"reason": str(exc)},
+                )
+            self.unreadable = str(exc)
+            return None
+        self.unreadable = ""
         if names is None:
             return {n: s for n, s in found.items() if n not in self.unloaded}
         return {
@@ -101,7 +111,7 @@ class ModelLoader:
         """Load every model the repository holds (not warmed: the app warms up before
         SERVING). A lone model file that fails is a start-up error; in a repository, a failed
         model is reported and the rest are served, unless none can be."""
-        wanted = self._wanted(None)
+        wanted = self._wanted(None) or {}
         problems = []
         for src in wanted.values():
             if src.error:
@@ -132,6 +142,8 @@ class ModelLoader:
         changed versions, retire versions no longer selected. Returns the failures."""
         async with self._lock:
             wanted = self._wanted(names)
+            if wanted is None:
+                return [UNREADABLE]
             loop = asyncio.get_running_loop()
             failures = []
             for src in wanted.values():
@@ -229,7 +241,10 @@ class ModelLoader:
         """Rescan the repository every `period` seconds (run as a task in poll mode)."""
         while True:
             await asyncio.sleep(period)
-            await self.sync()
+            try:
+                await self.sync()
+            except Exception:  # one bad scan must not end polling for the server's life
+                log.exception("repository scan failed; the next one follows")
 
     def close(self) -> None:
         """Stop the loading thread."""

@@ -90,13 +90,18 @@ def _config(folder: Path) -> dict[str, Any]:
     return data
 
 
+def _numbered(name: str) -> bool:
+    """A version folder's name: ASCII digits (str.isdigit also takes '²', which int refuses)."""
+    return name.isascii() and name.isdigit()
+
+
 def is_seq2seq(folder: Path) -> bool:
     """An encoder–decoder folder: a version folder holds encoder.onnx (and step.onnx)."""
     try:
         return any(
             (p / ENCODER_FILE).is_file()
             for p in folder.iterdir()
-            if p.name.isdigit() and p.is_dir()
+            if _numbered(p.name) and p.is_dir()
         )
     except OSError:
         return False
@@ -106,7 +111,7 @@ def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
     name = folder.name
     try:
         config = _config(folder)
-        numbered = [int(p.name) for p in folder.iterdir() if p.name.isdigit() and p.is_dir()]
+        numbered = [int(p.name) for p in folder.iterdir() if _numbered(p.name) and p.is_dir()]
         present = [v for v in numbered if (folder / str(v) / model_file).is_file()]
         chosen = _policy(config, sorted(present), folder / CONFIG_FILE)
         versions = {
@@ -146,9 +151,17 @@ def single(path: Path, name: str) -> dict[str, ModelSource]:
 
 
 def scan(root: Path) -> dict[str, ModelSource]:
-    """Every model under `root`, by name (RepositoryError when `root` is not a folder)."""
+    """Every model under `root`, by name (RepositoryError when `root` is not a folder or
+    cannot be listed: then nothing about it is known, and nothing should change)."""
     if not root.is_dir():
         raise RepositoryError(f"{root}: the model repository is not a folder")
+    try:
+        return _scan(root)
+    except OSError as exc:  # unlisted, or an entry gone between listing and reading it
+        raise RepositoryError(f"{root}: cannot read ({exc.strerror or exc})") from None
+
+
+def _scan(root: Path) -> dict[str, ModelSource]:
     out: dict[str, ModelSource] = {}
     for entry in sorted(root.iterdir()):
         if entry.name.startswith("."):

@@ -1,0 +1,101 @@
+"""Operating the server: a repository that changes under it, TLS files, tokens, metrics, drain.
+
+Each test starts a real server (in the test process on port 0, or `python -m server` for what
+an operator sees at start-up) and asserts on what a client or the operator receives.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from client import Client
+from rnnserve.kserve import grpc_predict_v2_pb2 as v2
+from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
+
+from .conftest import DEFAULT_ONNX
+from .serving import RunningServer, settings_for, small_model_file
+
+TEXT = "turn on the kitchen lights"
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """A small unidirectional model and a bidirectional one."""
+    root = tmp_path_factory.mktemp("files")
+    return {
+        "uni": small_model_file(root / "uni.onnx", "gru", seed=1),
+        "bi": small_model_file(root / "bi.onnx", "gru", bi=True),
+    }
+
+
+def _wait(predicate, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _repo(root: Path, files: dict) -> Path:
+    (root / "uni" / "1").mkdir(parents=True)
+    shutil.copy(files["uni"], root / "uni" / "1" / "model.onnx")
+    shutil.copy(files["bi"], root / "bi.onnx")
+    return root
+
+
+def _index(target: str) -> dict[tuple[str, str], tuple[str, str]]:
+    with grpc.insecure_channel(target) as ch:
+        got = v2_grpc.GRPCInferenceServiceStub(ch).RepositoryIndex(
+            v2.RepositoryIndexRequest(), timeout=5
+        )
+    return {(m.name, m.version): (m.state, m.reason) for m in got.models}
+
+
+def _polling(root: Path) -> RunningServer:
+    settings = settings_for(
+        DEFAULT_ONNX,
+        model_repository=str(root),
+        model_control_mode="poll",
+        repository_poll_seconds=0.05,
+    )
+    return RunningServer(settings)
+
+
+# ---------------------------------------------------------------- the repository in poll mode
+
+
+def test_a_repository_that_cannot_be_read_for_a_while_keeps_its_models_served(
+    tmp_path, files, caplog
+):
+    root = _repo(tmp_path / "repo", files)
+    aside = tmp_path / "aside"
+    caplog.set_level(logging.WARNING, logger="rnnserve.repository")
+    with _polling(root) as srv, Client(srv.target, timeout=10) as c:
+        assert c.parse(TEXT, model="uni").model == "uni"
+        root.rename(aside)  # moved, unmounted: a scan finds no folder
+        assert _wait(lambda: any("unreadable" in r.getMessage() for r in caplog.records))
+        assert c.parse(TEXT, model="uni").model == "uni"
+        assert c.parse(TEXT, model="bi").model == "bi"
+        assert _index(srv.target)[("uni", "1")] == ("READY", "")
+        aside.rename(root)
+        shutil.copy(files["bi"], root / "later.onnx")
+        assert _wait(lambda: _index(srv.target).get(("later", "1"), ("",))[0] == "READY")
+        assert _index(srv.target)[("uni", "1")] == ("READY", "")
+
+
+def test_a_version_folder_named_with_other_digits_does_not_stop_polling(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    with _polling(root) as srv, Client(srv.target, timeout=10) as c:
+        (root / "uni" / "²").mkdir()  # str.isdigit() says yes, int() says no
+        (root / "uni" / "٣").mkdir()  # Arabic-Indic three
+        shutil.copy(files["bi"], root / "later.onnx")  # seen only if polling goes on
+        assert _wait(lambda: _index(srv.target).get(("later", "1"), ("",))[0] == "READY")
+        assert c.parse(TEXT, model="later").model == "later"
+        assert c.info("uni").version == "1"
