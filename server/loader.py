@@ -101,7 +101,7 @@ class ModelLoader:
         if names is None:
             return {n: s for n, s in found.items() if n not in self.unloaded}
         return {
-            n: found.get(n, ModelSource(n, error=f"no model {n!r} in the repository"))
+            n: found.get(n, ModelSource(n, error=f"no model {n!r}", reason=f"no model {n!r}"))
             for n in names
         }
 
@@ -115,7 +115,7 @@ class ModelLoader:
         problems = []
         for src in wanted.values():
             if src.error:
-                self.registry.fail(src.name, "", src.error)
+                self.registry.fail(src.name, "", src.reason)
                 problems.append(src.error)
             for version, vf in src.versions.items():
                 try:
@@ -147,9 +147,9 @@ class ModelLoader:
             loop = asyncio.get_running_loop()
             failures = []
             for src in wanted.values():
-                if src.error:
-                    self.registry.fail(src.name, "", src.error)
-                    failures.append(src.error)
+                if src.error:  # clients read the reason; the log had the paths at start
+                    self.registry.fail(src.name, "", src.reason)
+                    failures.append(src.reason)
                     continue
                 failed = False
                 for key in [k for k in self.failed if k[0] == src.name]:

@@ -24,7 +24,12 @@ FLAT_VERSION = "1"
 
 
 class RepositoryError(ValueError):
-    """A model's folder or config cannot be read; the message names the file."""
+    """A model's folder or config cannot be read. The message names the file (for the
+    operator); `public` says what is wrong without the server's paths (for clients)."""
+
+    def __init__(self, where: object, what: str, detail: str = "") -> None:
+        super().__init__(f"{where}: {what}" + (f" ({detail})" if detail else ""))
+        self.public = f"{Path(str(where)).name}: {what}"
 
 
 @dataclass(frozen=True)
@@ -43,7 +48,8 @@ class ModelSource:
     versions: dict[str, VersionFile] = field(default_factory=dict)
     max_batch_size: int | None = None
     max_batch_delay_us: int | None = None
-    error: str = ""  # why the model cannot be read (then it has no versions)
+    error: str = ""  # why the model cannot be read (then it has no versions), for the log
+    reason: str = ""  # the same without the server's paths: what clients read
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
@@ -55,7 +61,7 @@ def _policy(config: dict[str, Any], versions: list[int], where: Path) -> list[in
     """The versions a policy selects (default: the newest one)."""
     policy = config.get("version_policy", {"latest": {"num_versions": 1}})
     if not isinstance(policy, dict) or len(policy) != 1:
-        raise RepositoryError(f"{where}: version_policy must be one of latest, all, specific")
+        raise RepositoryError(where, "version_policy must be one of latest, all, specific")
     ((kind, args),) = policy.items()
     args = args or {}
     if kind == "all":
@@ -63,14 +69,14 @@ def _policy(config: dict[str, Any], versions: list[int], where: Path) -> list[in
     if kind == "latest":
         n = args.get("num_versions", 1)
         if not isinstance(n, int) or n < 1:
-            raise RepositoryError(f"{where}: latest.num_versions must be a positive integer")
+            raise RepositoryError(where, "latest.num_versions must be a positive integer")
         return sorted(versions)[-n:]
     if kind == "specific":
         wanted = args.get("versions", [])
         if not isinstance(wanted, list) or not all(isinstance(v, int) for v in wanted):
-            raise RepositoryError(f"{where}: specific.versions must be a list of integers")
+            raise RepositoryError(where, "specific.versions must be a list of integers")
         return [v for v in versions if v in wanted]
-    raise RepositoryError(f"{where}: version_policy must be one of latest, all, specific")
+    raise RepositoryError(where, "version_policy must be one of latest, all, specific")
 
 
 def _config(folder: Path) -> dict[str, Any]:
@@ -80,13 +86,13 @@ def _config(folder: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise RepositoryError(f"{path}: not a readable JSON file ({exc})") from None
+        raise RepositoryError(path, "not a readable JSON file", str(exc)) from None
     if not isinstance(data, dict):
-        raise RepositoryError(f"{path}: must hold a JSON object")
+        raise RepositoryError(path, "must hold a JSON object")
     for key in ("max_batch_size", "max_batch_delay_us"):
         value = data.get(key)
         if value is not None and (not isinstance(value, int) or value < 0):
-            raise RepositoryError(f"{path}: {key} must be a non-negative integer")
+            raise RepositoryError(path, f"{key} must be a non-negative integer")
     return data
 
 
@@ -120,15 +126,16 @@ def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
             for p in [folder / str(v) / model_file]
         }
     except RepositoryError as exc:
-        return ModelSource(name, error=str(exc))
+        return ModelSource(name, error=str(exc), reason=exc.public)
     except OSError as exc:
-        return ModelSource(name, error=f"{folder}: cannot read ({exc.strerror})")
+        return _failed(name, folder, "the model's folder cannot be read", exc.strerror or "")
     if not versions and present:
         held = ", ".join(str(v) for v in sorted(present))
-        error = f"{folder / CONFIG_FILE}: version_policy selects none of the versions held ({held})"
-        return ModelSource(name, error=error)
+        what = f"version_policy selects none of the versions held ({held})"
+        error = f"{folder / CONFIG_FILE}: {what}"
+        return ModelSource(name, error=error, reason=f"{CONFIG_FILE}: {what}")
     if not versions:
-        return ModelSource(name, error=f"{folder}: no version folder holds {model_file}")
+        return _failed(name, folder, f"no version folder holds {model_file}")
     return ModelSource(
         name,
         versions,
@@ -137,16 +144,21 @@ def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
     )
 
 
+def _failed(name: str, where: Path, what: str, detail: str = "") -> ModelSource:
+    """A model that cannot be served: the log reads `where` and `detail`, clients `what`."""
+    error = f"{where}: {what}" + (f" ({detail})" if detail else "")
+    return ModelSource(name, error=error, reason=what)
+
+
 def single(path: Path, name: str) -> dict[str, ModelSource]:
     """A repository of one model file (`--model FILE`), version 1."""
     if path.is_dir():
-        return {
-            name: ModelSource(name, error=f"{path} is a folder: serve it with --model-repository")
-        }
+        what = "the model file is a folder: serve it with --model-repository"
+        return {name: _failed(name, path, what)}
     try:
         versions = {FLAT_VERSION: VersionFile(path, _stamp(path))}
     except OSError:
-        return {name: ModelSource(name, error=f"{path}: no such model file")}
+        return {name: _failed(name, path, "no such model file")}
     return {name: ModelSource(name, versions)}
 
 
@@ -154,11 +166,11 @@ def scan(root: Path) -> dict[str, ModelSource]:
     """Every model under `root`, by name (RepositoryError when `root` is not a folder or
     cannot be listed: then nothing about it is known, and nothing should change)."""
     if not root.is_dir():
-        raise RepositoryError(f"{root}: the model repository is not a folder")
+        raise RepositoryError(root, "the model repository is not a folder")
     try:
         return _scan(root)
     except OSError as exc:  # unlisted, or an entry gone between listing and reading it
-        raise RepositoryError(f"{root}: cannot read ({exc.strerror or exc})") from None
+        raise RepositoryError(root, "cannot read", exc.strerror or str(exc)) from None
 
 
 def _scan(root: Path) -> dict[str, ModelSource]:
@@ -172,7 +184,7 @@ def _scan(root: Path) -> dict[str, ModelSource]:
         elif entry.suffix == ".onnx" and entry.is_file():
             name = entry.name[: -len(".onnx")]
             if name in out or (root / name).is_dir():
-                out[name] = ModelSource(name, error=f"{entry}: {name} is also a folder")
+                out[name] = _failed(name, entry, f"{name} is also a folder")
                 continue
             out[name] = ModelSource(name, {FLAT_VERSION: VersionFile(entry, _stamp(entry))})
     return out

@@ -99,3 +99,35 @@ def test_a_version_folder_named_with_other_digits_does_not_stop_polling(tmp_path
         assert _wait(lambda: _index(srv.target).get(("later", "1"), ("",))[0] == "READY")
         assert c.parse(TEXT, model="later").model == "later"
         assert c.info("uni").version == "1"
+
+
+def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    (root / "empty").mkdir()
+    (root / "badconfig" / "1").mkdir(parents=True)
+    shutil.copy(files["uni"], root / "badconfig" / "1" / "model.onnx")
+    (root / "badconfig" / "config.json").write_text("{not json")
+    (root / "policy" / "1").mkdir(parents=True)
+    shutil.copy(files["uni"], root / "policy" / "1" / "model.onnx")
+    policy = '{"version_policy": {"specific": {"versions": [4]}}}'
+    (root / "policy" / "config.json").write_text(policy)
+    settings = settings_for(DEFAULT_ONNX, model_repository=str(root), model_control_mode="explicit")
+    with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        index = _index(srv.target)
+        assert index[("empty", "")] == ("UNAVAILABLE", "no version folder holds model.onnx")
+        assert index[("badconfig", "")] == ("UNAVAILABLE", "config.json: not a readable JSON file")
+        assert index[("policy", "")] == (
+            "UNAVAILABLE",
+            "config.json: version_policy selects none of the versions held (1)",
+        )
+        for name in ("empty", "badconfig", "policy"):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name=name), timeout=30)
+            assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert str(tmp_path) not in err.value.details()
+            with pytest.raises(grpc.RpcError) as err:
+                stub.ModelMetadata(v2.ModelMetadataRequest(name=name), timeout=5)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert str(tmp_path) not in err.value.details()
+        assert all(str(tmp_path) not in reason for _, reason in _index(srv.target).values())
