@@ -45,7 +45,8 @@ MAX_FLOORS: Final = 100
 MAX_AREAS: Final = 500
 MAX_ENTITIES: Final = 5000
 MAX_ALIASES: Final = 20  # per entry
-MAX_NAME_CHARS: Final = 100  # a name, alias or id
+MAX_NAME_CHARS: Final = 100  # a name or alias
+MAX_ID_CHARS: Final = 255  # an id (Home Assistant's entity ids are at most 255 characters)
 MAX_MATCH_TOKENS: Final = 8  # a name longer than this many tokens never matches
 
 _KIND_ORDER = {k: i for i, k in enumerate(CONTEXT_KINDS)}
@@ -130,6 +131,7 @@ class NameTable:
     lows: list[str]
     odd: list[int]
     entries: int  # how many entries (texts past this index are aliases)
+    longest_id: tuple[int, int] = (0, -1)  # (characters, entry) of the entries' longest id
     index: dict[str, list[int]] = field(default_factory=dict)  # lows[k] -> every such k
     odd_keys: list[str] = field(default_factory=list)  # the matching key of each odd text
     firsts: set[str] = field(default_factory=set)  # the first token of every matching key
@@ -167,11 +169,14 @@ class ContextMatcher:
     def table(self, kind: str, entries: Sequence[EntryLike]) -> NameTable:
         """The names and aliases of one kind's entries (a name holding a line break is split
         in two: callers reject those, see NameTable.lows)."""
-        pairs = [(e.name, e.aliases) for e in entries]  # each entry read once
-        texts = [p[0] for p in pairs]
+        triples = [(e.name, e.aliases, e.id) for e in entries]  # each entry read once
+        texts = [p[0] for p in triples]
+        id_chars = [len(p[2]) for p in triples]
+        most = max(id_chars, default=0)
+        longest_id = (most, id_chars.index(most) if most else -1)
         owners = list(range(len(texts)))
-        for k in [k for k, p in enumerate(pairs) if p[1]]:
-            aliases = pairs[k][1]
+        for k in [k for k, p in enumerate(triples) if p[1]]:
+            aliases = triples[k][1]
             texts += aliases
             owners += [k] * len(aliases)
         joined = "\n".join(texts).lower()
@@ -180,7 +185,8 @@ class ContextMatcher:
         lows = joined.split("\n")
         odd = _odd_lines(joined, len(lows)) if self._plain_ok else list(range(len(lows)))
         keys = [self.key(texts[k]) for k in odd] if len(lows) == len(texts) else []
-        return NameTable(kind, texts, owners, lows, odd, len(entries), odd_keys=keys)
+        n = len(entries)
+        return NameTable(kind, texts, owners, lows, odd, n, longest_id, odd_keys=keys)
 
     def tables(self, context: HomeContext) -> list[NameTable]:
         """The name tables of every kind the context has entries of."""

@@ -26,6 +26,7 @@ from modelspec.context import (
     MAX_AREAS,
     MAX_ENTITIES,
     MAX_FLOORS,
+    MAX_ID_CHARS,
     MAX_NAME_CHARS,
     NAME,
     ContextMatcher,
@@ -148,8 +149,15 @@ class PreparedContexts:
 
 def _check(table: NameTable, entries: Sequence[EntryLike]) -> None:
     """Names and aliases are non-empty, single-line and within MAX_NAME_CHARS; each entry has
-    at most MAX_ALIASES aliases."""
+    at most MAX_ALIASES aliases and an id of at most MAX_ID_CHARS (an answer repeats the id
+    of every slot that names the entry)."""
     texts = table.texts
+    chars, at = table.longest_id
+    if chars > MAX_ID_CHARS:
+        group = LIMITS[table.kind][0]
+        raise InvalidArgument(
+            f"context.{group}[{at}].id has {chars} characters; the limit is {MAX_ID_CHARS}"
+        )
     if len(table.lows) != len(texts):  # a text held a line break
         k = next(k for k, t in enumerate(texts) if "\n" in t or "\r" in t)
         raise InvalidArgument(f"context.{table.where(k, entries)} holds a line break")

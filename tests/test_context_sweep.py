@@ -233,3 +233,22 @@ def test_a_context_on_a_later_stream_message_is_invalid_argument(server, entitie
         assert "first message only" in err.value.details()
         ok = list(stub.ParseStream(_chunks(later, first), timeout=10))
         assert [a.chunk_index for a in ok] == [0, 1]
+
+
+@pytest.mark.parametrize("fillers", [0, 60])  # 60: a context read apart and kept by its bytes
+def test_an_id_is_at_most_255_characters(client, fillers):
+    """An answer repeats the id of every slot naming the entry: an id of megabytes made each
+    such slot megabytes (gRPC then refused the answer with its own message). Home Assistant's
+    entity ids are at most 255 characters."""
+    others = [{"name": f"lamp {i}", "id": f"light.l{i}"} for i in range(fillers)]
+    longest = "light." + "z" * 249
+    home = {"entities": [*others, {"name": "Zorblat", "id": longest}]}
+    r = client.parse("turn on zorblat", context=home)
+    assert [s.entry_id for s in r.slots if s.entry_id] == [longest]
+    home["entities"][-1]["id"] = longest + "z"
+    with pytest.raises(RnnServeError) as err:
+        client.parse("turn on zorblat", context=home)
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert err.value.message == (
+        f"context.entities[{fillers}].id has 256 characters; the limit is 255"
+    )
