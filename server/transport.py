@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import ssl
 from pathlib import Path
 
 import grpc
@@ -41,9 +42,32 @@ def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
     client_ca = (
         _pem(settings.tls_client_ca, "client CA", CERTIFICATE) if settings.tls_client_ca else None
     )
+    _check(settings)
     return grpc.ssl_server_credentials(
         [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
+
+
+def _check(settings: Settings) -> None:
+    """Load the TLS files as OpenSSL does: a key that is not the certificate's, an encrypted
+    key, or a PEM block that does not parse is one line naming the files now, not a failed
+    bind (gRPC's 'cannot bind the gRPC port') after the models have loaded."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    cert, key = settings.tls_cert, settings.tls_key
+    try:  # the password callback stops OpenSSL prompting on a terminal for an encrypted key
+        ctx.load_cert_chain(cert, key, password=lambda: b"")
+    except ssl.SSLError as exc:
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ModelLoadError(f"{key}: the TLS key is not the key of {cert}") from None
+        what = "do not parse as a PEM certificate chain and an unencrypted private key"
+        raise ModelLoadError(f"{cert}, {key}: the TLS certificate and key {what}") from None
+    if settings.tls_client_ca:
+        try:
+            ctx.load_verify_locations(settings.tls_client_ca)
+        except ssl.SSLError:
+            raise ModelLoadError(
+                f"{settings.tls_client_ca}: the client CA does not parse as PEM certificates"
+            ) from None
 
 
 def grpc_options(settings: Settings) -> list[tuple[str, int]]:

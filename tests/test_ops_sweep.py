@@ -8,18 +8,22 @@ from __future__ import annotations
 
 import logging
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from client import Client
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
 
-from .conftest import DEFAULT_ONNX
-from .serving import RunningServer, settings_for, small_model_file
+from .conftest import DEFAULT_ONNX, ROOT
+from .pki import issue, make_ca
+from .serving import ENV, RunningServer, settings_for, small_model_file
 
 TEXT = "turn on the kitchen lights"
 
@@ -66,6 +70,23 @@ def _polling(root: Path) -> RunningServer:
         repository_poll_seconds=0.05,
     )
     return RunningServer(settings)
+
+
+def _start(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "server", "--port", "0", "--metrics-port", "-1", *args],
+        cwd=ROOT,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def _one_line(out: subprocess.CompletedProcess) -> str:
+    lines = [line for line in out.stderr.splitlines() if not line.startswith("{")]
+    assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+    return lines[0]
 
 
 # ---------------------------------------------------------------- the repository in poll mode
@@ -131,3 +152,54 @@ def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_p
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
             assert str(tmp_path) not in err.value.details()
         assert all(str(tmp_path) not in reason for _, reason in _index(srv.target).values())
+
+
+# ---------------------------------------------------------------- TLS files
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pki")
+    _ca, ca_cert, ca_key = make_ca(out, "ca")
+    one = issue(out, "one", ca_cert, ca_key, server=True)
+    other = issue(out, "other", ca_cert, ca_key, server=True)
+    key = serialization.load_pem_private_key(one.key.read_bytes(), password=None)
+    encrypted = out / "encrypted.key"  # the legacy form: BEGIN EC PRIVATE KEY + Proc-Type
+    encrypted.write_bytes(
+        key.private_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.BestAvailableEncryption(b"secret"),
+        )
+    )
+    broken = out / "broken.crt"
+    broken.write_text("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    return {"one": one, "other": other, "encrypted": encrypted, "broken": broken}
+
+
+@pytest.mark.parametrize(
+    ("cert", "key", "ca", "says"),
+    [
+        ("one", "other", None, "{key}: the TLS key is not the key of {cert}"),
+        ("one", "encrypted", None, "{cert}, {key}: the TLS certificate and key do not parse"),
+        ("broken", "one", None, "{cert}, {key}: the TLS certificate and key do not parse"),
+        ("one", "one", "broken", "{ca}: the client CA does not parse as PEM certificates"),
+    ],
+)
+def test_tls_files_that_do_not_make_a_server_are_named_before_the_model_loads(
+    pki, cert, key, ca, says
+):
+    def path(name: str, part: str) -> str:
+        item = pki[name]
+        return str(item if isinstance(item, Path) else getattr(item, part))
+
+    c, k = path(cert, "cert"), path(key, "key")
+    flags = ["--tls-cert", c, "--tls-key", k]
+    if ca is not None:
+        flags += ["--tls-client-ca", path(ca, "cert")]
+    out = _start(*flags)
+    assert out.returncode == 1
+    line = _one_line(out)
+    ca_path = path(ca, "cert") if ca else ""
+    assert line.startswith("error: " + says.format(cert=c, key=k, ca=ca_path)), line
+    assert "bind" not in line and "model loaded" not in out.stderr
