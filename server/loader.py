@@ -84,6 +84,13 @@ class ModelLoader:
             model.runtime.warmup(self.runtime.warmup_runs)
         return model
 
+    def _failed(self, name: str, version: str, reason: str) -> None:
+        """Record a version whose file did not load: rnnserve_model_ready reads 0 for it,
+        unless an earlier file of the same version still serves."""
+        self.registry.fail(name, version, reason)
+        if version not in self.registry.versions(name):
+            self.metrics.model_ready.labels(name, version).set(0)
+
     def _wanted(self, names: Iterable[str] | None) -> dict[str, ModelSource] | None:
         """The named models (all, when None) as the repository holds them; None when it cannot
         be read (moved, unmounted, not listable): then nothing is loaded or retired."""
@@ -121,7 +128,7 @@ class ModelLoader:
                 try:
                     model = self._load(src, version, vf, warm=False)
                 except ModelLoadError as exc:
-                    self.registry.fail(src.name, version, exc.public)
+                    self._failed(src.name, version, exc.public)
                     problems.append(str(exc))
                     continue
                 self.registry.add(model)
@@ -167,7 +174,7 @@ class ModelLoader:
                             self._pool, self._load, src, version, vf, True
                         )
                     except ModelLoadError as exc:  # clients read exc.public, the log all
-                        self.registry.fail(src.name, version, exc.public)
+                        self._failed(src.name, version, exc.public)
                         self.stamps[key] = vf.stamp  # retried when it changes
                         self.failed[key] = exc.public
                         failures.append(exc.public)

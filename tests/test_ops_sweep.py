@@ -16,6 +16,7 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
+from prometheus_client import generate_latest
 
 from client import Client
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
@@ -203,3 +204,33 @@ def test_tls_files_that_do_not_make_a_server_are_named_before_the_model_loads(
     ca_path = path(ca, "cert") if ca else ""
     assert line.startswith("error: " + says.format(cert=c, key=k, ca=ca_path)), line
     assert "bind" not in line and "model loaded" not in out.stderr
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def _samples(srv: RunningServer) -> dict[str, float]:
+    """Every sample of the server's metrics, by name with labels as printed."""
+    assert srv.app is not None
+    text = generate_latest(srv.app.metrics.registry).decode()
+    return {
+        key: float(value)
+        for line in text.splitlines()
+        if not line.startswith("#")
+        for key, _, value in [line.rpartition(" ")]
+    }
+
+
+def test_a_version_that_fails_to_load_reads_zero_in_model_ready(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    (root / "uni" / "config.json").write_text('{"version_policy": {"all": {}}}')
+    with _polling(root) as srv:
+        assert _samples(srv)['rnnserve_model_ready{model="broken",version="1"}'] == 0
+        assert _samples(srv)['rnnserve_model_ready{model="uni",version="1"}'] == 1
+        (root / "uni" / "2").mkdir()
+        (root / "uni" / "2" / "model.onnx").write_bytes(DEFAULT_ONNX.read_bytes()[:5000])
+        assert _wait(lambda: ("uni", "2") in _index(srv.target))
+        assert _samples(srv)['rnnserve_model_ready{model="uni",version="2"}'] == 0
+        assert _samples(srv)['rnnserve_model_ready{model="uni",version="1"}'] == 1
