@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Final, Protocol
 
 import numpy as np
@@ -47,7 +48,6 @@ MAX_ENTITIES: Final = 5000
 MAX_ALIASES: Final = 20  # per entry
 MAX_NAME_CHARS: Final = 100  # a name or alias
 MAX_ID_CHARS: Final = 255  # an id (Home Assistant's entity ids are at most 255 characters)
-MAX_MATCH_TOKENS: Final = 8  # a name longer than this many tokens never matches
 
 _KIND_ORDER = {k: i for i, k in enumerate(CONTEXT_KINDS)}
 
@@ -135,6 +135,7 @@ class NameTable:
     index: dict[str, list[int]] = field(default_factory=dict)  # lows[k] -> every such k
     odd_keys: list[str] = field(default_factory=list)  # the matching key of each odd text
     firsts: set[str] = field(default_factory=set)  # the first token of every matching key
+    longest: int = 0  # tokens of the longest matching key (at least)
 
     def __post_init__(self) -> None:
         if not self.index:
@@ -142,6 +143,9 @@ class NameTable:
                 self.index.setdefault(low, []).append(k)
         if not self.firsts:
             self.firsts = {key.split(" ", 1)[0] for key in (*self.index, *self.odd_keys)}
+        if not self.longest:  # a plain text's key is itself; an odd one's is in odd_keys
+            keys = (*self.index, *self.odd_keys)
+            self.longest = max(map(str.count, keys, repeat(" ")), default=-1) + 1
 
     def where(self, k: int, entries: Sequence[EntryLike]) -> str:
         """Where text k sits in a request: "entities[3].name" or "areas[0].aliases[1]"."""
@@ -201,11 +205,12 @@ class ContextMatcher:
         spans: dict[str, list[tuple[int, int]]] = {}
         n = len(tokens)
         firsts = set().union(*(t.firsts for t in tables))
+        longest = max((t.longest for t in tables), default=0)
         for i in range(n):
             if tokens[i] not in firsts:  # no name starts with this token
                 continue
             key = ""
-            for j in range(i, min(n, i + MAX_MATCH_TOKENS)):
+            for j in range(i, min(n, i + longest)):
                 key = tokens[j] if j == i else f"{key} {tokens[j]}"
                 spans.setdefault(key, []).append((i, j + 1))
         found: list[tuple[int, int, str, int]] = []

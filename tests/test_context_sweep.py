@@ -252,3 +252,14 @@ def test_an_id_is_at_most_255_characters(client, fillers):
     assert err.value.message == (
         f"context.entities[{fillers}].id has 256 characters; the limit is 255"
     )
+
+
+def test_a_name_of_many_words_matches(client):
+    """A name of 1 to 100 characters matches however many words it has (names of more than 8
+    tokens never matched, with no word of it resolved)."""
+    name = "Very Big Old Zorblat Lamp Over The Long Dining Table"  # 10 tokens
+    home = {"entities": [{"name": name, "id": "light.long"}, {"name": "Lamp", "id": "light.l"}]}
+    r = client.parse(f"turn on the {name.lower()}", context=home)
+    assert [(s.name, s.value, s.entry_id) for s in r.slots] == [
+        ("name", name.lower(), "light.long")
+    ]
