@@ -26,6 +26,14 @@ log = logging.getLogger("rnnserve.repository")
 MODES = ("none", "poll", "explicit")
 UNREADABLE = "the model repository cannot be read"
 
+# A loaded version's file stamp and the config.json batching it was loaded with: a change to
+# either (a new file, or a new max_batch_size) loads the version again.
+Mark = tuple[tuple[int, int, int], int | None, int | None]
+
+
+def _mark(src: ModelSource, vf: VersionFile) -> Mark:
+    return (vf.stamp, src.max_batch_size, src.max_batch_delay_us)
+
 
 class ModelLoader:
     """Keeps the registry in step with the repository, as the control mode allows."""
@@ -50,7 +58,7 @@ class ModelLoader:
         self.limits = limits
         self.executor = executor
         self.metrics = metrics
-        self.stamps: dict[tuple[str, str], tuple[int, int, int]] = {}
+        self.stamps: dict[tuple[str, str], Mark] = {}  # what each loaded version was made of
         self.failed: dict[tuple[str, str], str] = {}  # versions whose file failed, and why
         self.unloaded: set[str] = set()  # explicitly unloaded: polling leaves them out
         self.unreadable = ""  # why the repository could not be read at the last scan
@@ -132,7 +140,7 @@ class ModelLoader:
                     problems.append(str(exc))
                     continue
                 self.registry.add(model)
-                self.stamps[(src.name, version)] = vf.stamp
+                self.stamps[(src.name, version)] = _mark(src, vf)
         if not any(True for _ in self.registry):
             raise ModelLoadError(problems[0] if problems else "the model repository is empty")
         if not self.registry.default:  # none named: the first model by name that loaded
@@ -164,7 +172,7 @@ class ModelLoader:
                         del self.failed[key]
                 for version, vf in src.versions.items():
                     key = (src.name, version)
-                    if self.stamps.get(key) == vf.stamp:
+                    if self.stamps.get(key) == _mark(src, vf):
                         if key in self.failed:  # unchanged since it failed: still not serving
                             failures.append(self.failed[key])
                             failed = True
@@ -175,7 +183,7 @@ class ModelLoader:
                         )
                     except ModelLoadError as exc:  # clients read exc.public, the log all
                         self._failed(src.name, version, exc.public)
-                        self.stamps[key] = vf.stamp  # retried when it changes
+                        self.stamps[key] = _mark(src, vf)  # retried when it changes
                         self.failed[key] = exc.public
                         failures.append(exc.public)
                         failed = True
@@ -187,7 +195,7 @@ class ModelLoader:
                     if model.batcher is not None:
                         model.batcher.start()
                     self.registry.add(model)
-                    self.stamps[key] = vf.stamp
+                    self.stamps[key] = _mark(src, vf)
                     self.failed.pop(key, None)
                     log.info("model version serving", extra={"model": src.name, "version": version})
                 if not failed:  # a failed replacement leaves the versions serving before,

@@ -234,3 +234,29 @@ def test_a_version_that_fails_to_load_reads_zero_in_model_ready(tmp_path, files)
         assert _wait(lambda: ("uni", "2") in _index(srv.target))
         assert _samples(srv)['rnnserve_model_ready{model="uni",version="2"}'] == 0
         assert _samples(srv)['rnnserve_model_ready{model="uni",version="1"}'] == 1
+
+
+def _batching(stub, name: str) -> str:
+    got = stub.ModelConfig(v2.ModelConfigRequest(name=name), timeout=5)
+    param = got.config.parameters.get("dynamic_batching.max_batch_size")
+    return param.string_value if param is not None else ""
+
+
+def test_a_load_after_config_json_changes_takes_its_new_batching(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    config = root / "uni" / "config.json"
+    config.write_text('{"max_batch_size": 4}')
+    settings = settings_for(DEFAULT_ONNX, model_repository=str(root), model_control_mode="explicit")
+    with (
+        RunningServer(settings) as srv,
+        grpc.insecure_channel(srv.target) as ch,
+        Client(srv.target, timeout=10) as c,
+    ):
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        assert _batching(stub, "uni") == "4"
+        config.write_text('{"max_batch_size": 8}')  # the model file is left as it is
+        stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="uni"), timeout=30)
+        assert _batching(stub, "uni") == "8"
+        assert c.parse(TEXT, model="uni").model_version == "1"
+        stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="uni"), timeout=30)
+        assert _batching(stub, "uni") == "8"
