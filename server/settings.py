@@ -24,6 +24,7 @@ LIMITS = {
 DEVICES = ("auto", "cpu", "cuda")
 CONTROL_MODES = ("none", "poll", "explicit")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+CHOICES = {"device": DEVICES, "model_control_mode": CONTROL_MODES, "log_level": LOG_LEVELS}
 AT_LEAST_ONE = """intra_op_threads max_tokens max_text_chars max_stream_tokens max_batch_rows
 max_message_bytes default_top_k max_batch_size max_sequences max_queue max_streams workers"""
 NON_NEGATIVE = "warmup_runs drain_seconds max_batch_delay_us inference_threads max_connection_age"
@@ -75,13 +76,10 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"{f.name.replace('_', '-')} must be a finite number")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {self.device!r}")
-        if self.model_control_mode not in CONTROL_MODES:
-            modes = ", ".join(CONTROL_MODES)
-            raise ValueError(
-                f"model-control-mode must be one of {modes}, not {self.model_control_mode!r}"
-            )
+        for name, allowed in CHOICES.items():
+            if (value := getattr(self, name)) not in allowed:
+                flag = name.replace("_", "-")
+                raise ValueError(f"{flag} must be one of {', '.join(allowed)}, not {value!r}")
         if self.repository_poll_seconds <= 0:
             raise ValueError("repository-poll-seconds must be positive")
         if self.workers > 1 and self.model_control_mode == "explicit":
@@ -99,9 +97,6 @@ class Settings:
             raise ValueError(
                 f"model-name {self.model_name!r} holds a '/': a model name is not a path"
             )
-        if self.log_level not in LOG_LEVELS:
-            levels = ", ".join(LOG_LEVELS)
-            raise ValueError(f"log-level must be one of {levels}, not {self.log_level!r}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is out of range")
         if not -1 <= self.metrics_port <= 65535:
@@ -296,4 +291,8 @@ def parse_settings(
         source = env_name if flag is None else "--" + f.name.replace("_", "-")
         if raw is not None:
             values[f.name] = _coerce(f.name, raw, source)
+    if args.model is not None and args.model_repository is not None:
+        raise ValueError("--model and --model-repository both say what to serve: give one")
+    if args.model is not None:  # the flag wins over RNNSERVE_MODEL_REPOSITORY, as flags do
+        values.pop("model_repository", None)
     return Settings(**values)  # type: ignore[arg-type]

@@ -21,6 +21,7 @@ from prometheus_client import generate_latest
 from client import Client
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
+from server.settings import parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
 from .pki import issue, make_ca
@@ -260,3 +261,22 @@ def test_a_load_after_config_json_changes_takes_its_new_batching(tmp_path, files
         assert c.parse(TEXT, model="uni").model_version == "1"
         stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="uni"), timeout=30)
         assert _batching(stub, "uni") == "8"
+
+
+# ---------------------------------------------------------------- settings
+
+
+def test_a_model_flag_wins_over_a_repository_from_the_environment(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    environ = {"RNNSERVE_MODEL_REPOSITORY": str(root), "RNNSERVE_PORT": "0"}
+    argv = ["--model", str(files["uni"]), "--metrics-port", "-1", "--warmup-runs", "1"]
+    settings = parse_settings(argv, environ)
+    with RunningServer(settings) as srv:
+        assert set(_index(srv.target)) == {("uni", "1")}
+    with RunningServer(parse_settings(argv[2:], environ)) as srv:  # no flag: the repository
+        assert set(_index(srv.target)) == {("uni", "1"), ("bi", "1")}
+    out = _start("--model", str(files["uni"]), "--model-repository", str(root))
+    assert out.returncode == 2
+    assert (
+        _one_line(out) == "error: --model and --model-repository both say what to serve: give one"
+    )
