@@ -1,8 +1,9 @@
 """Admission: the one owner of the queue, stream and drain limits.
 
 Every guarded call enters here before any work: while draining, new work is refused
-UNAVAILABLE (probes still answer); beyond --max-queue unary calls or --max-streams streams,
-RESOURCE_EXHAUSTED. The drain awaits the moment no call is in progress, without polling.
+UNAVAILABLE; beyond --max-queue unary calls or --max-streams streams, RESOURCE_EXHAUSTED.
+Probes (v2 liveness, readiness and descriptions) answer in both cases. The drain awaits the
+moment no call is in progress, without polling.
 """
 
 from __future__ import annotations
@@ -45,9 +46,11 @@ class Admission:
         self.last_start = time.monotonic()
 
     def enter_unary(self, work: bool) -> None:
-        """Admit a unary call (`work`: refused while draining); raise to refuse."""
+        """Admit a unary call; raise to refuse. Only `work` is refused while draining or
+        beyond --max-queue: probes (ServerLive, ServerReady, ModelReady, ...) answer a server
+        at capacity, so liveness and readiness checks do not fail under load."""
         self._started(work)
-        if self.unary >= self.max_queue:
+        if work and self.unary >= self.max_queue:
             raise ResourceExhausted(
                 f"the server is at capacity ({self.max_queue} requests in progress); "
                 "retry with backoff"

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -21,6 +22,8 @@ from prometheus_client import generate_latest
 from client import Client
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
+from rnnserve.v1 import rnnserve_pb2 as pb
+from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 from server.settings import parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
@@ -280,3 +283,31 @@ def test_a_model_flag_wins_over_a_repository_from_the_environment(tmp_path, file
     assert (
         _one_line(out) == "error: --model and --model-repository both say what to serve: give one"
     )
+
+
+# ---------------------------------------------------------------- overload
+
+
+def test_v2_probes_answer_a_server_at_capacity_while_work_is_refused(tmp_path, files):
+    settings = settings_for(
+        files["uni"],
+        max_queue=1,
+        inference_threads=0,
+        max_batch_size=64,
+        max_batch_delay_us=2_000_000,
+    )
+    with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
+        assert srv.app is not None
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        held = Client(srv.target, timeout=30)
+        with held, ThreadPoolExecutor(1) as pool:
+            first = pool.submit(held.parse, TEXT)  # waits in the batch window, holding the slot
+            assert _wait(lambda: srv.app.admission.unary == 1)
+            assert stub.ServerLive(v2.ServerLiveRequest(), timeout=5).live
+            assert stub.ServerReady(v2.ServerReadyRequest(), timeout=5).ready
+            assert stub.ModelReady(v2.ModelReadyRequest(name="uni"), timeout=5).ready
+            assert stub.ModelMetadata(v2.ModelMetadataRequest(name="uni"), timeout=5).name == "uni"
+            with pytest.raises(grpc.RpcError) as err:
+                pb_grpc.ParserStub(ch).Parse(pb.ParseRequest(text=TEXT), timeout=5)
+            assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert first.result(timeout=30).model == "uni"
