@@ -237,10 +237,11 @@ class ModelLoader:
             )
 
     async def unload(self, name: str) -> None:
-        """RepositoryModelUnload: stop serving every version of a model (explicit mode only)."""
+        """RepositoryModelUnload: stop serving every version of a model (explicit mode only).
+        A model already unloaded, or that failed to load, is unloaded: the call succeeds."""
         self._explicit()
         async with self._lock:
-            if not self.registry.versions(name):
+            if not name or name not in self.registry.entries:
                 raise NotFound(f"unknown model {name!r}")
             self.unloaded.add(name)
             self._retire(name, set(), "unloaded")

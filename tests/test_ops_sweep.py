@@ -311,3 +311,30 @@ def test_v2_probes_answer_a_server_at_capacity_while_work_is_refused(tmp_path, f
                 pb_grpc.ParserStub(ch).Parse(pb.ParseRequest(text=TEXT), timeout=5)
             assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
             assert first.result(timeout=30).model == "uni"
+
+
+# ---------------------------------------------------------------- explicit control
+
+
+def test_unloading_an_unloaded_model_succeeds_and_an_unknown_name_is_not_found(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    (root / "broken" / "1").mkdir(parents=True)
+    (root / "broken" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    settings = settings_for(DEFAULT_ONNX, model_repository=str(root), model_control_mode="explicit")
+    with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        for name in ("uni", "uni", "broken"):  # twice; and one that never loaded
+            stub.RepositoryModelUnload(v2.RepositoryModelUnloadRequest(model_name=name), timeout=10)
+        assert _index(srv.target)[("uni", "1")] == ("UNAVAILABLE", "unloaded")
+        assert not stub.ModelReady(v2.ModelReadyRequest(name="uni"), timeout=5).ready
+        for name in ("nope", ""):
+            with pytest.raises(grpc.RpcError) as err:
+                stub.RepositoryModelUnload(
+                    v2.RepositoryModelUnloadRequest(model_name=name), timeout=5
+                )
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert err.value.details() == f"unknown model {name!r}"
+        stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="uni"), timeout=30)
+        assert stub.ModelReady(v2.ModelReadyRequest(name="uni"), timeout=5).ready
+        with Client(srv.target, timeout=10) as c:
+            assert c.parse(TEXT, model="uni").model == "uni"
