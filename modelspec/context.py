@@ -21,7 +21,7 @@ from typing import Final, Protocol
 import numpy as np
 
 from modelspec.names import CONTEXT, OUTSIDE_TAG
-from modelspec.tags import decode_bio
+from modelspec.tags import Entity, decode_bio
 from modelspec.tokenizer import DEFAULT_PATTERN, Tokenizer
 
 # The optional graph input CONTEXT: [batch, time, CONTEXT_DIM] float32, zeros when absent.
@@ -310,8 +310,15 @@ def snap_tags(tags: Sequence[str], matches: Sequence[Match]) -> list[str]:
     first kind; a match whose tokens are all untagged becomes a slot of its first kind. A match
     touching any other slot is left as tagged."""
     out = list(tags)
+    slots = decode_bio(out)  # kept equal to decode_bio(out) from slot p on (matches are sorted)
+    p = 0
     for m in matches:
-        over = [e for e in decode_bio(out) if e.start < m.end and m.start < e.end]
+        while p < len(slots) and slots[p].end <= m.start:
+            p += 1
+        q = p
+        while q < len(slots) and slots[q].start < m.end:
+            q += 1
+        over = slots[p:q]
         if any(e.slot not in _KIND_ORDER for e in over):
             continue
         first = min(m.entries, key=_KIND_ORDER.__getitem__)
@@ -319,6 +326,7 @@ def snap_tags(tags: Sequence[str], matches: Sequence[Match]) -> list[str]:
         for e in over:
             out[e.start : e.end] = [OUTSIDE_TAG] * (e.end - e.start)
         out[m.start : m.end] = [f"B-{kind}"] + [f"I-{kind}"] * (m.end - m.start - 1)
+        slots[p:q] = [Entity(kind, m.start, m.end)]
     for t in range(1, len(out)):  # a slot cut short by a match starts again (the first tag
         tag = out[t]  # may continue a slot of an earlier stream chunk)
         if tag.startswith("I-") and out[t - 1][2:] != tag[2:]:
