@@ -36,7 +36,6 @@ from modelspec.context import (
     NameTable,
     entity_domain,
     features,
-    find,
 )
 from modelspec.values import DOMAIN, NONE, SlotValues, implied_words, with_slots
 from server.decoding import ParseResult, SlotOut, TokenOut
@@ -189,10 +188,12 @@ class ContextMatch:
         self.matcher = prepared.matcher
         self.tables = prepared.tables(ctx)
         self.matches: list[Match] = []
+        self._spans: dict[tuple[int, int], Match] | None = None  # the matches by span
 
     def match(self, tokens: Sequence[str]) -> None:
         """Match the context against the token texts of the whole utterance so far."""
         self.matches = self.matcher.match_tables(self.tables, tokens)
+        self._spans = None
 
     def features(self, offset: int, n: int) -> np.ndarray:
         """[1, n, C] context input of the tokens [offset, offset + n) of the matched text."""
@@ -202,8 +203,12 @@ class ContextMatch:
         """The entry a slot of `kind` over tokens [start, end) names, if any."""
         if kind not in CONTEXT_KINDS:
             return None
-        k = find(self.matches, kind, start, end)
-        return None if k is None else self.ctx.of(kind)[k]
+        if self._spans is None:  # matches never overlap: one lookup per slot (a stream's
+            self._spans = {(m.start, m.end): m for m in self.matches}  # answers hold many)
+        m = self._spans.get((start, end))
+        if m is None or kind not in m.entries:
+            return None
+        return self.ctx.of(kind)[m.entries[kind][0]]
 
 
 def context_input(
