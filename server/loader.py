@@ -166,6 +166,9 @@ class ModelLoader:
                     self.registry.fail(src.name, "", src.reason)
                     failures.append(src.reason)
                     continue
+                entry = self.registry.entries.get(src.name)
+                if entry is not None:  # readable again: its folder's old problem is gone
+                    entry.status.pop("", None)
                 failed = False
                 for key in [k for k in self.failed if k[0] == src.name]:
                     if key[1] not in src.versions:  # its file is gone: nothing to wait for

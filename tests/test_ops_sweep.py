@@ -127,6 +127,22 @@ def test_a_version_folder_named_with_other_digits_does_not_stop_polling(tmp_path
         assert c.info("uni").version == "1"
 
 
+def test_a_model_folder_fixed_while_polling_leaves_no_stale_failure(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    config = root / "uni" / "config.json"
+    config.write_text("{half-written")
+    with _polling(root) as srv, Client(srv.target, timeout=10) as c:
+        assert _index(srv.target)[("uni", "")] == (
+            "UNAVAILABLE",
+            "config.json: not a readable JSON file",
+        )
+        config.write_text('{"max_batch_size": 4}')
+        assert _wait(lambda: ("uni", "1") in _index(srv.target))
+        assert _wait(lambda: ("uni", "") not in _index(srv.target))
+        assert _index(srv.target)[("uni", "1")] == ("READY", "")
+        assert c.parse(TEXT, model="uni").model == "uni"
+
+
 def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_path, files):
     root = _repo(tmp_path / "repo", files)
     (root / "empty").mkdir()
