@@ -52,6 +52,8 @@ LIMITS = {
     NAME: ("entities", MAX_ENTITIES),
 }
 
+Near = tuple[set[str], set[str]]  # the ids of the areas and of the floors an utterance names
+NOWHERE: Near = (set(), set())
 
 # A context with at least this many entries is worth keeping prepared (smaller ones are read
 # in less time than their wire bytes take to hash).
@@ -199,8 +201,10 @@ class ContextMatch:
         """[1, n, C] context input of the tokens [offset, offset + n) of the matched text."""
         return features(self.matches, offset + n)[None, offset:]
 
-    def entry(self, kind: str, start: int, end: int) -> EntryLike | None:
-        """The entry a slot of `kind` over tokens [start, end) names, if any."""
+    def entry(self, kind: str, start: int, end: int, near: Near = NOWHERE) -> EntryLike | None:
+        """The entry a slot of `kind` over tokens [start, end) names, if any: of several
+        entities of that name, the first in an area of `near`, else on a floor of `near`, else
+        the first in request order."""
         if kind not in CONTEXT_KINDS:
             return None
         if self._spans is None:  # matches never overlap: one lookup per slot (a stream's
@@ -208,7 +212,20 @@ class ContextMatch:
         m = self._spans.get((start, end))
         if m is None or kind not in m.entries:
             return None
-        return self.ctx.of(kind)[m.entries[kind][0]]
+        entries, ks = self.ctx.of(kind), m.entries[kind]
+        if kind == NAME and len(ks) > 1 and (near[0] or near[1]):
+            floor = {a.id: a.floor for a in self.ctx.areas} if near[1] else {}
+            inside = [k for k in ks if entries[k].area in near[0]]
+            ks = inside or [k for k in ks if floor.get(entries[k].area) in near[1]] or ks
+        return entries[ks[0]]
+
+    def places(self, slots: Sequence[SlotOut]) -> Near:
+        """The ids of the areas and of the floors that `slots` name."""
+        ids: dict[str, set[str]] = {AREA: set(), FLOOR: set()}
+        for s in slots:
+            if s.name in ids and (e := self.entry(s.name, s.token_start, s.token_end)) and e.id:
+                ids[s.name].add(e.id)
+        return ids[AREA], ids[FLOOR]
 
 
 def context_input(
@@ -252,9 +269,11 @@ def finish(
     slots: list[SlotOut] = []
     for s in result.slots:
         name = values.slot_for(intent, s.name, texts[s.token_start : s.token_end])
-        if name != s.name:
-            s = replace(s, name=name)
-        entry = home.entry(s.name, s.token_start, s.token_end) if home is not None else None
+        slots.append(s if name == s.name else replace(s, name=name))
+    near = home.places(slots) if home is not None else NOWHERE
+    named, slots = slots, []
+    for s in named:
+        entry = home.entry(s.name, s.token_start, s.token_end, near) if home is not None else None
         if entry is not None:
             slots.append(replace(s, canonical=entry.name, entry_id=entry.id, entry_name=entry.name))
             if s.name == NAME:

@@ -342,3 +342,36 @@ def test_a_stream_of_many_matched_words_resolves_every_slot_in_every_answer(clie
     home = {"entities": [{"name": "A", "id": "light.z"}]}
     answers = list(client.stream(["a "] * 40, model="intent-stream", context=home))
     assert [sum(s.entry_id == "light.z" for s in a.slots) for a in answers] == list(range(1, 41))
+
+
+# ---------------------------------------------------------------- several entities of one name
+
+ROOMS = {
+    "floors": [{"name": "Upstairs", "id": "up"}, {"name": "Downstairs", "id": "down"}],
+    "areas": [
+        {"name": "Bedroom", "id": "bedroom", "floor": "up"},
+        {"name": "Kitchen", "id": "kitchen", "floor": "down"},
+    ],
+    "entities": [
+        {"name": "Ceiling Light", "id": "light.bedroom_ceiling", "area": "bedroom"},
+        {"name": "Ceiling Light", "id": "light.kitchen_ceiling", "area": "kitchen"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("turn on the ceiling light in the kitchen", "light.kitchen_ceiling"),
+        ("turn on the kitchen ceiling light", "light.kitchen_ceiling"),
+        ("turn on the ceiling light downstairs", "light.kitchen_ceiling"),
+        ("turn on the ceiling light in the bedroom", "light.bedroom_ceiling"),
+        ("turn on the ceiling light", "light.bedroom_ceiling"),  # none named: request order
+    ],
+)
+def test_of_several_entities_of_one_name_the_one_in_the_area_named_answers(client, text, entity):
+    """Homes name a light "Ceiling Light" in every room: the name slot names the entity in the
+    area (or on the floor) the utterance names (it named the first in request order, the
+    bedroom's light for "in the kitchen")."""
+    r = client.parse(text, context=ROOMS)
+    assert [s.entry_id for s in r.slots if s.name == "name"] == [entity]
