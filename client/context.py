@@ -1,8 +1,7 @@
 """The caller's home as a request context: Home Assistant's shape (top-level `floors`,
 `areas`, `entities`, each entry with `name` and optional `id`, `aliases`, `area`, `floor`,
 `domain`; other keys ignored), from a dict or a YAML/JSON file such as Home Assistant's intent
-test fixtures (read as its test harness reads them: names in template syntax expanded, entities
-with `is_exposed: false` left out)."""
+test fixtures (names in template syntax expanded, as its test harness reads them)."""
 
 from __future__ import annotations
 
@@ -60,8 +59,7 @@ Home = Mapping[str, Any] | pb.HomeContext | PreparedContext
 def context_message(home: Home, *, templates: bool = False) -> pb.HomeContext:
     """A HomeContext message from a dict with `floors`, `areas`, `entities` lists (or tuples).
     Names, ids and aliases are text (a number stands for its digits); `aliases` is a list of
-    them or one of them; an entry with `is_exposed: false` is left out, as Home Assistant keeps
-    it from the assistant. `templates`: a name or alias in template syntax stands for every
+    them or one of them. `templates`: a name or alias in template syntax stands for every
     sentence it expands to (client/templates.py), as in Home Assistant's test fixtures."""
     if isinstance(home, pb.HomeContext):
         return home
@@ -79,8 +77,6 @@ def context_message(home: Home, *, templates: bool = False) -> pb.HomeContext:
             where = f"{group}[{n}]"
             if not isinstance(e, Mapping) or e.get("name") in (None, ""):
                 raise ContextError(f"context {where} needs a name")
-            if _false(e.get("is_exposed", True)):
-                continue
             try:
                 _entry(out.add(), e, where, templates)
             except UnicodeEncodeError:
@@ -122,11 +118,6 @@ def _expanded(text: str, where: str) -> list[str]:
     if not sentences:
         raise ContextError(f"context {where} {text!r} expands to nothing")
     return sentences
-
-
-def _false(value: Any) -> bool:
-    """False, or a YAML 1.1 spelling of it (files keep their values as text)."""
-    return value is False or (isinstance(value, str) and value.lower() in ("false", "no", "off"))
 
 
 def _text(value: Any, where: str) -> str:

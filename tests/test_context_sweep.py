@@ -164,21 +164,24 @@ entities:
     id: "person.bob"
     state: "home"
     is_exposed: false
+    attributes:
+      device_class: "(not a name)"
   - name: "Zorblat Lamp"
     id: "light.zorblat"
 """
 
 
-def test_a_fixtures_file_reads_template_names_and_leaves_out_unexposed_entities(client, tmp_path):
-    """Home Assistant's fixtures write some names as templates ("Trader Joe[']s") and mark
-    entities kept from the assistant `is_exposed: false`; the file is read as its test harness
-    reads it: every expansion a name of the entry, the first its registered name."""
+def test_a_fixtures_file_reads_template_names(client, tmp_path):
+    """Home Assistant's fixtures write some names as templates ("Trader Joe[']s"); the file is
+    read as its test harness reads it: every expansion a name of the entry, the first its
+    registered name (only names and aliases are read so)."""
     path = tmp_path / "_fixtures.yaml"
     path.write_text(HA_FIXTURES)
     home = read_context(path)
     assert [(e.name, list(e.aliases)) for e in [*home.areas, *home.entities]] == [
         ("Snug", ["Cozy Nook"]),
         ("Trader Joe's", ["Trader Joes"]),
+        ("Bob", []),
         ("Zorblat Lamp", []),
     ]
     for text, kind, entry in (
