@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import grpc
@@ -378,3 +379,32 @@ def test_of_several_entities_of_one_name_the_one_in_the_area_named_answers(clien
     bedroom's light for "in the kitchen")."""
     r = client.parse(text, context=ROOMS)
     assert [s.entry_id for s in r.slots if s.name == "name"] == [entity]
+
+
+# ---------------------------------------------------------------- many homes at once
+
+
+def test_concurrent_callers_with_different_homes_each_get_their_own(server):
+    """Calls batched together (rows with and without a context, small and large contexts,
+    prepared and not) each answer from their own home only."""
+    fillers = [{"name": f"lamp {i}", "id": f"light.l{i}"} for i in range(40)]
+
+    def home(i: int) -> dict:
+        own = [{"name": "Zorblat Lamp", "id": f"light.z{i}"}]
+        return {
+            "entities": own + (fillers if i % 2 else []),
+            "areas": [{"name": "Snug", "id": f"s{i}"}],
+        }
+
+    homes = [home(i) for i in range(8)]
+    sent = [None if k % 5 == 4 else k % 8 for k in range(96)]
+    with Client(server.target, connections=2) as c, ThreadPoolExecutor(16) as pool:
+
+        def ask(k: int) -> list[str]:
+            i = sent[k]
+            ctx = None if i is None else prepare_context(homes[i]) if k % 3 else homes[i]
+            r = c.parse("turn on the zorblat lamp in the snug", context=ctx)
+            return sorted(s.entry_id for s in r.slots if s.entry_id)
+
+        got = list(pool.map(ask, range(len(sent))))
+    assert got == [[] if i is None else [f"light.z{i}", f"s{i}"] for i in sent]
