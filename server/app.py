@@ -250,8 +250,9 @@ async def serve(settings: Settings, worker: WorkerLink | None = None) -> None:
     t0 = time.perf_counter()
     stop = asyncio.Event()
     try:
-        if worker is not None:  # from the start: SIGTERM during loading drains at once
-            signals.stop_on(stop, worker.parent_fd)
+        # From the start: a SIGTERM while the models load is kept and drains once they have
+        # (as PID 1 in a container, a signal without a handler is dropped, not fatal).
+        signals.stop_on(stop, None if worker is None else worker.parent_fd)
         await _run(settings, worker, stop, t0)
     finally:
         signals.release()
@@ -272,12 +273,12 @@ async def _run(
                 **_describe(app),
             },
         )
-        await app.warmup()
-        log.info(
-            "serving",
-            extra={"model": app.registry.find("").name, "startup_s": _since(t0)},
-        )
-        signals.stop_on(stop)
+        if not stop.is_set():  # a signal caught while loading: drain without warming up
+            await app.warmup()
+            log.info(
+                "serving",
+                extra={"model": app.registry.find("").name, "startup_s": _since(t0)},
+            )
     else:
         worker.send("listening", **_describe(app))
         await app.warmup(runs=0)  # warmed in build_app

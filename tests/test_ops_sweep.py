@@ -6,8 +6,10 @@ an operator sees at start-up) and asserts on what a client or the operator recei
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -354,3 +356,28 @@ def test_unloading_an_unloaded_model_succeeds_and_an_unknown_name_is_not_found(t
         assert stub.ModelReady(v2.ModelReadyRequest(name="uni"), timeout=5).ready
         with Client(srv.target, timeout=10) as c:
             assert c.parse(TEXT, model="uni").model == "uni"
+
+
+# ---------------------------------------------------------------- signals
+
+
+def test_sigterm_while_the_models_load_drains_and_exits_zero():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server", "--model-repository", "models", "--port", "0"]
+        + ["--metrics-port", "-1"],
+        cwd=ROOT,
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    lines = []
+    for line in proc.stderr:  # the first model is loaded; the others, and warm-up, are to come
+        lines.append(line)
+        if '"model loaded"' in line:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, rest = proc.communicate(timeout=60)
+    said = [json.loads(x)["msg"] for x in lines + rest.splitlines() if x.startswith("{")]
+    assert proc.returncode == 0, rest
+    assert said[-2:] == ["draining", "stopped"]
