@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from client.context import Home, PreparedContext, context_message
+from client.context import Home, PreparedContext, context_message, prepare_context
 from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
@@ -268,12 +268,13 @@ class Client:
     def parse_many(
         self, texts: Sequence[str], *, timeout: float | None = None, **kw: Any
     ) -> list[pb.ParseResponse | RnnServeError]:
-        """Send all texts at once; answers (or errors) in input order."""
+        """Send all texts at once; answers (or errors) in input order. A context is converted
+        and serialized once for all of them (`prepare_context`)."""
         home = kw.get("context")
-        if not isinstance(home, PreparedContext):
+        if home is None:
             reqs = [self.request(text=t, **kw) for t in texts]
             return self._all([s.Parse for s in self.stubs], reqs, timeout)
-        tail, kw = home.field(PARSE_CONTEXT), {**kw, "context": None}
+        tail, kw = prepare_context(home).field(PARSE_CONTEXT), {**kw, "context": None}
         wires = [self.request(text=t, **kw).SerializeToString() + tail for t in texts]
         return self._all(self._raw_parse, wires, timeout)
 

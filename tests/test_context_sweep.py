@@ -408,3 +408,16 @@ def test_concurrent_callers_with_different_homes_each_get_their_own(server):
 
         got = list(pool.map(ask, range(len(sent))))
     assert got == [[] if i is None else [f"light.z{i}", f"s{i}"] for i in sent]
+
+
+def test_parse_many_with_a_dict_context_answers_as_one_call_each(client):
+    """parse_many converts and serializes a dict context once for all its texts (it did so once
+    per text: 200 texts with a 500-entity home spent most of their time there)."""
+    home = {"entities": [{"name": f"lamp {i}", "id": f"light.l{i}"} for i in range(60)]}
+    home["entities"].append({"name": "Zorblat Lamp", "id": "light.z"})
+    texts = ["turn on the zorblat lamp", "turn off lamp 7", "what time is it"]
+    many = client.parse_many(texts, context=home)
+    assert many == [client.parse(t, context=home) for t in texts]
+    assert [s.entry_id for s in many[0].slots] == ["light.z"]
+    with pytest.raises(ContextError):
+        client.parse_many(texts, context={"entities": [{"name": ["not", "text"]}]})
