@@ -30,7 +30,7 @@ from server.settings import parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
 from .pki import issue, make_ca
-from .serving import ENV, RunningServer, settings_for, small_model_file
+from .serving import ENV, RunningServer, ServerProcess, settings_for, small_model_file
 
 TEXT = "turn on the kitchen lights"
 
@@ -381,3 +381,29 @@ def test_sigterm_while_the_models_load_drains_and_exits_zero():
     said = [json.loads(x)["msg"] for x in lines + rest.splitlines() if x.startswith("{")]
     assert proc.returncode == 0, rest
     assert said[-2:] == ["draining", "stopped"]
+
+
+def test_a_misspelt_setting_variable_is_named_at_start(tmp_path, files):
+    env = {
+        **ENV,
+        "RNNSERVE_AUTH_TOKENS": str(tmp_path / "tokens"),  # the setting is AUTH_TOKEN_FILE
+        "RNNSERVE_MAX_QUE": "8",
+        "RNNSERVE_TOKEN": "the-clients",  # the client's variable
+        "RNNSERVE_SERVICE_HOST": "10.0.0.7",  # a Kubernetes service link
+        "RNNSERVE_PORT_50051_TCP_ADDR": "10.0.0.7",
+    }
+    server = ServerProcess("--model", str(files["uni"]), env=env)
+    try:
+        warned = {
+            r["variable"]: r.get("did_you_mean", "")
+            for r in server.lines
+            if r["msg"] == "not a setting; ignored"
+        }
+        assert warned == {
+            "RNNSERVE_AUTH_TOKENS": "RNNSERVE_AUTH_TOKEN_FILE",
+            "RNNSERVE_MAX_QUE": "RNNSERVE_MAX_QUEUE",
+        }
+        with Client(server.target, timeout=10) as c:  # and it serves, as before
+            assert c.parse(TEXT).model == "uni"
+    finally:
+        assert server.stop()[0] == 0
