@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from server.errors import FailedPrecondition, ModelLoadError, NotFound
 from server.metrics import Metrics
-from server.model import ModelRegistry, ServedModel, load_model
+from server.model import UNAVAILABLE, ModelRegistry, ServedModel, load_model
 from server.repository import ModelSource, RepositoryError, VersionFile
 from server.settings import BatchSettings, LimitSettings, RuntimeSettings
 
@@ -162,11 +162,14 @@ class ModelLoader:
             loop = asyncio.get_running_loop()
             failures = []
             for src in wanted.values():
-                if src.error:  # clients read the reason; the log had the paths at start
+                entry = self.registry.entries.get(src.name)
+                before = entry.status.get("") if entry is not None else None
+                if src.error:  # clients read the reason, the log the paths (once a problem)
+                    if before != (UNAVAILABLE, src.reason):
+                        log.warning("model not loaded", extra={"reason": src.error})
                     self.registry.fail(src.name, "", src.reason)
                     failures.append(src.reason)
                     continue
-                entry = self.registry.entries.get(src.name)
                 if entry is not None:  # readable again: its folder's old problem is gone
                     entry.status.pop("", None)
                 failed = False

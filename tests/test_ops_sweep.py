@@ -129,17 +129,22 @@ def test_a_version_folder_named_with_other_digits_does_not_stop_polling(tmp_path
         assert c.info("uni").version == "1"
 
 
-def test_a_model_folder_fixed_while_polling_leaves_no_stale_failure(tmp_path, files):
+def test_a_model_folder_broken_then_fixed_while_polling_is_logged_once_and_leaves_no_stale_row(
+    tmp_path, files, caplog
+):
     root = _repo(tmp_path / "repo", files)
     config = root / "uni" / "config.json"
-    config.write_text("{half-written")
+    caplog.set_level(logging.WARNING, logger="rnnserve.repository")
     with _polling(root) as srv, Client(srv.target, timeout=10) as c:
-        assert _index(srv.target)[("uni", "")] == (
-            "UNAVAILABLE",
-            "config.json: not a readable JSON file",
-        )
+        config.write_text("{half-written")
+        said = ("UNAVAILABLE", "config.json: not a readable JSON file")
+        assert _wait(lambda: _index(srv.target).get(("uni", "")) == said)
+        assert _index(srv.target)[("uni", "1")] == ("READY", "")  # the loaded version serves on
+        shutil.copy(files["bi"], root / "later.onnx")  # picked up by a later scan
+        assert _wait(lambda: ("later", "1") in _index(srv.target))
+        warned = [r for r in caplog.records if r.getMessage() == "model not loaded"]
+        assert len(warned) == 1 and str(config) in warned[0].__dict__["reason"]
         config.write_text('{"max_batch_size": 4}')
-        assert _wait(lambda: ("uni", "1") in _index(srv.target))
         assert _wait(lambda: ("uni", "") not in _index(srv.target))
         assert _index(srv.target)[("uni", "1")] == ("READY", "")
         assert c.parse(TEXT, model="uni").model == "uni"
