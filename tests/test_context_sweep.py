@@ -421,3 +421,32 @@ def test_parse_many_with_a_dict_context_answers_as_one_call_each(client):
     assert [s.entry_id for s in many[0].slots] == ["light.z"]
     with pytest.raises(ContextError):
         client.parse_many(texts, context={"entities": [{"name": ["not", "text"]}]})
+
+
+# ---------------------------------------------------------------- every limit, at it and past it
+
+
+@pytest.mark.parametrize(("group", "limit"), [("floors", 100), ("areas", 500), ("entities", 5000)])
+def test_every_group_takes_its_limit_and_refuses_one_more(client, group, limit):
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    names = [f"zorb{a}{b}{c}" for a in letters for b in letters for c in letters][:limit]
+    entries = [{"name": n, "id": f"x.{i}"} for i, n in enumerate(names)]
+    r = client.parse(f"turn on the lights in {names[-1]}", context={group: entries})
+    assert f"x.{limit - 1}" in [s.entry_id for s in r.slots]
+    with pytest.raises(RnnServeError) as err:
+        client.parse("turn on the lights", context={group: [*entries, {"name": "one more"}]})
+    assert err.value.code == "INVALID_ARGUMENT"
+    assert err.value.message == f"context has {limit + 1} {group}; the limit is {limit}"
+
+
+@pytest.mark.parametrize("group", ["floors", "areas"])
+def test_aliases_and_their_length_are_limited_in_every_group(client, group):
+    ok = {"name": "Zorblat", "id": "z", "aliases": ["q" * 100] + [f"alias {i}" for i in range(19)]}
+    client.parse("turn on the lights in zorblat", context={group: [ok]})
+    for bad, needle in (
+        ({**ok, "aliases": [*ok["aliases"], "one more"]}, f"{group}[0] has 21 aliases"),
+        ({**ok, "aliases": ["q" * 101]}, f"{group}[0].aliases[0] has 101 characters"),
+    ):
+        with pytest.raises(RnnServeError) as err:
+            client.parse("turn on the lights in zorblat", context={group: [bad]})
+        assert err.value.code == "INVALID_ARGUMENT" and needle in err.value.message
