@@ -150,6 +150,9 @@ def read_context(path: str | Path) -> pb.HomeContext:
             data = yaml.load(text, Loader=_text_loader(yaml))  # a SafeLoader
         except yaml.YAMLError as exc:
             raise ContextError(f"{path}: not JSON or YAML ({_yaml_problem(exc)})") from None
+    if isinstance(data, Mapping) and not any(group in data for group in GROUPS):
+        keys = ", ".join(sorted(map(str, data))[:5]) or "none"
+        raise ContextError(f"{path}: no floors, areas or entities (its keys: {keys})")
     try:
         return context_message(data, templates=True)
     except ContextError as exc:
