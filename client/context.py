@@ -67,6 +67,9 @@ def context_message(home: Home, *, templates: bool = False) -> pb.HomeContext:
         return home.message
     if not isinstance(home, Mapping):
         raise ContextError("a context is a mapping with floors, areas and entities")
+    if home and not any(group in home for group in GROUPS):  # a misspelt group, say
+        keys = ", ".join(sorted(map(str, home))[:5])
+        raise ContextError(f"a context has floors, areas or entities; this one has {keys}")
     msg = pb.HomeContext()
     for group in GROUPS:
         entries = home.get(group) or []
@@ -150,9 +153,8 @@ def read_context(path: str | Path) -> pb.HomeContext:
             data = yaml.load(text, Loader=_text_loader(yaml))  # a SafeLoader
         except yaml.YAMLError as exc:
             raise ContextError(f"{path}: not JSON or YAML ({_yaml_problem(exc)})") from None
-    if isinstance(data, Mapping) and not any(group in data for group in GROUPS):
-        keys = ", ".join(sorted(map(str, data))[:5]) or "none"
-        raise ContextError(f"{path}: no floors, areas or entities (its keys: {keys})")
+    if data == {}:
+        raise ContextError(f"{path}: a context has floors, areas or entities; this one is empty")
     try:
         return context_message(data, templates=True)
     except ContextError as exc:

@@ -452,7 +452,7 @@ def test_aliases_and_their_length_are_limited_in_every_group(client, group):
         assert err.value.code == "INVALID_ARGUMENT" and needle in err.value.message
 
 
-def test_a_context_file_without_floors_areas_or_entities_is_a_file_error(server, tmp_path):
+def test_a_context_without_floors_areas_or_entities_is_refused(server, client, tmp_path):
     """A misspelt group ("entitys") left the home silently empty: every answer came without it."""
     path = tmp_path / "home.yaml"
     path.write_text("language: en\nentitys:\n  - name: Zorblat Lamp\n    id: light.zorblat\n")
@@ -466,6 +466,8 @@ def test_a_context_file_without_floors_areas_or_entities_is_a_file_error(server,
         timeout=60,
     )
     assert out.returncode == 2 and out.stdout == ""
-    assert "no floors, areas or entities (its keys: entitys, language)" in out.stderr
+    assert "a context has floors, areas or entities; this one has entitys, language" in out.stderr
     path.write_text("language: en\nentities: []\n")  # a home with no entries is a home
     assert list(read_context(path).entities) == []
+    with pytest.raises(ContextError, match=r"this one has entity$"):
+        client.parse("turn on the zorblat lamp", context={"entity": [{"name": "Zorblat"}]})
