@@ -175,7 +175,7 @@ class ModelLoader:
                 failed = False
                 for key in [k for k in self.failed if k[0] == src.name]:
                     if key[1] not in src.versions:  # its file is gone: nothing to wait for
-                        del self.failed[key]
+                        self._forget(key, "no longer in the repository's policy")
                 for version, vf in src.versions.items():
                     key = (src.name, version)
                     if self.stamps.get(key) == _mark(src, vf):
@@ -210,10 +210,20 @@ class ModelLoader:
                         src.name, set(src.versions), "no longer in the repository's policy"
                     )
             if names is None:  # models gone from the repository
-                for name in list(self.registry.entries):
+                for name, entry in list(self.registry.entries.items()):
                     if name not in wanted:
+                        entry.status.pop("", None)  # its folder's problem went with it
+                        for key in [k for k in self.failed if k[0] == name]:
+                            self._forget(key, "removed from the repository")
                         self._retire(name, set(), "removed from the repository")
             return failures
+
+    def _forget(self, key: tuple[str, str], reason: str) -> None:
+        """A version that failed to load is no longer in the repository: say so instead."""
+        del self.failed[key]
+        self.stamps.pop(key, None)
+        if key[1] not in self.registry.entries[key[0]].versions:  # else retired with the rest
+            self.registry.remove(*key, reason)
 
     def _retire(self, name: str, keep: set[str], reason: str) -> None:
         entry = self.registry.entries.get(name)

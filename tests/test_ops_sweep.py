@@ -412,3 +412,23 @@ def test_a_misspelt_setting_variable_is_named_at_start(tmp_path, files):
             assert c.parse(TEXT).model == "uni"
     finally:
         assert server.stop()[0] == 0
+
+
+def test_a_failed_version_whose_file_is_removed_is_no_longer_reported_as_failing(tmp_path, files):
+    root = _repo(tmp_path / "repo", files)
+    with _polling(root) as srv:
+        (root / "uni" / "2").mkdir()
+        (root / "uni" / "2" / "model.onnx").write_bytes(b"not an onnx file")
+        (root / "broken.onnx").write_bytes(b"not an onnx file")
+        failing = ("UNAVAILABLE", "not a loadable ONNX model")
+        assert _wait(lambda: _index(srv.target).get(("broken", "1")) == failing)
+        assert _index(srv.target)[("uni", "2")] == failing
+        shutil.rmtree(root / "uni" / "2")
+        (root / "broken.onnx").unlink()
+        gone = ("UNAVAILABLE", "removed from the repository")
+        assert _wait(lambda: _index(srv.target).get(("broken", "1")) == gone)
+        assert _index(srv.target)[("uni", "2")] == (
+            "UNAVAILABLE",
+            "no longer in the repository's policy",
+        )
+        assert _index(srv.target)[("uni", "1")] == ("READY", "")
