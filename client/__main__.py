@@ -300,13 +300,24 @@ def cmd_parse(args: argparse.Namespace, client: Client) -> int:
         context=_context(args),
     )
     status = 0
+    told: set[str] = set()  # a refused --context is told once, not once per utterance
     for text, r in zip(texts, results):
         if isinstance(r, RnnServeError):
-            print(f"{r.code}: {r.message} ({shown(text)})", file=sys.stderr)
             status = 1
+            if _about_context(r):
+                if r.message not in told:
+                    print(f"{r.code}: --context {args.context}: {r.message}", file=sys.stderr)
+                told.add(r.message)
+                continue
+            print(f"{r.code}: {r.message} ({shown(text)})", file=sys.stderr)
         else:
             _emit(args, text, r)
     return status
+
+
+def _about_context(err: RnnServeError) -> bool:
+    """Whether the server refused the request's context (its messages name `context`)."""
+    return err.code == "INVALID_ARGUMENT" and err.message.startswith("context")
 
 
 def cmd_stream(args: argparse.Namespace, client: Client) -> int:
@@ -336,6 +347,8 @@ def cmd_stream(args: argparse.Namespace, client: Client) -> int:
             answered += 1
     except RnnServeError as err:
         # The server answers chunks in order and stops at the first it refuses.
+        if _about_context(err):
+            raise RnnServeError(err.code, f"--context {args.context}: {err.message}") from None
         if err.code == "INVALID_ARGUMENT" and answered < len(sent):
             raise RnnServeError(err.code, f"{err.message} (stdin line {sent[answered]})") from None
         raise

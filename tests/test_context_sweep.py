@@ -471,3 +471,36 @@ def test_a_context_without_floors_areas_or_entities_is_refused(server, client, t
     assert list(read_context(path).entities) == []
     with pytest.raises(ContextError, match=r"this one has entity$"):
         client.parse("turn on the zorblat lamp", context={"entity": [{"name": "Zorblat"}]})
+
+
+def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "client", *args],
+        cwd=ROOT,
+        env=ENV,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_the_cli_tells_a_refused_context_once_and_as_the_files(server, tmp_path):
+    """A home the server refuses was told once per utterance, each time "('text')", and a
+    stream blamed its first stdin line."""
+    path = tmp_path / "home.json"
+    path.write_text('{"entities": [{"name": "Zorblat", "aliases": [""]}]}')
+    want = f"INVALID_ARGUMENT: --context {path}: context.entities[0].aliases[0] is empty\n"
+    out = _cli("parse", "-", "--target", server.target, "--context", str(path), stdin="a\nb\nc\n")
+    assert (out.returncode, out.stdout, out.stderr) == (1, "", want)
+    out = _cli(
+        "stream",
+        "--model",
+        "intent-stream",
+        "--target",
+        server.target,
+        "--context",
+        str(path),
+        stdin="turn on the\nzorblat\n",
+    )
+    assert (out.returncode, out.stderr) == (1, want)
