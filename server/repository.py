@@ -117,8 +117,11 @@ def _folder(folder: Path, model_file: str = MODEL_FILE) -> ModelSource:
     name = folder.name
     try:
         config = _config(folder)
-        numbered = [int(p.name) for p in folder.iterdir() if _numbered(p.name) and p.is_dir()]
-        present = [v for v in numbered if (folder / str(v) / model_file).is_file()]
+        names = [p.name for p in folder.iterdir() if _numbered(p.name) and p.is_dir()]
+        for padded in [n for n in names if str(int(n)) != n]:  # 01 would read as 1's folder
+            what = f"a version folder is named by its number, without leading zeros ({int(padded)})"
+            raise RepositoryError(folder / padded, what)
+        present = [int(n) for n in names if (folder / n / model_file).is_file()]
         chosen = _policy(config, sorted(present), folder / CONFIG_FILE)
         versions = {
             str(v): VersionFile(p, _stamp(p))

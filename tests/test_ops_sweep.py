@@ -160,17 +160,23 @@ def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_p
     shutil.copy(files["uni"], root / "policy" / "1" / "model.onnx")
     policy = '{"version_policy": {"specific": {"versions": [4]}}}'
     (root / "policy" / "config.json").write_text(policy)
+    (root / "padded" / "01").mkdir(parents=True)
+    shutil.copy(files["uni"], root / "padded" / "01" / "model.onnx")
     settings = settings_for(DEFAULT_ONNX, model_repository=str(root), model_control_mode="explicit")
     with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
         stub = v2_grpc.GRPCInferenceServiceStub(ch)
         index = _index(srv.target)
         assert index[("empty", "")] == ("UNAVAILABLE", "no version folder holds model.onnx")
+        assert index[("padded", "")] == (
+            "UNAVAILABLE",
+            "01: a version folder is named by its number, without leading zeros (1)",
+        )
         assert index[("badconfig", "")] == ("UNAVAILABLE", "config.json: not a readable JSON file")
         assert index[("policy", "")] == (
             "UNAVAILABLE",
             "config.json: version_policy selects none of the versions held (1)",
         )
-        for name in ("empty", "badconfig", "policy"):
+        for name in ("empty", "badconfig", "policy", "padded"):
             with pytest.raises(grpc.RpcError) as err:
                 stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name=name), timeout=30)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
