@@ -2,11 +2,9 @@
 features, and which entry a decoded name, area or floor slot names.
 
 The typed API's HomeContext message is read in place (its entries are never copied), once per
-request. A home sends the same context with every request, so the name tables of a large
-context are kept by its exact wire bytes (`PreparedContexts`: a few recent contexts, least
-recently used first out) and a request that sends those bytes again skips reading and checking
-its entries; they only ever serve a request that sent the very same context. numpy only; no grpc.
-"""
+request. The name tables of a large context are kept by its exact wire bytes (`PreparedContexts`,
+least recently used out): a request sending those bytes again skips reading and checking its
+entries; they only ever serve a request that sent the very same context. numpy only; no grpc."""
 
 from __future__ import annotations
 
@@ -267,6 +265,7 @@ def finish(
     implied_name = values.implied_name(intent)
     domain = implied if implied_name == DOMAIN else NONE
     slots: list[SlotOut] = []
+    kinds: set[str] = set()  # the domains of the entities named
     for s in result.slots:
         name = values.slot_for(intent, s.name, texts[s.token_start : s.token_end])
         slots.append(s if name == s.name else replace(s, name=name))
@@ -276,8 +275,9 @@ def finish(
         entry = home.entry(s.name, s.token_start, s.token_end, near) if home is not None else None
         if entry is not None:
             slots.append(replace(s, canonical=entry.name, entry_id=entry.id, entry_name=entry.name))
-            if s.name == NAME:
-                domain = entity_domain(entry) or domain
+            if s.name == NAME and entity_domain(entry):
+                domain = entity_domain(entry)
+                kinds.add(domain)
         else:
             slots.append(s)
     result.slots = [  # a resolved slot keeps its entry's name (an entry's id is optional)
@@ -292,6 +292,8 @@ def finish(
         result.slots.append(SlotOut(slot, said, start, end, *chars, 0.0, canonical=value))
         result.slots.sort(key=lambda s: s.token_start)
     told = {s.name for s in result.slots}  # a slot the utterance says is not also implied
+    if implied_name == DOMAIN and implied != NONE and kinds and implied not in kinds:
+        implied = min(kinds) if len(kinds) == 1 else NONE  # the named entity's domain decides
     if implied != NONE and implied_name not in told:
         result.implied = [(implied_name, implied)]
     else:

@@ -504,3 +504,21 @@ def test_the_cli_tells_a_refused_context_once_and_as_the_files(server, tmp_path)
         stdin="turn on the\nzorblat\n",
     )
     assert (out.returncode, out.stderr) == (1, want)
+
+
+@pytest.mark.parametrize(
+    ("entity", "state", "domain"),
+    [
+        ({"id": "binary_sensor.front_door"}, "on", "binary_sensor"),
+        ({"id": "x.front_door", "domain": "binary_sensor"}, "on", "binary_sensor"),
+        ({"id": "cover.front_door"}, "open", "cover"),
+    ],
+)
+def test_the_implied_domain_is_the_named_entitys(client, entity, state, domain):
+    """The words of "is the front door open" imply a cover; a binary sensor named "Front Door"
+    made the state `on` but the implied domain stayed `cover`, which matches no such entity."""
+    r = client.parse(
+        "is the front door open", context={"entities": [{"name": "Front Door", **entity}]}
+    )
+    assert [(s.name, s.canonical) for s in r.slots] == [("name", "Front Door"), ("state", state)]
+    assert [(i.name, i.value) for i in r.implied_slots] == [("domain", domain)]
