@@ -28,7 +28,8 @@ class Admission:
         self.max_queue = max_queue
         self.max_streams = max_streams
         self.on_streams = on_streams
-        self.unary = 0  # guarded unary calls in progress
+        self.unary = 0  # guarded unary calls in progress (probes apart)
+        self.probes = 0  # probes in progress: never refused, counted only for the drain
         self.streams = 0  # guarded streams open
         self.draining = False
         self.last_start = 0.0  # monotonic time the last guarded call started
@@ -38,19 +39,30 @@ class Admission:
     @property
     def active(self) -> int:
         """Guarded calls in progress."""
-        return self.unary + self.streams
+        return self.unary + self.streams + self.probes
 
     def _started(self, work: bool) -> None:
         if self.draining and work:
             raise Unavailable("the server is shutting down")
         self.last_start = time.monotonic()
 
+    def enter_probe(self, work: bool = False) -> None:
+        """A probe (ServerLive, ServerReady, ModelReady, ...) started: it answers while draining
+        and at capacity, so liveness and readiness checks do not fail under load."""
+        self._started(False)
+        self.probes += 1
+        self._idle.clear()
+
+    def leave_probe(self) -> None:
+        """A probe ended."""
+        self.probes -= 1
+        if not self.active:
+            self._idle.set()
+
     def enter_unary(self, work: bool) -> None:
-        """Admit a unary call; raise to refuse. Only `work` is refused while draining or
-        beyond --max-queue: probes (ServerLive, ServerReady, ModelReady, ...) answer a server
-        at capacity, so liveness and readiness checks do not fail under load."""
+        """Admit a unary call (`work`: refused while draining); raise to refuse."""
         self._started(work)
-        if work and self.unary >= self.max_queue:
+        if self.unary >= self.max_queue:
             raise ResourceExhausted(
                 f"the server is at capacity ({self.max_queue} requests in progress); "
                 "retry with backoff"

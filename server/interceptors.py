@@ -229,11 +229,8 @@ class AdmissionInterceptor(Layer):
             return None
         work = not method.endswith(PROBES)
         adm = self.admission
-        enter, leave = (
-            (adm.enter_stream, adm.leave_stream)
-            if streaming
-            else (adm.enter_unary, adm.leave_unary)
-        )
+        kind = "stream" if streaming else "unary" if work else "probe"  # probes: never refused
+        enter, leave = getattr(adm, f"enter_{kind}"), getattr(adm, f"leave_{kind}")
 
         def before(context: Any) -> None:
             enter(work)
