@@ -95,6 +95,8 @@ def _entry(entry: pb.ContextEntry, e: Mapping[str, Any], where: str, templates: 
     aliases = e.get("aliases")
     if aliases is None:
         aliases = []
+    elif isinstance(aliases, set | frozenset):  # as Home Assistant's own entries hold them
+        aliases = sorted(aliases, key=str)
     elif not isinstance(aliases, list | tuple):
         aliases = [aliases]  # one alias
     names = [(_text(e["name"], f"{where}.name"), f"{where}.name")]

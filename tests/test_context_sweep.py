@@ -145,8 +145,11 @@ def test_a_dict_context_of_values_that_are_not_text_is_refused_naming_the_entry(
     assert needle in str(err.value)
 
 
-def test_a_dict_context_may_use_tuples(client):
-    home = {"entities": ({"name": "Zorblat Lamp", "id": "light.z", "aliases": ("the glow",)},)}
+@pytest.mark.parametrize("aliases", [("the glow",), {"the glow", "glowy"}])
+def test_a_dict_context_may_use_tuples_and_sets(client, aliases):
+    """Home Assistant's own entries hold aliases as sets (they were refused: not a list)."""
+    home = {"entities": ({"name": "Zorblat Lamp", "id": "light.z", "aliases": aliases},)}
+    assert sorted(prepare_context(home).message.entities[0].aliases) == sorted(aliases)
     r = client.parse("turn on the glow", context=home)
     assert [(s.entry_id, s.canonical) for s in r.slots if s.entry_id] == [
         ("light.z", "Zorblat Lamp")
