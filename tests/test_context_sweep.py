@@ -265,15 +265,23 @@ def test_an_id_is_at_most_255_characters(client, fillers):
     )
 
 
-def test_a_name_of_many_words_matches(client):
-    """A name of 1 to 100 characters matches however many words it has (names of more than 8
-    tokens never matched, with no word of it resolved)."""
-    name = "Very Big Old Zorblat Lamp Over The Long Dining Table"  # 10 tokens
+@pytest.mark.parametrize(
+    ("model", "name", "text"),
+    [
+        (
+            "intent",
+            "Very Big Old Zorblat Lamp Over The Long Dining Table",  # 10 tokens
+            "turn on the very big old zorblat lamp over the long dining table",
+        ),
+        ("intent-zh", "客厅北侧落地阅读灯", "打开客厅北侧落地阅读灯"),  # a token per character: 9
+    ],
+)
+def test_a_name_of_many_words_matches(client, model, name, text):
+    """A name of 1 to 100 characters matches however many tokens it has (names of more than 8
+    never matched: in Chinese, any name of more than 8 characters)."""
     home = {"entities": [{"name": name, "id": "light.long"}, {"name": "Lamp", "id": "light.l"}]}
-    r = client.parse(f"turn on the {name.lower()}", context=home)
-    assert [(s.name, s.value, s.entry_id) for s in r.slots] == [
-        ("name", name.lower(), "light.long")
-    ]
+    r = client.parse(text, context=home, model=model)
+    assert [(s.name, s.entry_name, s.entry_id) for s in r.slots] == [("name", name, "light.long")]
 
 
 # ---------------------------------------------------------------- long utterances, many matches
