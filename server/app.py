@@ -92,8 +92,7 @@ class App:
         """Run the model a few times (`runs`, default --warmup-runs), then report SERVING."""
         loop = asyncio.get_running_loop()
         runs = self.settings.warmup_runs if runs is None else runs
-        for model in self.registry:
-            await loop.run_in_executor(self.executor, model.runtime.warmup, runs)
+        await self.loader.warm_all(runs, self.executor)  # a version whose runs fail: retired
         await loop.run_in_executor(self.executor, self.generation.warmup, runs)
         self.registry.ready = True
         self.metrics.ready.set(1)
@@ -187,9 +186,6 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
         max_workers=max(1, runtime.inference_threads), thread_name_prefix="onnxruntime"
     )
     registry, loader = _models(settings, metrics, executor)
-    if worker is not None:  # warm before the socket joins the port: no connection waits on it
-        for model in registry:
-            model.runtime.warmup(settings.warmup_runs)
     admission = Admission(
         max_queue=settings.max_queue,
         max_streams=settings.max_streams,
@@ -262,28 +258,32 @@ async def _run(
     settings: Settings, worker: WorkerLink | None, stop: asyncio.Event, t0: float
 ) -> None:
     app = build_app(settings, worker)
-    if worker is None:
-        await app.start()
-        log.info(
-            "listening",
-            extra={
-                "host": settings.host,
-                "port": app.port,
-                "metrics_port": app.metrics_port,
-                **_describe(app),
-            },
-        )
-        if not stop.is_set():  # a signal caught while loading: drain without warming up
-            await app.warmup()
+    try:
+        if worker is None:
+            await app.start()
             log.info(
-                "serving",
-                extra={"model": app.registry.find("").name, "startup_s": _since(t0)},
+                "listening",
+                extra={
+                    "host": settings.host,
+                    "port": app.port,
+                    "metrics_port": app.metrics_port,
+                    **_describe(app),
+                },
             )
-    else:
-        worker.send("listening", **_describe(app))
-        await app.warmup(runs=0)  # warmed in build_app
-        await app.start()
-        worker.send("serving", startup_s=_since(t0))
+            if not stop.is_set():  # a signal caught while loading: drain without warming up
+                await app.warmup()
+                log.info(
+                    "serving",
+                    extra={"model": app.registry.find("").name, "startup_s": _since(t0)},
+                )
+        else:
+            await app.warmup()  # before the socket listens: no connection waits on a cold worker
+            worker.send("listening", **_describe(app))
+            await app.start()
+            worker.send("serving", startup_s=_since(t0))
+    except ModelLoadError:  # no default model survived its warm-up runs: stop cleanly
+        await app.server.stop(0)
+        raise
     await stop.wait()
     log.info("draining", extra={"grace_s": settings.drain_seconds})
     await app.drain(settings.drain_seconds)

@@ -13,26 +13,17 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import replace
 
-from server.errors import FailedPrecondition, ModelLoadError, NotFound
+from server.errors import FailedPrecondition, ModelLoadError, NotFound, load_error
 from server.metrics import Metrics
 from server.model import UNAVAILABLE, ModelRegistry, ServedModel, load_model
-from server.repository import ModelSource, RepositoryError, VersionFile
+from server.repository import Mark, ModelSource, RepositoryError, VersionFile
 from server.settings import BatchSettings, LimitSettings, RuntimeSettings
 
 log = logging.getLogger("rnnserve.repository")
 
 MODES = ("none", "poll", "explicit")
 UNREADABLE = "the model repository cannot be read"
-
-# A loaded version's file stamp and the config.json batching it was loaded with: a change to
-# either (a new file, or a new max_batch_size) loads the version again.
-Mark = tuple[tuple[int, int, int], int | None, int | None]
-
-
-def _mark(src: ModelSource, vf: VersionFile) -> Mark:
-    return (vf.stamp, src.max_batch_size, src.max_batch_delay_us)
 
 
 class ModelLoader:
@@ -62,6 +53,7 @@ class ModelLoader:
         self.failed: dict[tuple[str, str], str] = {}  # versions whose file failed, and why
         self.unloaded: set[str] = set()  # explicitly unloaded: polling leaves them out
         self.unreadable = ""  # why the repository could not be read at the last scan
+        self.named_default = False  # --default-model was given (else: the first that loads)
         self._lock = asyncio.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-load")
 
@@ -69,28 +61,46 @@ class ModelLoader:
 
     def _load(self, src: ModelSource, version: str, vf: VersionFile, warm: bool) -> ServedModel:
         """Load (and warm) one version; ModelLoadError says why it cannot be served."""
-        batching = replace(
-            self.batching,
-            max_batch_size=src.max_batch_size or self.batching.max_batch_size,
-            max_batch_delay_us=(
-                self.batching.max_batch_delay_us
-                if src.max_batch_delay_us is None
-                else src.max_batch_delay_us
-            ),
-        )
         model = load_model(
             vf.path,
             name=src.name,
             version=version,
             runtime=self.runtime,
-            batching=batching,
+            batching=src.batching(self.batching),
             limits=self.limits,
             executor=self.executor,
             metrics=self.metrics,
         )
         if warm:
-            model.runtime.warmup(self.runtime.warmup_runs)
+            self._warm(model, self.runtime.warmup_runs)
         return model
+
+    @staticmethod
+    def _warm(model: ServedModel, runs: int) -> None:
+        """Run a loaded version `runs` times; ModelLoadError when a run fails (a graph that
+        loads but cannot run: the file's fault, not the server's)."""
+        try:
+            model.runtime.warmup(runs)
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise load_error(model.runtime.path, "failed its warm-up runs", first) from None
+
+    async def warm_all(self, runs: int, executor: Executor) -> None:
+        """At start: warm every loaded version on `executor`. One whose runs fail stops serving
+        and is reported as a failed load; ModelLoadError when no default model is left."""
+        loop, problems = asyncio.get_running_loop(), []
+        for model in list(self.registry):
+            try:
+                await loop.run_in_executor(executor, self._warm, model, runs)
+            except ModelLoadError as exc:
+                problems.append(str(exc))
+                self.registry.remove(model.name, model.version, exc.public)
+                self.failed[(model.name, model.version)] = exc.public  # retried once it changes
+                log.warning(
+                    "model version not loaded",
+                    extra={"model": model.name, "version": model.version, "reason": str(exc)},
+                )
+        self._pick_default(problems)
 
     def _failed(self, name: str, version: str, reason: str) -> None:
         """Record a version whose file did not load: rnnserve_model_ready reads 0 for it,
@@ -140,15 +150,20 @@ class ModelLoader:
                     problems.append(str(exc))
                     continue
                 self.registry.add(model)
-                self.stamps[(src.name, version)] = _mark(src, vf)
+                self.stamps[(src.name, version)] = src.mark(vf)
+        self.named_default = bool(self.registry.default)
+        self._pick_default(problems)
+        for problem in problems:
+            log.warning("model not loaded", extra={"reason": problem})
+
+    def _pick_default(self, problems: list[str]) -> None:
+        """The default model: the one named, else the first by name that loaded."""
         if not any(True for _ in self.registry):
             raise ModelLoadError(problems[0] if problems else "the model repository is empty")
-        if not self.registry.default:  # none named: the first model by name that loaded
+        if not self.named_default:
             self.registry.default = min(m.name for m in self.registry)
         if not self.registry.versions(self.registry.default):
             raise ModelLoadError(f"the default model {self.registry.default!r} is not loaded")
-        for problem in problems:
-            log.warning("model not loaded", extra={"reason": problem})
 
     # ------------------------------------------------------------------ while serving
 
@@ -178,7 +193,7 @@ class ModelLoader:
                         self._forget(key, "no longer in the repository's policy")
                 for version, vf in src.versions.items():
                     key = (src.name, version)
-                    if self.stamps.get(key) == _mark(src, vf):
+                    if self.stamps.get(key) == src.mark(vf):
                         if key in self.failed:  # unchanged since it failed: still not serving
                             failures.append(self.failed[key])
                             failed = True
@@ -189,7 +204,7 @@ class ModelLoader:
                         )
                     except ModelLoadError as exc:  # clients read exc.public, the log all
                         self._failed(src.name, version, exc.public)
-                        self.stamps[key] = _mark(src, vf)  # retried when it changes
+                        self.stamps[key] = src.mark(vf)  # retried when it changes
                         self.failed[key] = exc.public
                         failures.append(exc.public)
                         failed = True
@@ -201,7 +216,7 @@ class ModelLoader:
                     if model.batcher is not None:
                         model.batcher.start()
                     self.registry.add(model)
-                    self.stamps[key] = _mark(src, vf)
+                    self.stamps[key] = src.mark(vf)
                     self.failed.pop(key, None)
                     log.info("model version serving", extra={"model": src.name, "version": version})
                 if not failed:  # a failed replacement leaves the versions serving before,

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from modelspec.seq2seq import ENCODER_FILE
+from server.settings import BatchSettings
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
@@ -40,6 +41,11 @@ class VersionFile:
     stamp: tuple[int, int, int]  # mtime_ns, size, inode
 
 
+# A version's file stamp and the config.json batching it is loaded with: a change to either (a
+# new file, or a new max_batch_size) loads the version again.
+Mark = tuple[tuple[int, int, int], int | None, int | None]
+
+
 @dataclass(frozen=True)
 class ModelSource:
     """A model as the repository holds it: its versions (selected by its policy) and config."""
@@ -50,6 +56,22 @@ class ModelSource:
     max_batch_delay_us: int | None = None
     error: str = ""  # why the model cannot be read (then it has no versions), for the log
     reason: str = ""  # the same without the server's paths: what clients read
+
+    def batching(self, server: BatchSettings) -> BatchSettings:
+        """The server's batching with this model's config.json over it."""
+        return replace(
+            server,
+            max_batch_size=self.max_batch_size or server.max_batch_size,
+            max_batch_delay_us=(
+                server.max_batch_delay_us
+                if self.max_batch_delay_us is None
+                else self.max_batch_delay_us
+            ),
+        )
+
+    def mark(self, vf: VersionFile) -> Mark:
+        """What a version loaded from `vf` is made of: a change loads it again."""
+        return (vf.stamp, self.max_batch_size, self.max_batch_delay_us)
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

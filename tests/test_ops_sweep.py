@@ -17,11 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import onnx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from onnx import TensorProto, helper
 from prometheus_client import generate_latest
 
 from client import Client
+from modelspec.names import INTENT_LOGITS
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
 from rnnserve.v1 import rnnserve_pb2 as pb
@@ -438,3 +441,46 @@ def test_a_failed_version_whose_file_is_removed_is_no_longer_reported_as_failing
             "no longer in the repository's policy",
         )
         assert _index(srv.target)[("uni", "1")] == ("READY", "")
+
+
+# ---------------------------------------------------------------- a model that loads but cannot run
+
+
+def _batch_of_one_only(src: Path, out: Path) -> Path:
+    """`src` with its intent logits reshaped to one row: it loads, and fails on two rows."""
+    model = onnx.load(str(src))
+    for node in model.graph.node:
+        node.output[:] = ["raw" if o == INTENT_LOGITS else o for o in node.output]
+    model.graph.initializer.append(helper.make_tensor("one_row", TensorProto.INT64, [2], [1, 3]))
+    model.graph.node.append(helper.make_node("Reshape", ["raw", "one_row"], [INTENT_LOGITS]))
+    onnx.save(model, str(out))
+    return out
+
+
+def test_a_version_that_fails_its_warm_up_runs_is_reported_not_fatal(tmp_path, files):
+    bad = _batch_of_one_only(files["uni"], tmp_path / "bad.onnx")
+    root = _repo(tmp_path / "repo", files)
+    (root / "bad" / "1").mkdir(parents=True)
+    shutil.copy(bad, root / "bad" / "1" / "model.onnx")
+    settings = settings_for(
+        DEFAULT_ONNX, model_repository=str(root), model_control_mode="explicit", warmup_runs=2
+    )
+    failing = ("UNAVAILABLE", "failed its warm-up runs")
+    with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        assert _index(srv.target)[("bad", "1")] == failing  # at start: the others serve
+        assert not stub.ModelReady(v2.ModelReadyRequest(name="bad"), timeout=5).ready
+        assert _samples(srv)['rnnserve_model_ready{model="bad",version="1"}'] == 0
+        (root / "late" / "1").mkdir(parents=True)
+        shutil.copy(bad, root / "late" / "1" / "model.onnx")
+        with pytest.raises(grpc.RpcError) as err:  # while serving: refused, not INTERNAL
+            stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name="late"), timeout=30)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "failed its warm-up runs" in err.value.details()
+        assert str(tmp_path) not in err.value.details()
+        assert _index(srv.target)[("late", "1")] == failing
+        with Client(srv.target, timeout=10) as c:
+            assert c.parse(TEXT, model="uni").model == "uni"
+    out = _start("--model", str(bad), "--warmup-runs", "2")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: failed its warm-up runs")
