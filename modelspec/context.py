@@ -13,7 +13,7 @@ length the earlier one wins; a span matched by several kinds (an area and an ent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Final, Protocol
@@ -301,6 +301,29 @@ def find(matches: Sequence[Match], kind: str, start: int, end: int) -> int | Non
         if m.start == start and m.end == end and kind in m.entries:
             return m.entries[kind][0]
     return None
+
+
+def choose(
+    kind: str,
+    entries: Sequence[EntryLike],
+    ks: Sequence[int],
+    near: tuple[Collection[str], Collection[str]],
+    home_areas: Sequence[EntryLike],
+) -> int:
+    """Of the entries `ks` (indices into `entries`, request order) that one name names, the
+    one the utterance places, `near` being the ids of the areas and of the floors it names: an
+    area on such a floor; an entity in such an area, else in an area on such a floor; else the
+    first."""
+    areas, floors = near
+    if kind == AREA and floors:
+        ks = [k for k in ks if entries[k].floor in floors] or ks
+    elif kind == NAME and (areas or floors):
+        inside = [k for k in ks if entries[k].area in areas]
+        if not inside and floors:
+            on = {a.id: a.floor for a in home_areas}
+            inside = [k for k in ks if on.get(entries[k].area) in floors]
+        ks = inside or ks
+    return ks[0]
 
 
 def snap_tags(tags: Sequence[str], matches: Sequence[Match]) -> list[str]:

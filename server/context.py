@@ -32,6 +32,7 @@ from modelspec.context import (
     HomeContext,
     Match,
     NameTable,
+    choose,
     entity_domain,
     features,
 )
@@ -200,9 +201,8 @@ class ContextMatch:
         return features(self.matches, offset + n)[None, offset:]
 
     def entry(self, kind: str, start: int, end: int, near: Near = NOWHERE) -> EntryLike | None:
-        """The entry a slot of `kind` over tokens [start, end) names, if any: of several
-        entities of that name, the first in an area of `near`, else on a floor of `near`, else
-        the first in request order."""
+        """The entry a slot of `kind` over tokens [start, end) names, if any; of several of
+        that name, the one in the areas or on the floors of `near` (modelspec.context.choose)."""
         if kind not in CONTEXT_KINDS:
             return None
         if self._spans is None:  # matches never overlap: one lookup per slot (a stream's
@@ -211,19 +211,17 @@ class ContextMatch:
         if m is None or kind not in m.entries:
             return None
         entries, ks = self.ctx.of(kind), m.entries[kind]
-        if kind == NAME and len(ks) > 1 and (near[0] or near[1]):
-            floor = {a.id: a.floor for a in self.ctx.areas} if near[1] else {}
-            inside = [k for k in ks if entries[k].area in near[0]]
-            ks = inside or [k for k in ks if floor.get(entries[k].area) in near[1]] or ks
-        return entries[ks[0]]
+        return entries[choose(kind, entries, ks, near, self.ctx.areas) if len(ks) > 1 else ks[0]]
 
     def places(self, slots: Sequence[SlotOut]) -> Near:
-        """The ids of the areas and of the floors that `slots` name."""
-        ids: dict[str, set[str]] = {AREA: set(), FLOOR: set()}
-        for s in slots:
-            if s.name in ids and (e := self.entry(s.name, s.token_start, s.token_end)) and e.id:
-                ids[s.name].add(e.id)
-        return ids[AREA], ids[FLOOR]
+        """The ids of the areas and of the floors that `slots` name (of areas that share a
+        name, the one on a floor they name)."""
+        floors = self._ids(slots, FLOOR, NOWHERE)
+        return self._ids(slots, AREA, (set(), floors)), floors
+
+    def _ids(self, slots: Sequence[SlotOut], kind: str, near: Near) -> set[str]:
+        at = [self.entry(kind, s.token_start, s.token_end, near) for s in slots if s.name == kind]
+        return {e.id for e in at if e is not None and e.id}
 
 
 def context_input(
