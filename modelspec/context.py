@@ -294,15 +294,6 @@ def features(matches: Sequence[Match], n_tokens: int) -> np.ndarray:
     return out
 
 
-def find(matches: Sequence[Match], kind: str, start: int, end: int) -> int | None:
-    """The entry (index into the kind's entries) that a slot of `kind` over tokens [start, end)
-    names: the first entry of a match of that kind over exactly those tokens, else None."""
-    for m in matches:
-        if m.start == start and m.end == end and kind in m.entries:
-            return m.entries[kind][0]
-    return None
-
-
 def choose(
     kind: str,
     entries: Sequence[EntryLike],
