@@ -392,6 +392,45 @@ def test_of_several_entities_of_one_name_the_one_in_the_area_named_answers(clien
     assert [s.entry_id for s in r.slots if s.name == "name"] == [entity]
 
 
+BATHROOMS = {
+    "floors": [{"name": "Upstairs", "id": "up"}, {"name": "Downstairs", "id": "down"}],
+    "areas": [
+        {"name": "Bathroom", "id": "bath_up", "floor": "up"},
+        {"name": "Bathroom", "id": "bath_down", "floor": "down"},
+    ],
+    "entities": [
+        {"name": "Mirror Light", "id": "light.mirror_up", "area": "bath_up"},
+        {"name": "Mirror Light", "id": "light.mirror_down", "area": "bath_down"},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("turn on the lights in the bathroom downstairs", {"area": "bath_down"}),
+        (
+            "turn on the mirror light in the bathroom downstairs",
+            {"name": "light.mirror_down", "area": "bath_down"},
+        ),
+        (
+            "turn on the downstairs bathroom mirror light",
+            {"name": "light.mirror_down", "area": "bath_down"},
+        ),
+        (
+            "turn on the mirror light in the bathroom",
+            {"name": "light.mirror_up", "area": "bath_up"},
+        ),
+    ],
+)
+def test_of_several_areas_of_one_name_the_one_on_the_floor_named_answers(client, text, want):
+    """A bathroom upstairs and one downstairs: "the bathroom downstairs" named the first in
+    request order, upstairs, and so did the entity in it."""
+    r = client.parse(text, context=BATHROOMS)
+    got = {s.name: s.entry_id for s in r.slots if s.name in ("name", "area")}
+    assert got == want
+
+
 # ---------------------------------------------------------------- many homes at once
 
 
@@ -533,42 +572,3 @@ def test_the_implied_domain_is_the_named_entitys(client, entity, state, domain):
     )
     assert [(s.name, s.canonical) for s in r.slots] == [("name", "Front Door"), ("state", state)]
     assert [(i.name, i.value) for i in r.implied_slots] == [("domain", domain)]
-
-
-BATHROOMS = {
-    "floors": [{"name": "Upstairs", "id": "up"}, {"name": "Downstairs", "id": "down"}],
-    "areas": [
-        {"name": "Bathroom", "id": "bath_up", "floor": "up"},
-        {"name": "Bathroom", "id": "bath_down", "floor": "down"},
-    ],
-    "entities": [
-        {"name": "Mirror Light", "id": "light.mirror_up", "area": "bath_up"},
-        {"name": "Mirror Light", "id": "light.mirror_down", "area": "bath_down"},
-    ],
-}
-
-
-@pytest.mark.parametrize(
-    ("text", "want"),
-    [
-        ("turn on the lights in the bathroom downstairs", {"area": "bath_down"}),
-        (
-            "turn on the mirror light in the bathroom downstairs",
-            {"name": "light.mirror_down", "area": "bath_down"},
-        ),
-        (
-            "turn on the downstairs bathroom mirror light",
-            {"name": "light.mirror_down", "area": "bath_down"},
-        ),
-        (
-            "turn on the mirror light in the bathroom",
-            {"name": "light.mirror_up", "area": "bath_up"},
-        ),
-    ],
-)
-def test_of_several_areas_of_one_name_the_one_on_the_floor_named_answers(client, text, want):
-    """A bathroom upstairs and one downstairs: "the bathroom downstairs" named the first in
-    request order, upstairs, and so did the entity in it."""
-    r = client.parse(text, context=BATHROOMS)
-    got = {s.name: s.entry_id for s in r.slots if s.name in ("name", "area")}
-    assert got == want
