@@ -149,6 +149,18 @@ def _carries_context(request: Any) -> bool:
     return bool(request.HasField("context"))
 
 
+def _same_model(stream: StreamState, req: pb.ParseStreamRequest) -> None:
+    """A later message may name the stream's model and version again, but no other."""
+    model = stream.model
+    if model is not None and (
+        req.model not in ("", model.name) or req.version not in ("", model.version)
+    ):
+        raise InvalidArgument(
+            f"the stream runs on model {model.name!r} version {model.version!r} from its first "
+            "message; a later message may not name another (start a new stream)"
+        )
+
+
 def deserializers() -> dict[str, Callable[[bytes], Typed]]:
     """Request deserializers of the methods that keep a large context apart, by method."""
     service = pb.DESCRIPTOR.services_by_name["Parser"].full_name
@@ -197,6 +209,7 @@ class ParserServicer(pb_grpc.ParserServicer):
                 )
             first = False
             req, home = _unwrap(request, self.contexts)
+            _same_model(stream, req)
             try:
                 res = await self.plane.feed(stream, _input(req, req.WhichOneof("chunk"), home))
             except NotFound:

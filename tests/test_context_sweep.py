@@ -246,6 +246,33 @@ def test_a_context_on_a_later_stream_message_is_invalid_argument(server, entitie
         assert [a.chunk_index for a in ok] == [0, 1]
 
 
+def test_a_later_stream_message_naming_another_model_is_invalid_argument(server):
+    """A stream stays on its first message's model and version: a later message naming another
+    was answered by the first's, as if it had not said so."""
+    with grpc.insecure_channel(server.target) as ch:
+        stub = pb_grpc.ParserStub(ch)
+        first = pb.ParseStreamRequest(model="intent-stream", text="turn on the ")
+        same = [
+            pb.ParseStreamRequest(text="kitchen "),
+            pb.ParseStreamRequest(model="intent-stream", version="1", text="lights"),
+        ]
+        assert [a.chunk_index for a in stub.ParseStream(_chunks(first, *same), timeout=10)] == [
+            0,
+            1,
+            2,
+        ]
+        for later in (
+            pb.ParseStreamRequest(model="intent-zh-stream", text="灯"),
+            pb.ParseStreamRequest(version="7", text="lights"),
+        ):
+            answers = stub.ParseStream(_chunks(first, later), timeout=10)
+            assert next(answers).chunk_index == 0
+            with pytest.raises(grpc.RpcError) as err:
+                next(answers)
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "the stream runs on model 'intent-stream' version '1'" in err.value.details()
+
+
 @pytest.mark.parametrize("fillers", [0, 60])  # 60: a context read apart and kept by its bytes
 def test_an_id_is_at_most_255_characters(client, fillers):
     """An answer repeats the id of every slot naming the entry: an id of megabytes made each
