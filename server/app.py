@@ -173,9 +173,9 @@ def build_app(settings: Settings, worker: WorkerLink | None = None) -> App:
     """Load the model (ModelLoadError on a bad file) and bind the server; call inside a loop.
 
     A worker process (`worker`) names itself in every answer's `rnnserve-worker` trailer."""
-    metrics = Metrics()
+    metrics = Metrics(auth_tokens=bool(settings.auth_token_file))
     tokens = None  # the cheap checks first: files named in flags, before the model loads
-    if settings.auth_token_file:
+    if metrics.auth_tokens is not None:
         try:
             tokens = TokenStore(settings.auth_token_file, on_change=metrics.auth_tokens.set)
         except ValueError as exc:

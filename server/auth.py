@@ -78,6 +78,7 @@ class TokenStore:
             if not (token.isascii() and token.isprintable()):
                 return stamp, [], f"line {number}: a token must be printable ASCII (as gRPC sends)"
             tokens.append(token.encode())
+        tokens = list(dict.fromkeys(tokens))  # a token written twice is one token
         return stamp, tokens, None if tokens else "no tokens (one per line)"
 
     def tokens(self) -> list[bytes]:

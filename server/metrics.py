@@ -32,7 +32,7 @@ LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0
 class Metrics:
     """Requests by method and status, latency, tokens processed, readiness, bearer tokens."""
 
-    def __init__(self) -> None:
+    def __init__(self, auth_tokens: bool = True) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "rnnserve_requests",
@@ -90,12 +90,17 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemin",
         )
-        self.auth_tokens = Gauge(
-            "rnnserve_auth_tokens",
-            "bearer tokens loaded from the token file (0 with a token file: every guarded call "
-            "is denied)",
-            registry=self.registry,
-            multiprocess_mode="livemin",
+        # Only with a token file (`auth_tokens`): 0 then means every guarded call is denied, an
+        # alert; a server without tokens has no such series to fire on.
+        self.auth_tokens = (
+            Gauge(
+                "rnnserve_auth_tokens",
+                "bearer tokens loaded from the token file (0: every guarded call is denied)",
+                registry=self.registry,
+                multiprocess_mode="livemin",
+            )
+            if auth_tokens
+            else None
         )
 
     def record_batch(self, rows: int, requests: int) -> None:

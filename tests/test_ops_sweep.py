@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 from onnx import TensorProto, helper
 from prometheus_client import generate_latest
 
-from client import Client
+from client import Client, RnnServeError
 from modelspec.names import INTENT_LOGITS
 from rnnserve.kserve import grpc_predict_v2_pb2 as v2
 from rnnserve.kserve import grpc_predict_v2_pb2_grpc as v2_grpc
@@ -270,6 +270,22 @@ def test_a_version_that_fails_to_load_reads_zero_in_model_ready(tmp_path, files)
         assert _wait(lambda: ("uni", "2") in _index(srv.target))
         assert _samples(srv)['rnnserve_model_ready{model="uni",version="2"}'] == 0
         assert _samples(srv)['rnnserve_model_ready{model="uni",version="1"}'] == 1
+
+
+def test_the_token_gauge_is_there_only_with_a_token_file(tmp_path, files):
+    with RunningServer(settings_for(files["uni"])) as srv:
+        assert not [k for k in _samples(srv) if k.startswith("rnnserve_auth_tokens")]
+    tokens = tmp_path / "tokens"
+    tokens.write_text("# rotated monthly\none-token\n\n  two-token  \none-token\n")
+    with RunningServer(settings_for(files["uni"], auth_token_file=str(tokens))) as srv:
+        assert _samples(srv)["rnnserve_auth_tokens"] == 2  # one-token once
+        with Client(srv.target, timeout=10, token="two-token") as c:
+            assert c.parse(TEXT).model == "uni"
+            tokens.write_text("# every token revoked\n")
+            with pytest.raises(RnnServeError) as err:  # the next call on the same connection
+                c.parse(TEXT)
+        assert err.value.code == "PERMISSION_DENIED"
+        assert _samples(srv)["rnnserve_auth_tokens"] == 0
 
 
 def _batching(stub, name: str) -> str:
