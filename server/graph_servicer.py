@@ -7,6 +7,7 @@ from modelspec.io import DATATYPE_NAMES
 from rnnserve.kserve import grpc_predict_v2_pb2 as pb
 from server import v2_codec
 from server.dataplane import DataPlane
+from server.errors import FailedPrecondition
 from server.generation_service import GenerationService
 from server.graphs import GraphModel, GraphModels
 from server.kserve_servicer import InferenceServicer
@@ -84,6 +85,24 @@ class GraphInferenceServicer(InferenceServicer):
         if self.graphs.owns(request.name):
             return _config(self.graphs.find(request.name, request.version))
         return await super().ModelConfig(request, context)
+
+    def _not_seq2seq(self, name: str) -> None:
+        """Encoder–decoders load at start only: say so rather than that the model is unknown."""
+        if name in self.graphs.generation.models or self.graphs.owns(name):
+            raise FailedPrecondition(
+                f"model {name!r} is (a graph of) an encoder-decoder: it is loaded at start only, "
+                "never by RepositoryModelLoad or RepositoryModelUnload"
+            )
+
+    async def RepositoryModelLoad(self, request, context):  # noqa: N802
+        """Load a model; an encoder–decoder's name is FAILED_PRECONDITION."""
+        self._not_seq2seq(request.model_name)
+        return await super().RepositoryModelLoad(request, context)
+
+    async def RepositoryModelUnload(self, request, context):  # noqa: N802
+        """Unload a model; an encoder–decoder's name is FAILED_PRECONDITION."""
+        self._not_seq2seq(request.model_name)
+        return await super().RepositoryModelUnload(request, context)
 
     async def RepositoryIndex(self, request, context):  # noqa: N802
         """The repository's models, and the graphs of the encoder–decoders."""

@@ -500,3 +500,20 @@ def test_a_version_that_fails_its_warm_up_runs_is_reported_not_fatal(tmp_path, f
     out = _start("--model", str(bad), "--warmup-runs", "2")
     assert out.returncode == 1 and "Traceback" not in out.stderr
     assert out.stderr.strip().splitlines()[-1].startswith(f"error: {bad}: failed its warm-up runs")
+
+
+def test_load_and_unload_of_an_encoder_decoder_say_it_loads_at_start_only():
+    settings = settings_for(DEFAULT_ONNX, model_repository="models", model_control_mode="explicit")
+    with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
+        stub = v2_grpc.GRPCInferenceServiceStub(ch)
+        assert ("g2p.encoder", "1") in _index(srv.target)
+        for name in ("g2p", "g2p.encoder", "g2p.step"):
+            for call, request in (
+                (stub.RepositoryModelLoad, v2.RepositoryModelLoadRequest),
+                (stub.RepositoryModelUnload, v2.RepositoryModelUnloadRequest),
+            ):
+                with pytest.raises(grpc.RpcError) as err:
+                    call(request(model_name=name), timeout=10)
+                assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+                assert "loaded at start only" in err.value.details()
+        assert stub.ModelReady(v2.ModelReadyRequest(name="g2p.encoder"), timeout=5).ready
