@@ -159,7 +159,8 @@ class ModelLoader:
     def _pick_default(self, problems: list[str]) -> None:
         """The default model: the one named, else the first by name that loaded."""
         if not any(True for _ in self.registry):
-            raise ModelLoadError(problems[0] if problems else "the model repository is empty")
+            alone = "the model repository holds no model besides any encoder-decoder (needs one)"
+            raise ModelLoadError(problems[0] if problems else alone)
         if not self.named_default:
             self.registry.default = min(m.name for m in self.registry)
         if not self.registry.versions(self.registry.default):

@@ -517,3 +517,12 @@ def test_load_and_unload_of_an_encoder_decoder_say_it_loads_at_start_only():
                 assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
                 assert "loaded at start only" in err.value.details()
         assert stub.ModelReady(v2.ModelReadyRequest(name="g2p.encoder"), timeout=5).ready
+
+
+def test_a_repository_of_an_encoder_decoder_alone_says_it_needs_another_model(tmp_path):
+    shutil.copytree(ROOT / "models" / "g2p", tmp_path / "g2p")
+    out = _start("--model-repository", str(tmp_path))
+    assert out.returncode == 1
+    assert _one_line(out) == (
+        "error: the model repository holds no model besides any encoder-decoder (needs one)"
+    )
