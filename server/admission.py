@@ -48,8 +48,9 @@ class Admission:
 
     def enter_probe(self, work: bool = False) -> None:
         """A probe (ServerLive, ServerReady, ModelReady, ...) started: it answers while draining
-        and at capacity, so liveness and readiness checks do not fail under load."""
-        self._started(False)
+        and at capacity, so liveness and readiness checks do not fail under load. It does not
+        restart the drain's quiet period: a balancer probing many times a second would hold
+        every drain open for its whole grace."""
         self.probes += 1
         self._idle.clear()
 

@@ -6,12 +6,14 @@ an operator sees at start-up) and asserts on what a client or the operator recei
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -526,3 +528,26 @@ def test_a_repository_of_an_encoder_decoder_alone_says_it_needs_another_model(tm
     assert _one_line(out) == (
         "error: the model repository holds no model besides any encoder-decoder (needs one)"
     )
+
+
+def test_probes_arriving_all_the_time_do_not_hold_a_drain_open(files):
+    stop = threading.Event()
+    with RunningServer(settings_for(files["uni"])) as srv:
+        assert srv.app is not None
+
+        def probe() -> None:  # a balancer health-checking as fast as it can
+            with grpc.insecure_channel(srv.target) as ch:
+                stub = v2_grpc.GRPCInferenceServiceStub(ch)
+                while not stop.is_set():
+                    with contextlib.suppress(grpc.RpcError):  # UNAVAILABLE once it stops
+                        stub.ServerReady(v2.ServerReadyRequest(), timeout=5)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        try:
+            probes = 'rnnserve_requests_total{code="OK",method="ServerReady"}'
+            assert _wait(lambda: srv.metric(probes) > 20)
+            srv.call(srv.app.drain(60), timeout=30)  # returns once no work is left, not at 60 s
+        finally:
+            stop.set()
+            prober.join(10)
