@@ -111,7 +111,9 @@ class App:
         # Calls queued in gRPC's core but not yet started would be cancelled by stop(): keep
         # answering until none is running and none has started for a quiet moment.
         await self.admission.drain(grace, min(DRAIN_QUIET_S, grace))
-        await self.server.stop(max(0.0, deadline - time.monotonic()))
+        # No work is left (or no time): what may remain are health watches, which never end
+        # by themselves. A quiet moment for them, not the rest of the grace.
+        await self.server.stop(min(DRAIN_QUIET_S, max(0.0, deadline - time.monotonic())))
         for model in self.registry:
             if model.batcher is not None:
                 await model.batcher.stop()

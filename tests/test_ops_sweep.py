@@ -22,6 +22,7 @@ import grpc
 import onnx
 import pytest
 from cryptography.hazmat.primitives import serialization
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from onnx import TensorProto, helper
 from prometheus_client import generate_latest
 
@@ -551,3 +552,15 @@ def test_probes_arriving_all_the_time_do_not_hold_a_drain_open(files):
         finally:
             stop.set()
             prober.join(10)
+
+
+def test_an_open_health_watch_does_not_hold_a_drain_open(files):
+    with RunningServer(settings_for(files["uni"])) as srv:
+        assert srv.app is not None
+        with grpc.insecure_channel(srv.target) as ch:
+            watch = health_pb2_grpc.HealthStub(ch).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=60
+            )
+            assert next(watch).status == health_pb2.HealthCheckResponse.SERVING
+            srv.call(srv.app.drain(60), timeout=30)  # returns once no work is left, not at 60 s
+            assert next(watch).status == health_pb2.HealthCheckResponse.NOT_SERVING
