@@ -10,6 +10,7 @@ no onnxruntime, no grpc.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from dataclasses import dataclass, field, replace
@@ -21,6 +22,7 @@ from server.settings import BatchSettings
 
 MODEL_FILE = "model.onnx"
 CONFIG_FILE = "config.json"
+CONFIG_KEYS = ("version_policy", "max_batch_size", "max_batch_delay_us", "generation")
 FLAT_VERSION = "1"
 
 
@@ -111,6 +113,13 @@ def _config(folder: Path) -> dict[str, Any]:
         raise RepositoryError(path, "not a readable JSON file", str(exc)) from None
     if not isinstance(data, dict):
         raise RepositoryError(path, "must hold a JSON object")
+    for key in data:  # a misspelt key would otherwise be ignored without a word
+        if key not in CONFIG_KEYS:
+            near = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
+            said = f" (did you mean {near[0]!r}?)" if near else ""
+            raise RepositoryError(
+                path, f"unknown key {key!r}{said}; known: {', '.join(CONFIG_KEYS)}"
+            )
     for key in ("max_batch_size", "max_batch_delay_us"):
         value = data.get(key)
         if value is not None and (not isinstance(value, int) or value < 0):

@@ -168,6 +168,9 @@ def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_p
     (root / "policy" / "config.json").write_text(policy)
     (root / "padded" / "01").mkdir(parents=True)
     shutil.copy(files["uni"], root / "padded" / "01" / "model.onnx")
+    (root / "typo" / "1").mkdir(parents=True)
+    shutil.copy(files["uni"], root / "typo" / "1" / "model.onnx")
+    (root / "typo" / "config.json").write_text('{"max_batch_szie": 8}')  # was ignored
     settings = settings_for(DEFAULT_ONNX, model_repository=str(root), model_control_mode="explicit")
     with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
         stub = v2_grpc.GRPCInferenceServiceStub(ch)
@@ -177,12 +180,17 @@ def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_p
             "UNAVAILABLE",
             "01: a version folder is named by its number, without leading zeros (1)",
         )
+        assert index[("typo", "")] == (
+            "UNAVAILABLE",
+            "config.json: unknown key 'max_batch_szie' (did you mean 'max_batch_size'?); known: "
+            "version_policy, max_batch_size, max_batch_delay_us, generation",
+        )
         assert index[("badconfig", "")] == ("UNAVAILABLE", "config.json: not a readable JSON file")
         assert index[("policy", "")] == (
             "UNAVAILABLE",
             "config.json: version_policy selects none of the versions held (1)",
         )
-        for name in ("empty", "badconfig", "policy", "padded"):
+        for name in ("empty", "badconfig", "policy", "padded", "typo"):
             with pytest.raises(grpc.RpcError) as err:
                 stub.RepositoryModelLoad(v2.RepositoryModelLoadRequest(model_name=name), timeout=30)
             assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION
