@@ -145,11 +145,12 @@ class ModelLoader:
             for version, vf in src.versions.items():
                 try:
                     model = self._load(src, version, vf, warm=False)
-                except ModelLoadError as exc:
+                except ModelLoadError as exc:  # kept, so polling retries it only once changed
                     self._failed(src.name, version, exc.public)
+                    self.failed[(src.name, version)] = exc.public
                     problems.append(str(exc))
-                    continue
-                self.registry.add(model)
+                else:
+                    self.registry.add(model)
                 self.stamps[(src.name, version)] = src.mark(vf)
         self.named_default = bool(self.registry.default)
         self._pick_default(problems)

@@ -450,6 +450,23 @@ def test_a_misspelt_setting_variable_is_named_at_start(tmp_path, files):
         assert server.stop()[0] == 0
 
 
+def test_a_version_that_failed_at_start_is_not_loaded_again_until_it_changes(
+    tmp_path, files, caplog
+):
+    root = _repo(tmp_path / "repo", files)
+    (root / "uni" / "2").mkdir()
+    (root / "uni" / "2" / "model.onnx").write_bytes(b"not an onnx file")
+    (root / "uni" / "config.json").write_text('{"version_policy": {"all": {}}}')
+    caplog.set_level(logging.INFO, logger="rnnserve")
+    with _polling(root) as srv:
+        shutil.copy(files["bi"], root / "later.onnx")  # seen only by a later scan
+        assert _wait(lambda: ("later", "1") in _index(srv.target))
+        again = [r for r in caplog.records if r.getMessage() == "model version not loaded"]
+        assert again == []  # the start-up line said it; the unchanged file was not retried
+        assert _index(srv.target)[("uni", "2")] == ("UNAVAILABLE", "not a loadable ONNX model")
+        assert _index(srv.target)[("uni", "1")] == ("READY", "")
+
+
 def test_a_failed_version_whose_file_is_removed_is_no_longer_reported_as_failing(tmp_path, files):
     root = _repo(tmp_path / "repo", files)
     with _polling(root) as srv:
