@@ -81,6 +81,11 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
+def _whole(value: object) -> bool:
+    """A JSON integer (JSON's true and false are Python ints, and no count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _policy(config: dict[str, Any], versions: list[int], where: Path) -> list[int]:
     """The versions a policy selects (default: the newest one)."""
     policy = config.get("version_policy", {"latest": {"num_versions": 1}})
@@ -92,12 +97,12 @@ def _policy(config: dict[str, Any], versions: list[int], where: Path) -> list[in
         return versions
     if kind == "latest":
         n = args.get("num_versions", 1)
-        if not isinstance(n, int) or n < 1:
+        if not _whole(n) or n < 1:
             raise RepositoryError(where, "latest.num_versions must be a positive integer")
         return sorted(versions)[-n:]
     if kind == "specific":
         wanted = args.get("versions", [])
-        if not isinstance(wanted, list) or not all(isinstance(v, int) for v in wanted):
+        if not isinstance(wanted, list) or not all(_whole(v) for v in wanted):
             raise RepositoryError(where, "specific.versions must be a list of integers")
         return [v for v in versions if v in wanted]
     raise RepositoryError(where, "version_policy must be one of latest, all, specific")
@@ -122,7 +127,7 @@ def _config(folder: Path) -> dict[str, Any]:
             )
     for key in ("max_batch_size", "max_batch_delay_us"):
         value = data.get(key)
-        if value is not None and (not isinstance(value, int) or value < 0):
+        if value is not None and (not _whole(value) or value < 0):
             raise RepositoryError(path, f"{key} must be a non-negative integer")
     return data
 

@@ -171,6 +171,9 @@ def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_p
     (root / "typo" / "1").mkdir(parents=True)
     shutil.copy(files["uni"], root / "typo" / "1" / "model.onnx")
     (root / "typo" / "config.json").write_text('{"max_batch_szie": 8}')  # was ignored
+    (root / "truth" / "1").mkdir(parents=True)
+    shutil.copy(files["uni"], root / "truth" / "1" / "model.onnx")
+    (root / "truth" / "config.json").write_text('{"max_batch_size": true}')  # was taken as 1
     settings = settings_for(DEFAULT_ONNX, model_repository=str(root), model_control_mode="explicit")
     with RunningServer(settings) as srv, grpc.insecure_channel(srv.target) as ch:
         stub = v2_grpc.GRPCInferenceServiceStub(ch)
@@ -179,6 +182,10 @@ def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_p
         assert index[("padded", "")] == (
             "UNAVAILABLE",
             "01: a version folder is named by its number, without leading zeros (1)",
+        )
+        assert index[("truth", "")] == (
+            "UNAVAILABLE",
+            "config.json: max_batch_size must be a non-negative integer",
         )
         assert index[("typo", "")] == (
             "UNAVAILABLE",
