@@ -197,6 +197,7 @@ def result_dict(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) 
             "confidence": round(s.confidence, 6),
             **({"canonical": s.canonical} if s.canonical else {}),
             **({"entry_id": s.entry_id, "entry_name": s.entry_name} if s.entry_name else {}),
+            **({"entry_ids": list(s.entry_ids)} if len(s.entry_ids) > 1 else {}),
         }
         for s in r.slots
     ]
@@ -227,7 +228,8 @@ def human(text: str | None, r: pb.ParseResponse | pb.ParseStreamResponse) -> str
         lines = [f"{head}{r.intent.name} ({r.intent.confidence:.3f})"]
     for s in r.slots:
         canon = f" = {s.canonical!r}" if s.canonical and s.canonical != s.value else ""
-        entry = f" [{s.entry_id}]" if s.entry_id else ""
+        ids = list(s.entry_ids) if len(s.entry_ids) > 1 else [s.entry_id] if s.entry_id else []
+        entry = f" [{', '.join(ids)}]" if ids else ""
         lines.append(
             f"  {s.name}: {s.value!r}{canon}{entry} (tokens {s.token_start}-{s.token_end}, "
             f"{s.confidence:.3f})"

@@ -300,11 +300,11 @@ def choose(
     ks: Sequence[int],
     near: tuple[Collection[str], Collection[str]],
     home_areas: Sequence[EntryLike],
-) -> int:
-    """Of the entries `ks` (indices into `entries`, request order) that one name names, the
-    one the utterance places, `near` being the ids of the areas and of the floors it names: an
-    area on such a floor; an entity in such an area, else in an area on such a floor; else the
-    first."""
+) -> list[int]:
+    """Of the entries `ks` (indices into `entries`, request order) that one name names, those
+    the utterance places, `near` being the ids of the areas and of the floors it names: the
+    areas on such a floor; the entities in such an area, else in an area on such a floor; else
+    all of them (request order kept)."""
     areas, floors = near
     if kind == AREA and floors:
         ks = [k for k in ks if entries[k].floor in floors] or ks
@@ -314,7 +314,7 @@ def choose(
             on = {a.id: a.floor for a in home_areas}
             inside = [k for k in ks if on.get(entries[k].area) in floors]
         ks = inside or ks
-    return ks[0]
+    return list(ks)
 
 
 def snap_tags(tags: Sequence[str], matches: Sequence[Match]) -> list[str]:

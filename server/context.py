@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
@@ -33,11 +33,9 @@ from modelspec.context import (
     Match,
     NameTable,
     choose,
-    entity_domain,
     features,
 )
-from modelspec.values import DOMAIN, NONE, SlotValues, implied_words, with_slots
-from server.decoding import ParseResult, SlotOut, TokenOut
+from server.decoding import SlotOut, TokenOut
 from server.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -200,18 +198,21 @@ class ContextMatch:
         """[1, n, C] context input of the tokens [offset, offset + n) of the matched text."""
         return features(self.matches, offset + n)[None, offset:]
 
-    def entry(self, kind: str, start: int, end: int, near: Near = NOWHERE) -> EntryLike | None:
-        """The entry a slot of `kind` over tokens [start, end) names, if any; of several of
-        that name, the one in the areas or on the floors of `near` (modelspec.context.choose)."""
+    def entries(self, kind: str, start: int, end: int, near: Near = NOWHERE) -> list[EntryLike]:
+        """Every entry a slot of `kind` over tokens [start, end) names, request order; of
+        several of that name, those in the areas or on the floors of `near`
+        (modelspec.context.choose)."""
         if kind not in CONTEXT_KINDS:
-            return None
+            return []
         if self._spans is None:  # matches never overlap: one lookup per slot (a stream's
             self._spans = {(m.start, m.end): m for m in self.matches}  # answers hold many)
         m = self._spans.get((start, end))
         if m is None or kind not in m.entries:
-            return None
+            return []
         entries, ks = self.ctx.of(kind), m.entries[kind]
-        return entries[choose(kind, entries, ks, near, self.ctx.areas) if len(ks) > 1 else ks[0]]
+        if len(ks) > 1:
+            ks = choose(kind, entries, ks, near, self.ctx.areas)
+        return [entries[k] for k in ks]
 
     def places(self, slots: Sequence[SlotOut]) -> Near:
         """The ids of the areas and of the floors that `slots` name (of areas that share a
@@ -220,8 +221,8 @@ class ContextMatch:
         return self._ids(slots, AREA, (set(), floors)), floors
 
     def _ids(self, slots: Sequence[SlotOut], kind: str, near: Near) -> set[str]:
-        at = [self.entry(kind, s.token_start, s.token_end, near) for s in slots if s.name == kind]
-        return {e.id for e in at if e is not None and e.id}
+        at = [self.entries(kind, s.token_start, s.token_end, near) for s in slots if s.name == kind]
+        return {e.id for found in at for e in found if e.id}
 
 
 def context_input(
@@ -235,64 +236,3 @@ def context_input(
     if not model.takes_context:
         return None
     return home.features(len(tokens) - new, new)
-
-
-def _canonical(values: SlotValues, s: SlotOut, texts: Sequence[str], domain: str) -> str:
-    """A list value or a number; else the text itself, except for names, areas and floors
-    (their canonical value is a context entry's name)."""
-    found = values.canonical(s.name, texts[s.token_start : s.token_end], domain)
-    return found or ("" if s.name in CONTEXT_KINDS else s.value)
-
-
-def finish(
-    result: ParseResult,
-    values: SlotValues,
-    home: ContextMatch | None,
-    tokens: Sequence[TokenOut],
-    intent: str,
-    tags: Sequence[str],
-    text: str = "",
-) -> None:
-    """Give each slot its canonical value (and the context entry it names) and list the values
-    the utterance implies; `tokens`, `tags` and `text` cover the whole utterance so far (a slot
-    found by its spoken form keeps the words as said: "开了", not "开 了")."""
-    texts = [t.text for t in tokens]
-    found = values.untagged(intent, texts, tags)
-    marked = with_slots(tags, found)
-    implied = values.implied_value(intent, implied_words(texts, marked)) if intent else NONE
-    implied_name = values.implied_name(intent)
-    domain = implied if implied_name == DOMAIN else NONE
-    slots: list[SlotOut] = []
-    kinds: set[str] = set()  # the domains of the entities named
-    for s in result.slots:
-        name = values.slot_for(intent, s.name, texts[s.token_start : s.token_end])
-        slots.append(s if name == s.name else replace(s, name=name))
-    near = home.places(slots) if home is not None else NOWHERE
-    named, slots = slots, []
-    for s in named:
-        entry = home.entry(s.name, s.token_start, s.token_end, near) if home is not None else None
-        if entry is not None:
-            slots.append(replace(s, canonical=entry.name, entry_id=entry.id, entry_name=entry.name))
-            if s.name == NAME and entity_domain(entry):
-                domain = entity_domain(entry)
-                kinds.add(domain)
-        else:
-            slots.append(s)
-    result.slots = [  # a resolved slot keeps its entry's name (an entry's id is optional)
-        s if s.entry_name else replace(s, canonical=_canonical(values, s, texts, domain))
-        for s in slots
-    ]
-    for slot, start, end, value in found:
-        first, last = tokens[start], tokens[end - 1]
-        chars = (first.char_start, last.char_end) if first.char_start >= 0 else (-1, -1)
-        said = text[chars[0] : chars[1]] if chars[0] >= 0 and text else " ".join(texts[start:end])
-        value = values.canonical(slot, texts[start:end], domain) or value
-        result.slots.append(SlotOut(slot, said, start, end, *chars, 0.0, canonical=value))
-        result.slots.sort(key=lambda s: s.token_start)
-    told = {s.name for s in result.slots}  # a slot the utterance says is not also implied
-    if implied_name == DOMAIN and implied != NONE and kinds and implied not in kinds:
-        implied = min(kinds) if len(kinds) == 1 else NONE  # the named entity's domain decides
-    if implied != NONE and implied_name not in told:
-        result.implied = [(implied_name, implied)]
-    else:
-        result.implied = []

@@ -24,7 +24,7 @@ from modelspec.names import (
     has_cell_state,
 )
 from server.admission import Admission
-from server.context import ContextMatch, context_input, finish
+from server.context import ContextMatch, context_input
 from server.decoding import ParseOptions, ParseResult, TokenOut, decode
 from server.errors import FailedPrecondition, InvalidArgument
 from server.loader import ModelLoader
@@ -37,6 +37,7 @@ from server.requests import (
     SequenceRef,
     StreamState,
 )
+from server.slot_values import finish
 from server.validation import Batch
 
 

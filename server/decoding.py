@@ -42,6 +42,7 @@ class SlotOut:
     canonical: str = ""  # the value Home Assistant acts on (server/values.py)
     entry_id: str = ""  # name, area, floor: the context entry it names
     entry_name: str = ""
+    entry_ids: tuple[str, ...] = ()  # every entry it names (entry_id first)
 
 
 @dataclass(slots=True)

@@ -67,6 +67,7 @@ def _fill(res: ParseResult) -> dict[str, object]:
                 canonical=s.canonical,
                 entry_id=s.entry_id,
                 entry_name=s.entry_name,
+                entry_ids=s.entry_ids,
             )
             for s in res.slots
         ],

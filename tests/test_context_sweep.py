@@ -401,22 +401,43 @@ ROOMS = {
 }
 
 
+BOTH_CEILINGS = ["light.bedroom_ceiling", "light.kitchen_ceiling"]
+
+
 @pytest.mark.parametrize(
-    ("text", "entity"),
+    ("text", "entities"),
     [
-        ("turn on the ceiling light in the kitchen", "light.kitchen_ceiling"),
-        ("turn on the kitchen ceiling light", "light.kitchen_ceiling"),
-        ("turn on the ceiling light downstairs", "light.kitchen_ceiling"),
-        ("turn on the ceiling light in the bedroom", "light.bedroom_ceiling"),
-        ("turn on the ceiling light", "light.bedroom_ceiling"),  # none named: request order
+        ("turn on the ceiling light in the kitchen", ["light.kitchen_ceiling"]),
+        ("turn on the kitchen ceiling light", ["light.kitchen_ceiling"]),
+        ("turn on the ceiling light downstairs", ["light.kitchen_ceiling"]),
+        ("turn on the ceiling light in the bedroom", ["light.bedroom_ceiling"]),
+        ("turn on the ceiling light", BOTH_CEILINGS),  # none named: both, request order
     ],
 )
-def test_of_several_entities_of_one_name_the_one_in_the_area_named_answers(client, text, entity):
+def test_of_several_entities_of_one_name_the_one_in_the_area_named_answers(client, text, entities):
     """Homes name a light "Ceiling Light" in every room: the name slot names the entity in the
     area (or on the floor) the utterance names (it named the first in request order, the
-    bedroom's light for "in the kitchen")."""
+    bedroom's light for "in the kitchen"); where none is named, `entry_ids` lists every one
+    (`entry_id` held only the first)."""
     r = client.parse(text, context=ROOMS)
-    assert [s.entry_id for s in r.slots if s.name == "name"] == [entity]
+    names = [s for s in r.slots if s.name == "name"]
+    assert [(s.entry_id, list(s.entry_ids)) for s in names] == [(entities[0], entities)]
+
+
+def test_the_cli_prints_every_entry_a_shared_name_names(server, capsys, tmp_path):
+    from client.__main__ import main
+
+    home = tmp_path / "home.json"
+    home.write_text(json.dumps(ROOMS))
+    args = ["parse", "--target", server.target, "--context", str(home)]
+    assert main([*args, "turn on the ceiling light"]) == 0
+    assert "[light.bedroom_ceiling, light.kitchen_ceiling]" in capsys.readouterr().out
+    assert main([*args, "--json", "turn on the ceiling light"]) == 0
+    (name,) = [s for s in json.loads(capsys.readouterr().out)["slots"] if s["name"] == "name"]
+    assert name["entry_ids"] == BOTH_CEILINGS
+    assert main([*args, "--json", "turn on the ceiling light in the kitchen"]) == 0
+    (name,) = [s for s in json.loads(capsys.readouterr().out)["slots"] if s["name"] == "name"]
+    assert "entry_ids" not in name and name["entry_id"] == "light.kitchen_ceiling"
 
 
 BATHROOMS = {
@@ -446,16 +467,21 @@ BATHROOMS = {
         ),
         (
             "turn on the mirror light in the bathroom",
-            {"name": "light.mirror_up", "area": "bath_up"},
+            {
+                "name": ["light.mirror_up", "light.mirror_down"],
+                "area": ["bath_up", "bath_down"],
+            },
         ),
     ],
 )
 def test_of_several_areas_of_one_name_the_one_on_the_floor_named_answers(client, text, want):
     """A bathroom upstairs and one downstairs: "the bathroom downstairs" named the first in
-    request order, upstairs, and so did the entity in it."""
+    request order, upstairs, and so did the entity in it; "the bathroom" alone names both, and
+    the mirror lights of both."""
     r = client.parse(text, context=BATHROOMS)
-    got = {s.name: s.entry_id for s in r.slots if s.name in ("name", "area")}
-    assert got == want
+    got = {s.name: list(s.entry_ids) for s in r.slots if s.name in ("name", "area")}
+    assert got == {k: v if isinstance(v, list) else [v] for k, v in want.items()}
+    assert all(s.entry_id == s.entry_ids[0] for s in r.slots if s.entry_ids)
 
 
 # ---------------------------------------------------------------- many homes at once

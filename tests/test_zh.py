@@ -216,8 +216,8 @@ def test_a_real_server_parses_chinese():
 
 def test_a_state_found_in_the_lists_keeps_the_words_as_said():
     from modelspec.values import SlotValues
-    from server.context import finish
     from server.decoding import ParseResult, TokenOut
+    from server.slot_values import finish
 
     text = "开关开了吗"
     tokens = [TokenOut(ch, 0, i, i + 1) for i, ch in enumerate(text)]

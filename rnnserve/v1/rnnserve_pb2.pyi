@@ -105,7 +105,7 @@ class IntentScore(_message.Message):
     def __init__(self, name: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class Slot(_message.Message):
-    __slots__ = ("name", "value", "token_start", "token_end", "char_start", "char_end", "confidence", "canonical", "entry_id", "entry_name")
+    __slots__ = ("name", "value", "token_start", "token_end", "char_start", "char_end", "confidence", "canonical", "entry_id", "entry_name", "entry_ids")
     NAME_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     TOKEN_START_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class Slot(_message.Message):
     CANONICAL_FIELD_NUMBER: _ClassVar[int]
     ENTRY_ID_FIELD_NUMBER: _ClassVar[int]
     ENTRY_NAME_FIELD_NUMBER: _ClassVar[int]
+    ENTRY_IDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     value: str
     token_start: int
@@ -126,7 +127,8 @@ class Slot(_message.Message):
     canonical: str
     entry_id: str
     entry_name: str
-    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., token_start: _Optional[int] = ..., token_end: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ..., confidence: _Optional[float] = ..., canonical: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_name: _Optional[str] = ...) -> None: ...
+    entry_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., value: _Optional[str] = ..., token_start: _Optional[int] = ..., token_end: _Optional[int] = ..., char_start: _Optional[int] = ..., char_end: _Optional[int] = ..., confidence: _Optional[float] = ..., canonical: _Optional[str] = ..., entry_id: _Optional[str] = ..., entry_name: _Optional[str] = ..., entry_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Steps(_message.Message):
     __slots__ = ("outputs", "slot_scores", "tags", "tag_names")
