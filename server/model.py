@@ -260,7 +260,8 @@ class ModelRegistry:
         if entry is None:
             raise NotFound(f"unknown model {name or self.default!r}")
         if version and version not in entry.status:
-            known = ", ".join(sorted(entry.status, key=int)) or "none"
+            held = sorted((v for v in entry.status if v), key=int)  # "": the model's own failure
+            known = ", ".join(held) or "none"
             raise NotFound(f"model {entry.name!r} has no version {version!r} (known: {known})")
         return bool(entry.versions.get(version) if version else entry.versions)
 

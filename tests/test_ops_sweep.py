@@ -206,6 +206,12 @@ def test_a_model_that_cannot_be_read_is_reported_without_the_servers_paths(tmp_p
                 stub.ModelMetadata(v2.ModelMetadataRequest(name=name), timeout=5)
             assert err.value.code() == grpc.StatusCode.NOT_FOUND
             assert str(tmp_path) not in err.value.details()
+            ready = stub.ModelReady(v2.ModelReadyRequest(name=name), timeout=5)
+            assert not ready.ready
+            with pytest.raises(grpc.RpcError) as err:  # was INTERNAL: the model's own "" key
+                stub.ModelReady(v2.ModelReadyRequest(name=name, version="1"), timeout=5)
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            assert "has no version '1' (known: none)" in err.value.details()
         assert all(str(tmp_path) not in reason for _, reason in _index(srv.target).values())
 
 
