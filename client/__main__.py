@@ -593,7 +593,7 @@ def main(argv: list[str] | None = None) -> int:
         with client:
             return COMMANDS[args.command](args, client)
     except RnnServeError as err:
-        print(f"{err.code}: {err.message}", file=sys.stderr)
+        print(f"{err.code}: {err.message}{_tls_hint(err, args.tls_ca)}", file=sys.stderr)
         return 1
     except InputError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -604,6 +604,28 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+# What a failed connection's text says about TLS, and what to do about it.
+TLS_HINTS = (
+    ("Socket closed", False, "the server may use TLS: pass --tls-ca with its CA certificate"),
+    ("WRONG_VERSION_NUMBER", True, "the server may not use TLS: leave out --tls-ca"),
+    (
+        "CERTIFICATE_VERIFY_FAILED",
+        True,
+        "--tls-ca is not the CA that signed the server's certificate",
+    ),
+)
+
+
+def _tls_hint(err: RnnServeError, tls_ca: str | None) -> str:
+    """A hint for an UNAVAILABLE connection that failed over TLS (or its absence); '' else."""
+    if err.code != "UNAVAILABLE":
+        return ""
+    for needle, with_ca, hint in TLS_HINTS:
+        if needle in err.message and with_ca == bool(tls_ca):
+            return f" ({hint})"
+    return ""
 
 
 if __name__ == "__main__":

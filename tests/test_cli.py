@@ -395,6 +395,31 @@ def test_mutual_tls_and_a_token_file_reach_a_guarded_server(tmp_path, pki):
         assert anon.returncode == 1 and anon.stderr.startswith("UNAUTHENTICATED")
 
 
+def test_a_connection_that_fails_over_tls_says_what_to_try(pki, server):
+    """Plaintext to a TLS port fails as "Socket closed", TLS to a plaintext port as
+    "WRONG_VERSION_NUMBER", another CA as "CERTIFICATE_VERIFY_FAILED": each is told what to try."""
+    settings = settings_for(
+        DEFAULT_ONNX, tls_cert=str(pki["server"].cert), tls_key=str(pki["server"].key)
+    )
+    hint = {
+        "plain": "(the server may use TLS: pass --tls-ca with its CA certificate)",
+        "tls": "(the server may not use TLS: leave out --tls-ca)",
+        "other ca": "(--tls-ca is not the CA that signed the server's certificate)",
+    }
+    with RunningServer(settings) as srv:
+        plain = client("health", "--target", srv.target, "--timeout", "3")
+        other = client(
+            "health", "--target", srv.target, "--tls-ca", str(pki["client"].cert), "--timeout", "3"
+        )
+        fine = client("health", "--target", srv.target, "--tls-ca", str(pki["ca"].cert))
+    tls = client("health", "--target", server.target, "--tls-ca", str(pki["ca"].cert))
+    assert plain.returncode == 1 and plain.stderr.startswith("UNAVAILABLE")
+    assert plain.stderr.rstrip().endswith(hint["plain"])
+    assert tls.returncode == 1 and tls.stderr.rstrip().endswith(hint["tls"])
+    assert other.returncode == 1 and other.stderr.rstrip().endswith(hint["other ca"])
+    assert fine.returncode == 0 and "SERVING" in fine.stdout
+
+
 # ---------------------------------------------------------------- start-up faults
 
 
