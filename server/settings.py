@@ -250,7 +250,9 @@ def build_parser(prog: str = "python -m server") -> argparse.ArgumentParser:
     for f in fields(Settings):
         flag = "--" + f.name.replace("_", "-")
         if f.type in ("bool", bool):
-            p.add_argument(flag, action="store_true", default=None, help=_HELP[f.name])
+            p.add_argument(
+                flag, action=argparse.BooleanOptionalAction, default=None, help=_HELP[f.name]
+            )
         else:
             p.add_argument(flag, default=None, help=_HELP[f.name])
     return p

@@ -555,7 +555,10 @@ def test_a_host_without_an_address_to_bind_is_one_line():
 def test_bad_flags_exit_2():
     for args, message in (
         (["--bogus", "1"], "error: unrecognized arguments: --bogus 1"),
-        (["--cuda-tf32=yes"], "error: argument --cuda-tf32: ignored explicit argument 'yes'"),
+        (
+            ["--cuda-tf32=yes"],
+            "error: argument --cuda-tf32/--no-cuda-tf32: ignored explicit argument 'yes'",
+        ),
         (["--max-queue"], "error: argument --max-queue: expected one argument"),
     ):
         out = _start(*args)
@@ -612,6 +615,11 @@ def test_boolean_variables_take_the_usual_words():
     for value, expected in (("1", True), ("Yes", True), ("on", True), ("0", False), ("off", False)):
         assert parse_settings([], {"RNNSERVE_CUDA_TF32": value}).cuda_tf32 is expected
     assert parse_settings(["--cuda-tf32"], {"RNNSERVE_CUDA_TF32": "no"}).cuda_tf32 is True
+    # a switch the environment turns on, a flag turns off
+    assert parse_settings(["--no-cuda-tf32"], {"RNNSERVE_CUDA_TF32": "1"}).cuda_tf32 is False
+    env = {"RNNSERVE_ALLOW_MISSING_PARITY": "yes"}
+    assert parse_settings([], env).allow_missing_parity is True
+    assert parse_settings(["--no-allow-missing-parity"], env).allow_missing_parity is False
 
 
 def test_settings_flags_win_over_environment():
