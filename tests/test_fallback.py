@@ -188,3 +188,33 @@ def test_the_server_answers_with_the_network_the_context_calls_for():
     assert other == none
     assert named.in_scope_score != none.in_scope_score
     assert [(s.name, s.entry_id) for s in named.slots] == [("name", "light.zorblat")]
+
+
+def test_make_train_pairs_with_a_given_fallback_instead_of_training_one():
+    """`make train FALLBACK=CHECKPOINT` (dry run): no plain network is trained, and the pair
+    takes the given checkpoint; without FALLBACK one is trained and paired."""
+    import shutil
+    import subprocess
+
+    from .conftest import ROOT
+
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+
+    def steps(*args: str) -> list[str]:
+        out = subprocess.run(
+            [make, "-n", "--no-print-directory", "train", *args],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [line for line in out.stdout.splitlines() if "-m export" in line]
+
+    given = steps("FALLBACK=build/shipped.pt")
+    assert not any("--no-context" in s for s in given)
+    assert any("-m export.fallback" in s and "--plain build/shipped.pt" in s for s in given)
+    trained = steps()
+    assert any("--no-context --out build/intent-plain.pt" in s for s in trained)
+    assert any("--plain build/intent-plain.pt" in s for s in trained)
