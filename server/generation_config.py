@@ -25,7 +25,12 @@ def generation_config(
     if path is None or not path.is_file():
         return limits, admit
     try:
-        conf = json.loads(path.read_text(encoding="utf-8")).get("generation", {})
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # the reader's words: the log only
+        what = f"{CONFIG_FILE}: not a readable JSON file"
+        raise ModelLoadError(f"{path}: not a readable JSON file ({exc})", public=what) from None
+    try:
+        conf = data.get("generation", {}) if isinstance(data, dict) else None
         if not isinstance(conf, dict):
             raise ValueError("generation must be an object")
         mode = conf.pop("batching", admit)
@@ -39,7 +44,7 @@ def generation_config(
         limits = replace(limits, **conf)
         if limits.default_steps > limits.max_steps:
             raise ValueError(f"default_steps {limits.default_steps} is over max_steps")
-    except (OSError, ValueError) as exc:
+    except ValueError as exc:  # our own words, naming the setting: no path, no parser text
         what = f"bad generation settings ({exc})"
         raise ModelLoadError(f"{path}: {what}", public=what) from None
     return limits, mode

@@ -21,6 +21,7 @@ from server.errors import InvalidArgument, ModelLoadError, NotFound, ResourceExh
 from server.generation import ADMIT_STEP, Generator
 from server.generation_config import generation_config
 from server.metrics import Metrics
+from server.model import UNAVAILABLE
 from server.repository import ModelSource, scan_seq2seq
 from server.seq2seq import GenerationLimits, Seq2SeqRuntime
 from server.settings import RuntimeSettings, Settings
@@ -94,9 +95,10 @@ class GenerationService:
         """Load every version of every source; returns what failed (and why)."""
         problems = []
         for src in sources.values():
-            if src.error:
-                self.failed[(src.name, "")] = src.error
+            if src.error:  # clients read the reason, the log the error (with the paths)
+                self.failed[(src.name, "")] = src.reason
                 problems.append(src.error)
+                continue
             try:
                 limits, mode = generation_config(src, self.limits, admit)
             except ModelLoadError as exc:
@@ -123,6 +125,11 @@ class GenerationService:
                 log.info("model loaded", extra={"model": src.name, "version": version})
         return problems
 
+    def index(self) -> list[tuple[str, str, str, str]]:
+        """(name, version, state, reason) of every model that failed to load or warm up, as
+        ModelRegistry.index has them; the loaded ones are served as their graphs."""
+        return [(n, v, UNAVAILABLE, why) for (n, v), why in sorted(self.failed.items())]
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter([m for versions in self.models.values() for m in versions.values()])
 
@@ -142,6 +149,9 @@ class GenerationService:
             name = next(iter(self.models))
         versions = self.models.get(name)
         if not versions:
+            why = sorted({r for (n, _), r in self.failed.items() if n == name and r})
+            if why:
+                raise NotFound(f"model {name!r} has no version loaded ({'; '.join(why)})")
             known = ", ".join(sorted(self.models)) or "none"
             what = f"unknown generation model {name!r}" if name else "the request names no model"
             raise NotFound(f"{what} (generation models served: {known})")

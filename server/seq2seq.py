@@ -39,7 +39,7 @@ from modelspec.seq2seq import (
     Seq2SeqMetadata,
     Seq2SeqMetadataError,
 )
-from server.errors import InvalidArgument, load_error
+from server.errors import InvalidArgument, ModelLoadError, load_error
 from server.runtime import choose_providers
 
 log = logging.getLogger("rnnserve.runtime")
@@ -56,6 +56,13 @@ class GenerationLimits:
     max_batch_rows: int = 256  # decoder rows one step runs at most (a beam takes beam_size)
 
 
+def _graph_error(path: Path, what: str, detail: str = "") -> ModelLoadError:
+    """load_error of one graph: clients read which file (encoder.onnx, step.onnx), not where."""
+    exc = load_error(path, what, detail)
+    exc.public = f"{path.name}: {what}"
+    return exc
+
+
 class Graph:
     """One ONNX graph of a seq2seq model: session, metadata, I/O spec, parity checked."""
 
@@ -65,18 +72,18 @@ class Graph:
             self.session = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as exc:  # onnxruntime raises several unrelated types here
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise load_error(path, "not a loadable ONNX model", first) from None
+            raise _graph_error(path, "not a loadable ONNX model", first) from None
         self.provider = self.session.get_providers()[0]
         raw = self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
         if raw is None:
-            raise load_error(path, f"no '{METADATA_KEY}' metadata")
+            raise _graph_error(path, f"no '{METADATA_KEY}' metadata")
         try:
             self.meta = Seq2SeqMetadata.from_json(raw)
             self.io = IOSpec.from_dict(self.meta.io)
         except (Seq2SeqMetadataError, IOSpecError, ValueError, KeyError, TypeError) as exc:
-            raise load_error(path, f"bad '{METADATA_KEY}' metadata", str(exc)) from None
+            raise _graph_error(path, f"bad '{METADATA_KEY}' metadata", str(exc)) from None
         if self.meta.role != role:
-            raise load_error(path, f"holds the {self.meta.role} graph, not the {role}")
+            raise _graph_error(path, f"holds the {self.meta.role} graph, not the {role}")
         names = {i.name for i in self.session.get_inputs()}
         names |= {o.name for o in self.session.get_outputs()}
         wanted = (
@@ -84,11 +91,11 @@ class Graph:
         )
         missing = [n for n in wanted if n not in names]
         if missing:
-            raise load_error(path, f"the graph lacks {', '.join(missing)}")
+            raise _graph_error(path, f"the graph lacks {', '.join(missing)}")
         par = self.meta.parity
         tol = float(par.get("tolerance", 1e-4))
         if not par.get("passed") or not float(par.get("max_abs_diff", np.inf)) <= tol:
-            raise load_error(path, "no passing parity certificate; re-export it")
+            raise _graph_error(path, "no passing parity certificate; re-export it")
 
     def run(self, names: Sequence[str], feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
         """One onnxruntime call."""
