@@ -17,7 +17,7 @@ from prometheus_client import Histogram
 from modelspec.names import STATE_LIMIT
 from modelspec.seq2seq import MEMORY, STEP_H0
 from server.beam import Hypothesis, Job, TokenEvent, make_job
-from server.errors import InvalidArgument, ModelLoadError, NotFound, ResourceExhausted
+from server.errors import InvalidArgument, ModelLoadError, NotFound, ResourceExhausted, load_error
 from server.generation import ADMIT_STEP, Generator
 from server.generation_config import generation_config
 from server.metrics import Metrics
@@ -254,9 +254,23 @@ class GenerationService:
                 yield model, self._result(model, tokens, item)
 
     def warmup(self, runs: int) -> None:
-        """A few calls of each graph of each model."""
-        for m in self:
-            m.runtime.warmup(runs)
+        """A few calls of each graph of each model. A version whose runs fail (a graph that
+        loads but cannot run) stops being served and is reported like a failed load."""
+        for m in list(self):
+            try:
+                m.runtime.warmup(runs)
+            except Exception as exc:  # onnxruntime raises several unrelated types
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                err = load_error(m.runtime.folder, "failed its warm-up runs", first)
+                versions = self.models[m.name]
+                del versions[m.version]
+                if not versions:
+                    del self.models[m.name]
+                self.failed[(m.name, m.version)] = err.public
+                log.warning(
+                    "model version not loaded",
+                    extra={"model": m.name, "version": m.version, "reason": str(err)},
+                )
 
 
 def from_repository(

@@ -69,6 +69,7 @@ CASES = [  # (case, the RepositoryIndex row of g2p, what clients read)
         "bad generation settings (unknown setting 'max_stepz')",
     ),
     ("truncated step", ("g2p", "1"), "step.onnx: not a loadable ONNX model"),
+    ("fails its warm-up runs", ("g2p", "1"), "failed its warm-up runs"),
 ]
 
 
@@ -109,7 +110,7 @@ def test_a_broken_encoder_decoder_is_reported_and_the_others_serve(
     reason="RepositoryIndex (server/graph_servicer.py) lists the encoder-decoders' graphs only; "
     "GenerationService.index() holds the failed rows to add",
 )
-@pytest.mark.parametrize(("case", "row", "reason"), [CASES[0], CASES[2]])
+@pytest.mark.parametrize(("case", "row", "reason"), [CASES[0], CASES[3]])
 def test_a_broken_encoder_decoder_is_unavailable_in_the_repository_index(
     tmp_path, case, row, reason
 ):
