@@ -88,7 +88,9 @@ class GraphInferenceServicer(InferenceServicer):
 
     def _not_seq2seq(self, name: str) -> None:
         """Encoder–decoders load at start only: say so rather than that the model is unknown."""
-        if name in self.graphs.generation.models or self.graphs.owns(name):
+        generation = self.graphs.generation
+        failed = any(n == name for n, _ in generation.failed)
+        if name in generation.models or failed or self.graphs.owns(name):
             raise FailedPrecondition(
                 f"model {name!r} is (a graph of) an encoder-decoder: it is loaded at start only, "
                 "never by RepositoryModelLoad or RepositoryModelUnload"
@@ -105,10 +107,14 @@ class GraphInferenceServicer(InferenceServicer):
         return await super().RepositoryModelUnload(request, context)
 
     async def RepositoryIndex(self, request, context):  # noqa: N802
-        """The repository's models, and the graphs of the encoder–decoders."""
+        """The repository's models, the graphs of the encoder–decoders, and (unless only the
+        ready ones are asked for) the encoder–decoders that failed to load."""
         resp = await super().RepositoryIndex(request, context)
         for name, version in self.graphs.index():
             resp.models.add(name=name, version=version, state=READY)
+        if not request.ready:
+            for name, version, state, reason in self.graphs.generation.index():
+                resp.models.add(name=name, version=version, state=state, reason=reason)
         return resp
 
     async def infer(self, request: pb.ModelInferRequest) -> pb.ModelInferResponse:
