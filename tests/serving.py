@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
+import sys
 import threading
 import urllib.request
 from collections.abc import Coroutine
@@ -135,3 +137,21 @@ def small_model_file(
     cases = [ParityCase("b3", (5, 2, 7), False), ParityCase("b2+state", (3, 4), True)]
     package(model, tok, intents, tags, out, cases=cases)
     return out
+
+
+def cli(
+    *args: str | bytes, stdin: str | bytes | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """`python -m client ARGS` run as a user runs it; stdout and stderr decoded, stdin and
+    arguments may be bytes."""
+    out = subprocess.run(
+        [sys.executable, "-m", "client", *args],
+        cwd=ROOT,
+        env=ENV if env is None else {**ENV, **env},
+        input=stdin.encode() if isinstance(stdin, str) else stdin,
+        capture_output=True,
+        timeout=60,
+    )
+    return subprocess.CompletedProcess(
+        out.args, out.returncode, out.stdout.decode(), out.stderr.decode()
+    )

@@ -20,7 +20,7 @@ from server.settings import Settings, parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
 from .pki import issue, make_ca
-from .serving import RunningServer, ServerProcess, settings_for, small_model_file
+from .serving import RunningServer, ServerProcess, cli, settings_for, small_model_file
 
 PY = sys.executable
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -34,34 +34,15 @@ def server():
         srv.stop()
 
 
-def client(
-    *args: str | bytes, stdin: str | bytes | None = None, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess:
-    """`python -m client ARGS`; stdout and stderr decoded, stdin and arguments may be bytes."""
-    out = subprocess.run(
-        [PY, "-m", "client", *args],
-        cwd=ROOT,
-        env=ENV if env is None else {**ENV, **env},
-        input=stdin.encode() if isinstance(stdin, str) else stdin,
-        capture_output=True,
-        timeout=60,
-    )
-    return subprocess.CompletedProcess(
-        out.args, out.returncode, out.stdout.decode(), out.stderr.decode()
-    )
-
-
 def test_cli_parse_prints_the_intent(server):
-    out = client("parse", "what time is it?", "--target", server.target)
+    out = cli("parse", "what time is it?", "--target", server.target)
     assert out.returncode == 0, out.stderr
     assert "HassGetCurrentTime" in out.stdout
 
 
 def test_cli_parse_json_reads_stdin_and_keeps_input_order(server):
     lines = "turn on the lights in the kitchen\nwhat time is it\nset the fan to 50 percent\n"
-    out = client(
-        "parse", "-", "--json", "--steps", "--state", "--target", server.target, stdin=lines
-    )
+    out = cli("parse", "-", "--json", "--steps", "--state", "--target", server.target, stdin=lines)
     assert out.returncode == 0, out.stderr
     rows = [json.loads(x) for x in out.stdout.splitlines()]
     assert [r["text"] for r in rows] == lines.splitlines()
@@ -72,31 +53,31 @@ def test_cli_parse_json_reads_stdin_and_keeps_input_order(server):
 
 
 def test_cli_info_and_health(server):
-    info = client("info", "--target", server.target)
+    info = cli("info", "--target", server.target)
     assert info.returncode == 0 and "gru" in info.stdout and "slot F1" in info.stdout
-    health = client("health", "--target", server.target)
+    health = cli("health", "--target", server.target)
     assert health.returncode == 0 and health.stdout.strip() == "SERVING"
 
 
 def test_cli_health_of_a_service_the_server_does_not_report_on(server):
-    out = client("health", "--service", "no.such.Service", "--target", server.target)
+    out = cli("health", "--service", "no.such.Service", "--target", server.target)
     assert out.returncode == 1
     assert out.stdout.strip() == "SERVICE_UNKNOWN" and not out.stderr
-    out = client("health", "--service", "rnnserve.v1.Parser", "--target", server.target)
+    out = cli("health", "--service", "rnnserve.v1.Parser", "--target", server.target)
     assert out.returncode == 0 and out.stdout.strip() == "SERVING"
 
 
 def test_cli_reports_the_status_and_fails(server):
-    out = client("parse", "   ", "--target", server.target)
+    out = cli("parse", "   ", "--target", server.target)
     assert out.returncode == 1
     assert out.stderr.startswith("INVALID_ARGUMENT: text is empty")
-    bad = client("health", "--target", "127.0.0.1:1", "--timeout", "2")
+    bad = cli("health", "--target", "127.0.0.1:1", "--timeout", "2")
     assert bad.returncode == 1 and bad.stderr.startswith("UNAVAILABLE")
     assert "Traceback" not in bad.stderr
 
 
 def test_metrics_endpoint_serves_prometheus_text(server):
-    client("parse", "what time is it", "--target", server.target)
+    cli("parse", "what time is it", "--target", server.target)
     with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/metrics", timeout=5) as r:
         body = r.read().decode()
     assert 'rnnserve_requests_total{code="OK",method="Parse"}' in body
@@ -105,7 +86,7 @@ def test_metrics_endpoint_serves_prometheus_text(server):
 
 def test_sigterm_drains_and_exits_zero():
     srv = ServerProcess("--model", str(DEFAULT_ONNX), "--drain-seconds", "5")
-    assert client("parse", "what time is it", "--target", srv.target).returncode == 0
+    assert cli("parse", "what time is it", "--target", srv.target).returncode == 0
     code, logs = srv.stop()
     assert code == 0
     assert [r["msg"] for r in logs][-2:] == ["draining", "stopped"]
@@ -120,7 +101,7 @@ def uni_server(tmp_path_factory):
 
 
 def test_stream_cli_with_a_unidirectional_model(uni_server):
-    out = client("stream", "--json", "--target", uni_server.target, stdin="turn on the\nkitchen\n")
+    out = cli("stream", "--json", "--target", uni_server.target, stdin="turn on the\nkitchen\n")
     assert out.returncode == 0, out.stderr
     rows = [json.loads(x) for x in out.stdout.splitlines()]
     assert [r["tokens"] for r in rows] == [["turn", "on", "the"], ["kitchen"]]
@@ -144,30 +125,30 @@ def _one_line(out: subprocess.CompletedProcess) -> str:
 def test_stream_names_the_bad_stdin_line_after_answering_the_ones_before(
     uni_server, stdin, message
 ):
-    out = client("stream", "--tokens", "--json", "--target", uni_server.target, stdin=stdin)
+    out = cli("stream", "--tokens", "--json", "--target", uni_server.target, stdin=stdin)
     assert out.returncode == 2
     assert _one_line(out).startswith(message)
     assert [len(json.loads(x)["tokens"]) for x in out.stdout.splitlines()] == [2]
 
 
 def test_stream_names_the_stdin_line_the_server_refused(uni_server):
-    out = client("stream", "--tokens", "--target", uni_server.target, stdin="3\n\n999999\n4\n")
+    out = cli("stream", "--tokens", "--target", uni_server.target, stdin="3\n\n999999\n4\n")
     assert out.returncode == 1
     line = _one_line(out)
     assert line.startswith("INVALID_ARGUMENT: token id 999999 ") and line.endswith("(stdin line 3)")
 
 
 def test_text_arguments_and_stdin_must_be_utf8(server):
-    out = client("parse", "what time is it", b"\xff", "--target", server.target)
+    out = cli("parse", "what time is it", b"\xff", "--target", server.target)
     assert out.returncode == 2
     assert _one_line(out) == "error: utterance 2 on the command line is not UTF-8 text"
-    out = client("parse", "-", "--target", server.target, stdin=b"what time is it\n\xfe\n")
+    out = cli("parse", "-", "--target", server.target, stdin=b"what time is it\n\xfe\n")
     assert out.returncode == 2
     assert _one_line(out) == "error: stdin line 2 is not UTF-8 text"
 
 
 def test_a_refused_long_utterance_is_named_cut_short(server):
-    out = client("parse", "what time is it", "b" * 10_000, "--target", server.target)
+    out = cli("parse", "what time is it", "b" * 10_000, "--target", server.target)
     assert out.returncode == 1 and "HassGetCurrentTime" in out.stdout
     assert _one_line(out) == (
         f"INVALID_ARGUMENT: text has 10000 characters; the limit is 8192 ({'b' * 60!r}… "
@@ -176,7 +157,7 @@ def test_a_refused_long_utterance_is_named_cut_short(server):
 
 
 def test_a_stream_with_nothing_to_send_is_a_usage_error(uni_server):
-    out = client("stream", "--target", uni_server.target, stdin="\n  \n")
+    out = cli("stream", "--target", uni_server.target, stdin="\n  \n")
     assert out.returncode == 2 and not out.stdout
     assert _one_line(out) == "error: nothing to stream"
 
@@ -238,7 +219,7 @@ def test_a_client_certificate_without_its_key_is_a_usage_error(pki, server):
         ["--tls-ca", ca, "--tls-cert", cert],
         ["--tls-ca", ca, "--tls-key", key],
     ):
-        out = client("health", "--target", server.target, *flags)
+        out = cli("health", "--target", server.target, *flags)
         assert out.returncode == 2, (flags, out.stderr)
         assert (
             _one_line(out) == "error: --tls-cert and --tls-key go together: mutual TLS needs both"
@@ -287,7 +268,7 @@ def _text(path: Path, text: str) -> Path:
 )
 def test_unusable_files_are_named_in_one_line(files, server, flag, name, message):
     path = files[name]
-    out = client("info", "--target", server.target, flag, str(path))
+    out = cli("info", "--target", server.target, flag, str(path))
     assert out.returncode == 2
     assert _one_line(out).startswith(f"error: argument {flag}: " + message.format(path))
 
@@ -308,7 +289,7 @@ def test_unusable_files_are_named_in_one_line(files, server, flag, name, message
     ],
 )
 def test_bad_numbers_and_targets_are_usage_errors(server, flags, message):
-    out = client("parse", "what time is it", "--target", server.target, *flags)
+    out = cli("parse", "what time is it", "--target", server.target, *flags)
     assert out.returncode == 2
     assert _one_line(out).startswith(f"error: {message}")
 
@@ -319,7 +300,7 @@ def test_bad_numbers_and_targets_are_usage_errors(server, flags, message):
 )
 @pytest.mark.parametrize("value", ["-1", "2.5", "many", str(2**32)])
 def test_bad_generate_numbers_are_usage_errors(server, flag, zero, value):
-    out = client("generate", "hello", "--target", server.target, f"{flag}={value}")
+    out = cli("generate", "hello", "--target", server.target, f"{flag}={value}")
     assert out.returncode == 2
     assert _one_line(out) == (
         f"error: argument {flag}: must be a whole number >= 0 (0: {zero}), not {value!r}"
@@ -339,14 +320,14 @@ def test_an_unusable_context_file_is_named_in_one_line(server, tmp_path, content
     path = tmp_path / "_fixtures.yaml"
     if content is not None:
         path.write_bytes(content)
-    out = client("parse", "turn on the lamp", "--target", server.target, "--context", str(path))
+    out = cli("parse", "turn on the lamp", "--target", server.target, "--context", str(path))
     assert out.returncode == 2
     assert _one_line(out).startswith("error: --context: " + message.format(path))
 
 
 def test_good_numbers_are_taken(server):
     flags = ["--json", "--timeout", "30", "--top-k", "2", "--target", server.target]
-    out = client("parse", "what time is it", *flags)
+    out = cli("parse", "what time is it", *flags)
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)["top_intents"]) == 2
 
@@ -354,12 +335,12 @@ def test_good_numbers_are_taken(server):
 def test_a_token_file_starting_with_a_byte_order_mark_is_read(server, tmp_path):
     path = tmp_path / "token"
     path.write_bytes(b"\xef\xbb\xbfsome-token\r\n")
-    out = client("health", "--target", server.target, "--token-file", str(path))
+    out = cli("health", "--target", server.target, "--token-file", str(path))
     assert out.returncode == 0 and out.stdout.strip() == "SERVING", out.stderr
 
 
 def test_a_token_the_channel_cannot_carry_is_a_usage_error(server):
-    out = client("health", "--target", server.target, env={"RNNSERVE_TOKEN": "t\u00f6ken"})
+    out = cli("health", "--target", server.target, env={"RNNSERVE_TOKEN": "t\u00f6ken"})
     assert out.returncode == 2
     assert (
         _one_line(out)
@@ -386,12 +367,12 @@ def test_mutual_tls_and_a_token_file_reach_a_guarded_server(tmp_path, pki):
         str(pki["client"].key),
     ]
     with RunningServer(settings) as srv:
-        out = client(
+        out = cli(
             "parse", "what time is it", "--target", srv.target, *tls, "--token-file", str(mine)
         )
         assert out.returncode == 0, out.stderr
         assert "HassGetCurrentTime" in out.stdout
-        anon = client("parse", "what time is it", "--target", srv.target, *tls)
+        anon = cli("parse", "what time is it", "--target", srv.target, *tls)
         assert anon.returncode == 1 and anon.stderr.startswith("UNAUTHENTICATED")
 
 
@@ -407,12 +388,12 @@ def test_a_connection_that_fails_over_tls_says_what_to_try(pki, server):
         "other ca": "(--tls-ca is not the CA that signed the server's certificate)",
     }
     with RunningServer(settings) as srv:
-        plain = client("health", "--target", srv.target, "--timeout", "3")
-        other = client(
+        plain = cli("health", "--target", srv.target, "--timeout", "3")
+        other = cli(
             "health", "--target", srv.target, "--tls-ca", str(pki["client"].cert), "--timeout", "3"
         )
-        fine = client("health", "--target", srv.target, "--tls-ca", str(pki["ca"].cert))
-    tls = client("health", "--target", server.target, "--tls-ca", str(pki["ca"].cert))
+        fine = cli("health", "--target", srv.target, "--tls-ca", str(pki["ca"].cert))
+    tls = cli("health", "--target", server.target, "--tls-ca", str(pki["ca"].cert))
     assert plain.returncode == 1 and plain.stderr.startswith("UNAVAILABLE")
     assert plain.stderr.rstrip().endswith(hint["plain"])
     assert tls.returncode == 1 and tls.stderr.rstrip().endswith(hint["tls"])
@@ -508,7 +489,7 @@ def test_model_without_parity_is_refused_unless_forced(tmp_path):
     out = _start("--model", str(path))
     assert out.returncode == 1 and "no parity figures" in out.stderr
     srv = ServerProcess("--model", str(path), "--allow-missing-parity")
-    assert client("parse", "what time is it", "--target", srv.target).returncode == 0
+    assert cli("parse", "what time is it", "--target", srv.target).returncode == 0
     srv.stop()
 
 

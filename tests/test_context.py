@@ -4,8 +4,6 @@ v2 input, the CLI's --context, over real servers with the committed models."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import grpc
 import numpy as np
@@ -36,7 +34,7 @@ from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
 from .conftest import DEFAULT_ONNX, ROOT
-from .serving import ENV, RunningServer, ServerProcess, settings_for, small_model_file
+from .serving import RunningServer, ServerProcess, cli, settings_for, small_model_file
 
 STREAM_ONNX = ROOT / "models" / "intent-stream.onnx"
 
@@ -501,14 +499,14 @@ def test_the_cli_reads_a_fixtures_shaped_file(tmp_path):
     path.write_text(FIXTURES)
     srv = ServerProcess("--model", str(DEFAULT_ONNX))
     try:
-        out = subprocess.run(
-            [sys.executable, "-m", "client", "parse", "--target", srv.target, "--json"]
-            + ["--context", str(path), "turn on the zorblat lamp"],
-            cwd=ROOT,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        out = cli(
+            "parse",
+            "--target",
+            srv.target,
+            "--json",
+            "--context",
+            str(path),
+            "turn on the zorblat lamp",
         )
         assert out.returncode == 0, out.stderr
         slots = json.loads(out.stdout)["slots"]
@@ -517,15 +515,7 @@ def test_the_cli_reads_a_fixtures_shaped_file(tmp_path):
         ]
         bad = tmp_path / "bad.json"
         bad.write_text('{"entities": [{"id": "light.x"}]}')
-        out = subprocess.run(
-            [sys.executable, "-m", "client", "parse", "--target", srv.target]
-            + ["--context", str(bad), "turn on the lamp"],
-            cwd=ROOT,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        out = cli("parse", "--target", srv.target, "--context", str(bad), "turn on the lamp")
         assert out.returncode == 2 and "entities[0] needs a name" in out.stderr
     finally:
         srv.stop()

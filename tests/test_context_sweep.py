@@ -4,8 +4,6 @@ entries without ids, streams, the CLI. Real servers on port 0 with the committed
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -22,7 +20,7 @@ from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
 from .conftest import ROOT
-from .serving import ENV, RunningServer, settings_for
+from .serving import RunningServer, cli, settings_for
 
 MODELS = ROOT / "models"
 
@@ -68,14 +66,14 @@ def test_an_entry_without_an_id_answers_its_name_as_the_canonical_value(client):
 def test_the_cli_json_shows_the_entry_of_a_slot_whose_entry_has_no_id(server, tmp_path):
     path = tmp_path / "home.json"
     path.write_text(json.dumps({"entities": [{"name": "Zorblat Lamp"}]}))
-    out = subprocess.run(
-        [sys.executable, "-m", "client", "parse", "--target", server.target, "--json"]
-        + ["--context", str(path), "turn on the zorblat lamp"],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out = cli(
+        "parse",
+        "--target",
+        server.target,
+        "--json",
+        "--context",
+        str(path),
+        "turn on the zorblat lamp",
     )
     assert out.returncode == 0, out.stderr
     (slot,) = json.loads(out.stdout)["slots"]
@@ -559,14 +557,8 @@ def test_a_context_without_floors_areas_or_entities_is_refused(server, client, t
     """A misspelt group ("entitys") left the home silently empty: every answer came without it."""
     path = tmp_path / "home.yaml"
     path.write_text("language: en\nentitys:\n  - name: Zorblat Lamp\n    id: light.zorblat\n")
-    out = subprocess.run(
-        [sys.executable, "-m", "client", "parse", "--target", server.target]
-        + ["--context", str(path), "turn on the zorblat lamp"],
-        cwd=ROOT,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=60,
+    out = cli(
+        "parse", "--target", server.target, "--context", str(path), "turn on the zorblat lamp"
     )
     assert out.returncode == 2 and out.stdout == ""
     assert "a context has floors, areas or entities; this one has entitys, language" in out.stderr
@@ -576,27 +568,15 @@ def test_a_context_without_floors_areas_or_entities_is_refused(server, client, t
         client.parse("turn on the zorblat lamp", context={"entity": [{"name": "Zorblat"}]})
 
 
-def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "client", *args],
-        cwd=ROOT,
-        env=ENV,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def test_the_cli_tells_a_refused_context_once_and_as_the_files(server, tmp_path):
     """A home the server refuses was told once per utterance, each time "('text')", and a
     stream blamed its first stdin line."""
     path = tmp_path / "home.json"
     path.write_text('{"entities": [{"name": "Zorblat", "aliases": [""]}]}')
     want = f"INVALID_ARGUMENT: --context {path}: context.entities[0].aliases[0] is empty\n"
-    out = _cli("parse", "-", "--target", server.target, "--context", str(path), stdin="a\nb\nc\n")
+    out = cli("parse", "-", "--target", server.target, "--context", str(path), stdin="a\nb\nc\n")
     assert (out.returncode, out.stdout, out.stderr) == (1, "", want)
-    out = _cli(
+    out = cli(
         "stream",
         "--model",
         "intent-stream",
