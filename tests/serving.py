@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Coroutine
 from dataclasses import replace
@@ -155,3 +156,14 @@ def cli(
     return subprocess.CompletedProcess(
         out.args, out.returncode, out.stdout.decode(), out.stderr.decode()
     )
+
+
+def wait_until(predicate: Any, seconds: float = 20.0) -> bool:
+    """Whether `predicate()` came true within `seconds` (checked every 50 ms): a deadline to
+    wait for a server's change, never a timing assertion."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False

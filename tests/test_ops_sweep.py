@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -36,7 +35,7 @@ from server.settings import parse_settings
 
 from .conftest import DEFAULT_ONNX, ROOT
 from .pki import issue, make_ca
-from .serving import ENV, RunningServer, ServerProcess, settings_for, small_model_file
+from .serving import ENV, RunningServer, ServerProcess, settings_for, small_model_file, wait_until
 
 TEXT = "turn on the kitchen lights"
 
@@ -49,15 +48,6 @@ def files(tmp_path_factory):
         "uni": small_model_file(root / "uni.onnx", "gru", seed=1),
         "bi": small_model_file(root / "bi.onnx", "gru", bi=True),
     }
-
-
-def _wait(predicate, seconds: float = 20.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _repo(root: Path, files: dict) -> Path:
@@ -114,13 +104,13 @@ def test_a_repository_that_cannot_be_read_for_a_while_keeps_its_models_served(
     with _polling(root) as srv, Client(srv.target, timeout=10) as c:
         assert c.parse(TEXT, model="uni").model == "uni"
         root.rename(aside)  # moved, unmounted: a scan finds no folder
-        assert _wait(lambda: any("unreadable" in r.getMessage() for r in caplog.records))
+        assert wait_until(lambda: any("unreadable" in r.getMessage() for r in caplog.records))
         assert c.parse(TEXT, model="uni").model == "uni"
         assert c.parse(TEXT, model="bi").model == "bi"
         assert _index(srv.target)[("uni", "1")] == ("READY", "")
         aside.rename(root)
         shutil.copy(files["bi"], root / "later.onnx")
-        assert _wait(lambda: _index(srv.target).get(("later", "1"), ("",))[0] == "READY")
+        assert wait_until(lambda: _index(srv.target).get(("later", "1"), ("",))[0] == "READY")
         assert _index(srv.target)[("uni", "1")] == ("READY", "")
 
 
@@ -130,7 +120,7 @@ def test_a_version_folder_named_with_other_digits_does_not_stop_polling(tmp_path
         (root / "uni" / "²").mkdir()  # str.isdigit() says yes, int() says no
         (root / "uni" / "٣").mkdir()  # Arabic-Indic three
         shutil.copy(files["bi"], root / "later.onnx")  # seen only if polling goes on
-        assert _wait(lambda: _index(srv.target).get(("later", "1"), ("",))[0] == "READY")
+        assert wait_until(lambda: _index(srv.target).get(("later", "1"), ("",))[0] == "READY")
         assert c.parse(TEXT, model="later").model == "later"
         assert c.info("uni").version == "1"
 
@@ -144,14 +134,14 @@ def test_a_model_folder_broken_then_fixed_while_polling_is_logged_once_and_leave
     with _polling(root) as srv, Client(srv.target, timeout=10) as c:
         config.write_text("{half-written")
         said = ("UNAVAILABLE", "config.json: not a readable JSON file")
-        assert _wait(lambda: _index(srv.target).get(("uni", "")) == said)
+        assert wait_until(lambda: _index(srv.target).get(("uni", "")) == said)
         assert _index(srv.target)[("uni", "1")] == ("READY", "")  # the loaded version serves on
         shutil.copy(files["bi"], root / "later.onnx")  # picked up by a later scan
-        assert _wait(lambda: ("later", "1") in _index(srv.target))
+        assert wait_until(lambda: ("later", "1") in _index(srv.target))
         warned = [r for r in caplog.records if r.getMessage() == "model not loaded"]
         assert len(warned) == 1 and str(config) in warned[0].__dict__["reason"]
         config.write_text('{"max_batch_size": 4}')
-        assert _wait(lambda: ("uni", "") not in _index(srv.target))
+        assert wait_until(lambda: ("uni", "") not in _index(srv.target))
         assert _index(srv.target)[("uni", "1")] == ("READY", "")
         assert c.parse(TEXT, model="uni").model == "uni"
 
@@ -291,7 +281,7 @@ def test_a_version_that_fails_to_load_reads_zero_in_model_ready(tmp_path, files)
         assert _samples(srv)['rnnserve_model_ready{model="uni",version="1"}'] == 1
         (root / "uni" / "2").mkdir()
         (root / "uni" / "2" / "model.onnx").write_bytes(DEFAULT_ONNX.read_bytes()[:5000])
-        assert _wait(lambda: ("uni", "2") in _index(srv.target))
+        assert wait_until(lambda: ("uni", "2") in _index(srv.target))
         assert _samples(srv)['rnnserve_model_ready{model="uni",version="2"}'] == 0
         assert _samples(srv)['rnnserve_model_ready{model="uni",version="1"}'] == 1
 
@@ -374,7 +364,7 @@ def test_v2_probes_answer_a_server_at_capacity_while_work_is_refused(tmp_path, f
         held = Client(srv.target, timeout=30)
         with held, ThreadPoolExecutor(1) as pool:
             first = pool.submit(held.parse, TEXT)  # waits in the batch window, holding the slot
-            assert _wait(lambda: srv.app.admission.unary == 1)
+            assert wait_until(lambda: srv.app.admission.unary == 1)
             assert stub.ServerLive(v2.ServerLiveRequest(), timeout=5).live
             assert stub.ServerReady(v2.ServerReadyRequest(), timeout=5).ready
             assert stub.ModelReady(v2.ModelReadyRequest(name="uni"), timeout=5).ready
@@ -473,7 +463,7 @@ def test_a_version_that_failed_at_start_is_not_loaded_again_until_it_changes(
     caplog.set_level(logging.INFO, logger="rnnserve")
     with _polling(root) as srv:
         shutil.copy(files["bi"], root / "later.onnx")  # seen only by a later scan
-        assert _wait(lambda: ("later", "1") in _index(srv.target))
+        assert wait_until(lambda: ("later", "1") in _index(srv.target))
         again = [r for r in caplog.records if r.getMessage() == "model version not loaded"]
         assert again == []  # the start-up line said it; the unchanged file was not retried
         assert _index(srv.target)[("uni", "2")] == ("UNAVAILABLE", "not a loadable ONNX model")
@@ -487,12 +477,12 @@ def test_a_failed_version_whose_file_is_removed_is_no_longer_reported_as_failing
         (root / "uni" / "2" / "model.onnx").write_bytes(b"not an onnx file")
         (root / "broken.onnx").write_bytes(b"not an onnx file")
         failing = ("UNAVAILABLE", "not a loadable ONNX model")
-        assert _wait(lambda: _index(srv.target).get(("broken", "1")) == failing)
+        assert wait_until(lambda: _index(srv.target).get(("broken", "1")) == failing)
         assert _index(srv.target)[("uni", "2")] == failing
         shutil.rmtree(root / "uni" / "2")
         (root / "broken.onnx").unlink()
         gone = ("UNAVAILABLE", "removed from the repository")
-        assert _wait(lambda: _index(srv.target).get(("broken", "1")) == gone)
+        assert wait_until(lambda: _index(srv.target).get(("broken", "1")) == gone)
         assert _index(srv.target)[("uni", "2")] == (
             "UNAVAILABLE",
             "no longer in the repository's policy",
@@ -585,7 +575,7 @@ def test_probes_arriving_all_the_time_do_not_hold_a_drain_open(files):
         prober.start()
         try:
             probes = 'rnnserve_requests_total{code="OK",method="ServerReady"}'
-            assert _wait(lambda: srv.metric(probes) > 20)
+            assert wait_until(lambda: srv.metric(probes) > 20)
             srv.call(srv.app.drain(60), timeout=30)  # returns once no work is left, not at 60 s
         finally:
             stop.set()

@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import grpc
@@ -23,7 +22,7 @@ from rnnserve.v1 import rnnserve_pb2 as pb
 from rnnserve.v1 import rnnserve_pb2_grpc as pb_grpc
 
 from .conftest import DEFAULT_ONNX, ROOT
-from .serving import RunningServer, settings_for, small_model_file
+from .serving import RunningServer, settings_for, small_model_file, wait_until
 
 PROBE = Path(__file__).with_name("v2_repository_probe.py")
 TEXT = "turn on the kitchen lights"
@@ -66,15 +65,6 @@ def _settings(root: Path, **kw):
 def _confidence(c: Client, version: str = "", model: str = "uni") -> float:
     answer = c.parse(TEXT, model=model, version=version)
     return answer.intent.confidence
-
-
-def _wait(predicate, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 @contextlib.contextmanager
@@ -222,14 +212,14 @@ def test_poll_mode_keeps_serving_the_version_before_a_broken_one(tmp_path, files
         two = _confidence(c)
         (root / "uni" / "3").mkdir()
         (root / "uni" / "3" / "model.onnx").write_bytes(b"not an onnx file")
-        assert _wait(lambda: _index(stub).get(("uni", "3"), ("", ""))[0] == "UNAVAILABLE")
+        assert wait_until(lambda: _index(stub).get(("uni", "3"), ("", ""))[0] == "UNAVAILABLE")
         shutil.copy(files["bi"], root / "later.onnx")  # seen by a later scan than the one above
-        assert _wait(lambda: "later" in {m.name for m in _ready(srv)})
+        assert wait_until(lambda: "later" in {m.name for m in _ready(srv)})
         assert c.info("uni").version == "2" and _confidence(c) == two
         assert _index(stub)[("uni", "2")] == ("READY", "")
         shutil.rmtree(root / "uni" / "3")
         _place(root, "uni", 4, files["v3"])
-        assert _wait(lambda: c.info("uni").version == "4")
+        assert wait_until(lambda: c.info("uni").version == "4")
         assert _index(stub)[("uni", "2")] == ("UNAVAILABLE", "no longer in the repository's policy")
 
 
@@ -239,13 +229,13 @@ def test_poll_mode_picks_up_a_new_version_and_drops_a_removed_one(tmp_path, file
     with RunningServer(settings) as srv, Client(srv.target, timeout=10) as c:
         two = _confidence(c)
         _place(root, "uni", 3, files["v3"])
-        assert _wait(lambda: c.info("uni").version == "3")
+        assert wait_until(lambda: c.info("uni").version == "3")
         assert _confidence(c) != two
         shutil.rmtree(root / "uni" / "3")
-        assert _wait(lambda: c.info("uni").version == "2")
+        assert wait_until(lambda: c.info("uni").version == "2")
         assert _confidence(c) == two
         (root / "bi.onnx").unlink()
-        assert _wait(lambda: "bi" not in {m.name for m in _ready(srv)})
+        assert wait_until(lambda: "bi" not in {m.name for m in _ready(srv)})
 
 
 def _ready(srv):
